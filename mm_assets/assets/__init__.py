@@ -1,0 +1,1 @@
+"""Thin Dagster wrappers: read shards, call domain code, write shards, emit metadata."""

@@ -1,0 +1,39 @@
+"""What every asset shares: the batch partitions, the storage resource, metadata helpers."""
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+
+from mm_assets.store.layout import Layout
+
+ingest_batches = dg.DynamicPartitionsDefinition(name="ingest_batches")
+
+
+class Storage(dg.ConfigurableResource):
+    """The home folder holding manifests, shards and the DuckDB file (a local path or a mount)."""
+
+    home: str
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(Path(self.home))
+
+
+def table_metadata(table: pa.Table, location: Path) -> dict:
+    return {
+        "dagster/row_count": table.num_rows,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema]
+        ),
+        "shard": dg.MetadataValue.path(str(location)),
+    }
+
+
+def markdown_table(rows: list[dict], columns: list[str], limit: int = 50) -> dg.MetadataValue:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows[:limit]:
+        lines.append("| " + " | ".join(str(row.get(c, "")).replace("|", "\\|") for c in columns) + " |")
+    if len(rows) > limit:
+        lines.append(f"\n… and {len(rows) - limit} more")
+    return dg.MetadataValue.md("\n".join(lines) if rows else "_none_")

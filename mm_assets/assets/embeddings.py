@@ -1,0 +1,136 @@
+"""One embedding asset per configured encoder (an asset factory over the config)."""
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
+from mm_assets.config import EncoderConfig
+from mm_assets.encoders.clip import ClipEncoder
+from mm_assets.encoders.embed import ImageJob, embed_images, embed_texts
+from mm_assets.progress import Progress
+from mm_assets.store.shards import existing_ids, read_table, shard_writer, write_json
+
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    return pa.schema([("chunk_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
+
+
+def embedding_asset_key(encoder: EncoderConfig) -> dg.AssetKey:
+    return dg.AssetKey(["embeddings", encoder.name])
+
+
+def build_embedding_asset(encoder_config: EncoderConfig, chunks_asset, raw_files_asset, max_image_pixels: int,
+                          decode_workers: int):
+    key = embedding_asset_key(encoder_config)
+
+    @dg.asset(
+        key=key,
+        partitions_def=ingest_batches,
+        group_name="embedding",
+        kinds={"pytorch", "parquet"},
+        deps=[chunks_asset, raw_files_asset],
+        # The fingerprint covers model, revision, dtype and code: changing any marks exactly this asset stale.
+        code_version=encoder_config.fingerprint,
+        pool="gpu",
+        description=f"{encoder_config.name}: {encoder_config.model} ({encoder_config.dtype}), "
+        f"modalities {', '.join(encoder_config.modalities)}",
+        metadata={"model": encoder_config.model, "encoder_key": encoder_config.key},
+        check_specs=[
+            dg.AssetCheckSpec("vectors_are_valid", asset=key, description="right dimension, finite, unit norm"),
+            dg.AssetCheckSpec("every_chunk_embedded", asset=key,
+                              description="every chunk of a covered modality has a vector for this encoder"),
+        ],
+    )
+    def embeddings(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
+        layout, batch, enc_key = storage.layout, context.partition_key, encoder_config.key
+        chunks = [c for c in read_table(layout.shard("chunks", batch)).to_pylist()
+                  if c["modality"] in encoder_config.modalities]
+        paths = {r["file_id"]: r["path"] for r in read_table(layout.shard("raw_files", batch)).to_pylist()
+                 if r["status"] == "ok"}
+        out = layout.shard("embeddings", batch, enc_key)
+        # Content addressing: chunks another batch already embedded with this encoder are never redone.
+        done = existing_ids(layout.shard_dir("embeddings", enc_key), "chunk_id", exclude=out)
+        todo = list({c["chunk_id"]: c for c in chunks if c["chunk_id"] not in done}.values())
+        context.log.info(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already embedded, {len(todo)} to embed")
+
+        encoder = ClipEncoder(encoder_config)
+        info = encoder.metadata()
+        write_json(layout.encoder_record(enc_key), info)
+        image_jobs = _image_jobs([c for c in todo if c["modality"] == "image"], paths)
+        texts = [(c["chunk_id"], c["text"]) for c in todo if c["modality"] == "text"]
+        with Progress(len(todo), f"embed {encoder_config.name}", context.log.info) as progress, \
+                shard_writer(out, embeddings_schema(encoder.dim)) as write:
+            def write_batch(ids: list[str], vectors: np.ndarray) -> None:
+                write(pa.table({"chunk_id": ids, "embedding": _fixed_size(vectors)}, schema=embeddings_schema(encoder.dim)))
+            image_stats = embed_images(encoder, image_jobs, write_batch, max_pixels=max_image_pixels,
+                                       workers=decode_workers, progress=progress)
+            text_stats = embed_texts(encoder, texts, write_batch, progress=progress)
+
+        written = read_table(out)
+        failures = [{"chunk_id": cid, "reason": reason} for cid, reason in image_stats.failures]
+        for f in failures:
+            context.log.warning(f"could not embed chunk {f['chunk_id']}: {f['reason']}")
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(written, out),
+                **{k: v for k, v in info.items() if k != "versions"},
+                "versions": info["versions"],
+                "table_name": f"emb_{enc_key}",
+                "chunks_in_batch": len(chunks),
+                "already_embedded": len(chunks) - len(todo),
+                "embedded": written.num_rows,
+                "failed": len(failures),
+                "failures": markdown_table(failures, ["chunk_id", "reason"]),
+                **image_stats.as_metadata("image"),
+                **text_stats.as_metadata("text"),
+            },
+            check_results=[
+                _validity_check(written, encoder.dim),
+                _coverage_check(chunks, done | set(written.column("chunk_id").to_pylist())),
+            ],
+        )
+
+    return embeddings
+
+
+def _fixed_size(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def _image_jobs(chunks: list[dict], paths: dict[str, str]) -> list[ImageJob]:
+    by_file: dict[str, list[dict]] = {}
+    for c in chunks:
+        by_file.setdefault(c["file_id"], []).append(c)
+    return [
+        ImageJob(fid, paths[fid], tuple(c["chunk_id"] for c in cs), tuple(tuple(c["bbox"]) for c in cs))
+        for fid, cs in by_file.items()
+    ]
+
+
+def _validity_check(table: pa.Table, dim: int) -> dg.AssetCheckResult:
+    column = table.column("embedding")
+    width = column.type.list_size
+    vectors = np.asarray(column.combine_chunks().flatten(), dtype=np.float32).reshape(-1, width)
+    norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.ones(0)
+    finite = bool(np.isfinite(vectors).all())
+    worst = float(np.abs(norms - 1).max()) if len(norms) else 0.0
+    return dg.AssetCheckResult(
+        check_name="vectors_are_valid",
+        passed=width == dim and finite and worst <= UNIT_NORM_TOLERANCE,
+        metadata={"dim": width, "expected_dim": dim, "all_finite": finite, "max_norm_error": worst,
+                  "vectors": len(vectors)},
+    )
+
+
+def _coverage_check(chunks: list[dict], embedded: set[str]) -> dg.AssetCheckResult:
+    missing = sorted({c["chunk_id"] for c in chunks} - embedded)
+    return dg.AssetCheckResult(
+        check_name="every_chunk_embedded",
+        passed=not missing,
+        metadata={"chunks": len(chunks), "missing": len(missing), "missing_ids": missing[:20]},
+    )
+

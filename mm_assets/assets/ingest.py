@@ -1,0 +1,126 @@
+"""raw_files and chunks: one ingest batch at a time."""
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import dagster as dg
+import pyarrow as pa
+from transformers import AutoTokenizer
+
+from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
+from mm_assets.chunking import CHUNKER_VERSION, chunking_params
+from mm_assets.chunking.files import CHUNKS_SCHEMA, chunk_image, chunk_text
+from mm_assets.config import Settings, short_hash
+from mm_assets.encoders.resolve import resolve_model
+from mm_assets.ingest import BadFile
+from mm_assets.ingest.batches import read_manifest
+from mm_assets.ingest.files import RAW_FILES_SCHEMA, file_id_of, inspect_file, read_file_bytes, rejected_row
+from mm_assets.ingest.text import decode_text
+from mm_assets.progress import Progress
+from mm_assets.store.shards import read_table, write_table
+
+# Bumped when ingest code changes what it records for the same file.
+INGEST_VERSION = "1"
+
+
+def build_ingest_assets(settings: Settings) -> list:
+    @dg.asset(
+        partitions_def=ingest_batches,
+        group_name="ingest",
+        kinds={"python", "parquet"},
+        code_version=f"{INGEST_VERSION}-{short_hash([settings.max_image_pixels, settings.max_file_bytes], 6)}",
+        description="Every file of the batch: content hash, type sniffed from content, metadata; "
+        "bad files quarantined with a reason.",
+    )
+    def raw_files(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
+        layout, batch = storage.layout, context.partition_key
+        files, rejected = read_manifest(layout, batch)
+        with Progress(len(files), f"ingest {batch}", context.log.info) as progress, \
+                ThreadPoolExecutor(settings.decode_workers) as pool:
+            def inspect(entry):
+                row = inspect_file(entry, max_image_pixels=settings.max_image_pixels,
+                                   max_file_bytes=settings.max_file_bytes)
+                progress()
+                return row
+            rows = list(pool.map(inspect, files)) + [rejected_row(r.path, r.reason) for r in rejected]
+        now = time.time()
+        for row in rows:
+            row.update(batch=batch, ingested_at=now)
+        table = pa.Table.from_pylist(rows, schema=RAW_FILES_SCHEMA)
+        path = layout.shard("raw_files", batch)
+        write_table(path, table)
+        bad = [r for r in rows if r["status"] == "quarantined"]
+        ok = [r for r in rows if r["status"] == "ok"]
+        for r in bad:
+            context.log.warning(f"quarantined {r['path']}: {r['reason']}")
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(table, path),
+                "files_ok": len(ok),
+                "files_quarantined": len(bad),
+                "by_modality": dict(Counter(r["modality"] for r in ok)),
+                "bytes": sum(r["size"] or 0 for r in ok),
+                "quarantine": markdown_table(bad, ["path", "reason"]),
+            }
+        )
+
+    params = chunking_params(settings)
+
+    @dg.asset(
+        partitions_def=ingest_batches,
+        group_name="chunking",
+        kinds={"python", "parquet"},
+        deps=[raw_files],
+        code_version=f"{CHUNKER_VERSION}-{short_hash(params, 6)}",
+        description="Text windows that fit the CLIP text tower (headings kept as context); whole images "
+        "(and tiles when configured).",
+        check_specs=[dg.AssetCheckSpec("every_file_has_chunks", asset="chunks")],
+    )
+    def chunks(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
+        layout, batch = storage.layout, context.partition_key
+        files = [r for r in read_table(layout.shard("raw_files", batch)).to_pylist() if r["status"] == "ok"]
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(settings.tokenizer_source).local_dir)
+        rows, failures = [], []
+        with Progress(len(files), f"chunk {batch}", context.log.info) as progress:
+            for f in files:
+                try:
+                    rows.extend(_chunk_one(f, tokenizer, params, settings.max_file_bytes))
+                except BadFile as exc:
+                    failures.append({"path": f["path"], "reason": str(exc)})
+                    context.log.warning(f"could not chunk {f['path']}: {exc}")
+                progress()
+        table = pa.Table.from_pylist(rows, schema=CHUNKS_SCHEMA)
+        path = layout.shard("chunks", batch)
+        write_table(path, table)
+        chunked = {r["file_id"] for r in rows}
+        missing = [f for f in files if f["file_id"] not in chunked]
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(table, path),
+                "by_modality": dict(Counter(r["modality"] for r in rows)),
+                "chunker_version": CHUNKER_VERSION,
+                "params": params,
+                "max_text_tokens": max((r["n_tokens"] for r in rows if r["n_tokens"]), default=0),
+                "failures": markdown_table(failures, ["path", "reason"]),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="every_file_has_chunks",
+                    passed=not missing,
+                    metadata={"files": len(files), "files_without_chunks": [m["path"] for m in missing][:20]},
+                )
+            ],
+        )
+
+    return [raw_files, chunks]
+
+
+def _chunk_one(f: dict, tokenizer, params: dict, max_bytes: int) -> list[dict]:
+    if f["modality"] == "image":
+        return chunk_image(f["file_id"], params["image"])
+    data = read_file_bytes(f["path"], max_bytes)
+    if file_id_of(data) != f["file_id"]:
+        raise BadFile("file changed since it was ingested; it will be picked up as a new version")
+    text, _ = decode_text(data)
+    return chunk_text(f["file_id"], text, f["path"], tokenizer, params["text"])

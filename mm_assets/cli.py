@@ -1,0 +1,113 @@
+"""`mm-assets`: run the pipeline on folders, search, and inspect, recording runs in the Dagster instance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mm_assets.config import Settings, load_settings
+from mm_assets.encoders.resolve import ModelNotFoundError
+from mm_assets.store.layout import Layout
+from mm_assets.store.vector_db import VectorDBError, open_read_only
+
+_QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mm-assets", description=__doc__)
+    p.add_argument("--config", help="settings file (default: $MM_ASSETS_CONFIG or ./mm_assets.yaml)")
+    p.add_argument("--home", help="data folder for shards and the DuckDB file (default: .mm_assets)")
+    p.add_argument("--model", help="hub id or local directory for the default encoder (env MM_ASSETS_MODEL)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="discover new or changed files and materialize them end to end")
+    run.add_argument("dirs", nargs="*", help="source folders (default: `sources:` from the settings)")
+
+    search = sub.add_parser("search", help="search the vector tables with a text or an image")
+    search.add_argument("text", nargs="?", help="text query")
+    search.add_argument("--image", help="image file to search with")
+    search.add_argument("--k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--modality", choices=["image", "text"], help="only return chunks of this modality")
+    search.add_argument("--encoder", help="encoder name or table key (default: the configured default encoder)")
+    search.add_argument("--exact", action="store_true", help="brute force even when an HNSW index exists")
+    search.add_argument("--json", action="store_true", help="print a JSON list")
+
+    status = sub.add_parser("status", help="what is ingested, embedded and quarantined")
+    status.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, home=args.home, model=args.model)
+        return {"run": cmd_run, "search": cmd_search, "status": cmd_status}[args.command](settings, args)
+    except (ModelNotFoundError, VectorDBError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"mm-assets: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_run(settings: Settings, args) -> int:
+    from mm_assets.runs import run_pipeline  # imports Dagster: only for the commands that need it
+
+    sources = [Path(d) for d in args.dirs] or list(settings.sources)
+    if not sources:
+        raise ValueError("give one or more folders (`mm-assets run DIR ...`) or set `sources:` in mm_assets.yaml")
+    summary = run_pipeline(settings, sources, run_config=_QUIET_RUN)
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.ok else 1
+
+
+def cmd_search(settings: Settings, args) -> int:
+    from mm_assets.search.query import search
+
+    if (args.text is None) == (args.image is None):
+        raise ValueError("give a text query or --image PATH (exactly one)")
+    hits = search(
+        settings.db_path, text=args.text, image=args.image, k=args.k, modality=args.modality,
+        encoder=args.encoder, default_key=None if args.encoder else settings.default_encoder.key, exact=args.exact,
+    )
+    if args.json:
+        print(json.dumps([h.as_dict() for h in hits], indent=1))
+        return 0
+    for rank, h in enumerate(hits, 1):
+        snippet = (h.text or "").replace("\n", " ")
+        print(f"{rank:>3}  {h.distance:.4f}  {h.modality:<5}  {h.path}" + (f"\n       {snippet[:100]}" if snippet else ""))
+    if not hits:
+        print("no results")
+    return 0
+
+
+def cmd_status(settings: Settings, args) -> int:
+    layout = Layout(settings.home)
+    con = open_read_only(layout.db_path)
+    try:
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("files", "chunks", "quarantine")}
+        encoders = [dict(zip(("table", "encoder", "model", "revision", "current", "default", "vectors"), r))
+                    for r in con.execute("""SELECT table_name, name, model_id, revision, is_current, is_default,
+                                            n_vectors FROM encoders ORDER BY name, key""").fetchall()]
+        quarantine = [dict(zip(("path", "reason"), r))
+                      for r in con.execute("SELECT path, reason FROM quarantine ORDER BY path").fetchall()]
+    finally:
+        con.close()
+    batches = len(list(layout.manifests.glob("*.json")))
+    report = {"home": str(settings.home), "batches": batches, **counts, "encoders": encoders, "quarantined": quarantine}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"home {settings.home}: {batches} batches, {counts['files']} files, {counts['chunks']} chunks, "
+          f"{counts['quarantine']} quarantined")
+    for e in encoders:
+        flag = "default" if e["default"] else ("current" if e["current"] else "old")
+        print(f"  {e['table']:<32} {e['vectors']:>8} vectors  {flag:<7}  {e['model']} @ {e['revision']}")
+    for q in quarantine:
+        print(f"  quarantined {q['path']}: {q['reason']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

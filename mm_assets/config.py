@@ -1,0 +1,201 @@
+"""Settings and encoder configurations, read from a YAML file and the environment.
+
+Resolution order: explicit arguments > environment (``MM_ASSETS_*``) > config file > defaults.
+The config file is ``$MM_ASSETS_CONFIG`` or ``./mm_assets.yaml`` when present.
+Relative paths in the file are relative to the file; elsewhere to the working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+# Bumped when embedding code changes what it produces for the same model (part of every fingerprint).
+EMBEDDING_CODE_VERSION = "1"
+MODALITIES = ("image", "text")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def short_hash(payload: object, length: int = 12) -> str:
+    """Stable hash of JSON-serialisable data (sorted keys), used for fingerprints and ids."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """One named encoder: a CLIP model (hub id or local directory) and how to run it."""
+
+    name: str
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    batch_size: int = 32
+    modalities: tuple[str, ...] = MODALITIES
+
+    def __post_init__(self):
+        if not self.name.replace("_", "").isalnum() or not self.name[0].isalpha():
+            raise ValueError(f"encoder name {self.name!r} must be letters, digits and '_', starting with a letter")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"encoder {self.name!r}: dtype must be one of {DTYPES}, not {self.dtype!r}")
+        unknown = set(self.modalities) - set(MODALITIES)
+        if unknown or not self.modalities:
+            raise ValueError(f"encoder {self.name!r}: modalities must be a non-empty subset of {MODALITIES}")
+
+    @property
+    def fingerprint(self) -> str:
+        """What determines the vectors: model, revision, precision, modalities, code version.
+
+        Device and batch size are left out on purpose: they change speed, not meaning.
+        """
+        return short_hash(
+            {
+                "model": self.model,
+                "revision": self.revision,
+                "dtype": self.dtype,
+                "modalities": sorted(self.modalities),
+                "code": EMBEDDING_CODE_VERSION,
+            }
+        )
+
+    @property
+    def key(self) -> str:
+        """Directory and table suffix: readable name plus fingerprint, so old and new live side by side."""
+        return f"{self.name}_{self.fingerprint}"
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    tokenizer: str | None = None  # None: the default encoder's model
+    max_tokens: int = 77  # CLIP's text context, special tokens included
+    overlap_tokens: int = 16
+    image_tiles: int = 0  # n > 1 adds an n×n grid of tiles per image besides the whole image
+
+    def __post_init__(self):
+        if self.max_tokens < 8:
+            raise ValueError("chunking.max_tokens must be at least 8")
+        if not 0 <= self.overlap_tokens < self.max_tokens // 2:
+            raise ValueError("chunking.overlap_tokens must be between 0 and half of max_tokens")
+        if self.image_tiles == 1 or self.image_tiles < 0:
+            raise ValueError("chunking.image_tiles must be 0 (off) or at least 2")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    sources: tuple[Path, ...] = ()
+    encoders: tuple[EncoderConfig, ...] = (EncoderConfig(name="clip"),)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    max_image_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
+    max_file_bytes: int = 512 * 1024 * 1024
+    hnsw: bool = False
+    decode_workers: int = max(1, min(8, os.cpu_count() or 1))
+
+    def __post_init__(self):
+        names = [e.name for e in self.encoders]
+        if not names:
+            raise ValueError("at least one encoder must be configured")
+        if len(set(names)) != len(names):
+            raise ValueError(f"encoder names must be unique: {names}")
+
+    @property
+    def default_encoder(self) -> EncoderConfig:
+        return self.encoders[0]
+
+    @property
+    def tokenizer_source(self) -> str:
+        return self.chunking.tokenizer or self.default_encoder.model
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "vectors.duckdb"
+
+    def encoder(self, name: str) -> EncoderConfig:
+        for enc in self.encoders:
+            if enc.name == name:
+                return enc
+        raise KeyError(f"no encoder named {name!r}; configured: {[e.name for e in self.encoders]}")
+
+    def with_model(self, model: str) -> "Settings":
+        """The same settings with the default encoder's model replaced (``--model`` / MM_ASSETS_MODEL)."""
+        first = replace(self.default_encoder, model=_normalise_model(model, Path.cwd()), revision=None)
+        return replace(self, encoders=(first, *self.encoders[1:]))
+
+    def describe(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+def _normalise_model(model: str, base: Path) -> str:
+    """Local model directories become absolute paths (so the fingerprint does not depend on cwd)."""
+    candidate = Path(model).expanduser()
+    if not candidate.is_absolute():
+        candidate = base / candidate
+    if candidate.exists() or model.startswith((".", "/", "~")):
+        return str(candidate.resolve())
+    return model
+
+
+def _path(value: str | os.PathLike, base: Path) -> Path:
+    p = Path(value).expanduser()
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    *,
+    home: str | os.PathLike | None = None,
+    model: str | None = None,
+    sources: list[str] | None = None,
+) -> Settings:
+    env = os.environ
+    config_file = config_file or env.get("MM_ASSETS_CONFIG")
+    if config_file is None and Path("mm_assets.yaml").exists():
+        config_file = "mm_assets.yaml"
+    raw: dict = {}
+    base = Path.cwd()
+    if config_file is not None:
+        config_path = Path(config_file).expanduser().resolve()
+        if not config_path.is_file():
+            raise FileNotFoundError(f"config file not found: {config_path}")
+        raw = yaml.safe_load(config_path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{config_path}: expected a mapping at the top level")
+        base = config_path.parent
+    unknown = set(raw) - {"home", "sources", "encoders", "chunking", "max_image_pixels", "max_file_bytes",
+                          "hnsw", "decode_workers"}
+    if unknown:
+        raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
+
+    encoders = tuple(
+        EncoderConfig(
+            **{
+                **e,
+                "model": _normalise_model(str(e.get("model", DEFAULT_MODEL)), base),
+                "modalities": tuple(e.get("modalities", MODALITIES)),
+            }
+        )
+        for e in raw.get("encoders", [{"name": "clip"}])
+    )
+    kwargs = {k: raw[k] for k in ("max_image_pixels", "max_file_bytes", "hnsw", "decode_workers") if k in raw}
+    settings = Settings(
+        home=_path(raw.get("home", ".mm_assets"), base),
+        sources=tuple(_path(s, base) for s in raw.get("sources", [])),
+        encoders=encoders,
+        chunking=ChunkingConfig(**raw.get("chunking", {})),
+        **kwargs,
+    )
+    if home or env.get("MM_ASSETS_HOME"):
+        settings = replace(settings, home=_path(home or env["MM_ASSETS_HOME"], Path.cwd()))
+    if sources or env.get("MM_ASSETS_SOURCES"):
+        chosen = sources or env["MM_ASSETS_SOURCES"].split(os.pathsep)
+        settings = replace(settings, sources=tuple(_path(s, Path.cwd()) for s in chosen))
+    if model or env.get("MM_ASSETS_MODEL"):
+        settings = settings.with_model(model or env["MM_ASSETS_MODEL"])
+    return settings

@@ -1,0 +1,1 @@
+"""Encoders: load CLIP models from the hub, the HF cache or a local directory, and embed batches."""

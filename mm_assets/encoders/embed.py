@@ -1,0 +1,152 @@
+"""Stream chunks through an encoder: a decode thread pool feeds batched forward passes.
+
+Image decode and preprocessing run in threads (Pillow releases the GIL), at most a few batches
+ahead of the model, so memory stays flat however large the batch of files is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mm_assets.encoders.clip import ClipEncoder
+from mm_assets.ingest import BadFile
+from mm_assets.ingest.files import file_id_of, read_file_bytes
+from mm_assets.ingest.images import decode_rgb
+
+WriteBatch = Callable[[list[str], np.ndarray], None]
+
+
+@dataclass
+class StageTimes:
+    """Seconds per stage. read/decode/preprocess are summed over decode threads (CPU time, not wall)."""
+
+    read: float = 0.0
+    decode: float = 0.0
+    preprocess: float = 0.0
+    forward: float = 0.0
+    write: float = 0.0
+    wall: float = 0.0
+    embedded: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (chunk_id, reason)
+
+    def as_metadata(self, prefix: str) -> dict[str, float]:
+        rate = self.embedded / self.wall if self.wall else 0.0
+        out = {f"{prefix}_seconds_{k}": round(getattr(self, k), 4)
+               for k in ("read", "decode", "preprocess", "forward", "write", "wall")}
+        out[f"{prefix}_per_second"] = round(rate, 2)
+        return out
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    file_id: str
+    path: str
+    chunk_ids: tuple[str, ...]
+    bboxes: tuple[tuple[float, float, float, float], ...]
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> Iterator:
+    """Like pool.map, in order, but never more than ``ahead`` tasks in flight."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
+    times = [0.0, 0.0, 0.0]
+    t0 = time.perf_counter()
+    try:
+        data = read_file_bytes(job.path, max_bytes=2**40)
+        if file_id_of(data) != job.file_id:
+            raise BadFile("file changed since it was ingested; it will be picked up as a new version")
+        t1 = time.perf_counter()
+        # Tiles need the image decoded larger: a 1/n-wide tile must still cover the model's input size.
+        zoom = round(1 / min(b[2] - b[0] for b in job.bboxes))
+        image = decode_rgb(data, max_pixels, min_side=encoder.preprocess.shortest_edge * zoom)
+        t2 = time.perf_counter()
+        w, h = image.size
+        pixels = [
+            encoder.preprocess(image if b == (0.0, 0.0, 1.0, 1.0) else image.crop(
+                (round(b[0] * w), round(b[1] * h), round(b[2] * w), round(b[3] * h))))
+            for b in job.bboxes
+        ]
+        t3 = time.perf_counter()
+        times = [t1 - t0, t2 - t1, t3 - t2]
+        return job, pixels, times, None
+    except BadFile as exc:
+        return job, None, times, str(exc)
+
+
+def embed_images(
+    encoder: ClipEncoder, jobs: Iterable[ImageJob], write: WriteBatch, *, max_pixels: int, workers: int,
+    progress: Callable[[int], None] = lambda n: None,
+) -> StageTimes:
+    stats = StageTimes()
+    start = time.perf_counter()
+    ids: list[str] = []
+    pixels: list[np.ndarray] = []
+    batch_size = encoder.config.batch_size
+
+    def flush():
+        t0 = time.perf_counter()
+        vectors = encoder.embed_pixels(np.stack(pixels))
+        t1 = time.perf_counter()
+        write(list(ids), vectors)
+        stats.forward += t1 - t0
+        stats.write += time.perf_counter() - t1
+        stats.embedded += len(ids)
+        progress(len(ids))
+        ids.clear()
+        pixels.clear()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        for job, job_pixels, (t_read, t_decode, t_pre), error in _bounded_map(
+            pool, lambda j: _load_image_job(j, encoder, max_pixels), jobs, ahead=2 * batch_size
+        ):
+            stats.read += t_read
+            stats.decode += t_decode
+            stats.preprocess += t_pre
+            if error:
+                stats.failures.extend((cid, error) for cid in job.chunk_ids)
+                progress(len(job.chunk_ids))
+                continue
+            ids.extend(job.chunk_ids)
+            pixels.extend(job_pixels)
+            if len(ids) >= batch_size:
+                flush()
+    if ids:
+        flush()
+    stats.wall = time.perf_counter() - start
+    return stats
+
+
+def embed_texts(
+    encoder: ClipEncoder, chunks: list[tuple[str, str]], write: WriteBatch,
+    progress: Callable[[int], None] = lambda n: None,
+) -> StageTimes:
+    """(chunk_id, text) pairs, batched by length so padding stays small."""
+    stats = StageTimes()
+    start = time.perf_counter()
+    ordered = sorted(chunks, key=lambda c: len(c[1]))
+    for i in range(0, len(ordered), encoder.config.batch_size):
+        batch = ordered[i : i + encoder.config.batch_size]
+        t0 = time.perf_counter()
+        vectors = encoder.embed_texts([text for _, text in batch])
+        t1 = time.perf_counter()
+        write([cid for cid, _ in batch], vectors)
+        stats.forward += t1 - t0
+        stats.write += time.perf_counter() - t1
+        stats.embedded += len(batch)
+        progress(len(batch))
+    stats.wall = time.perf_counter() - start
+    return stats

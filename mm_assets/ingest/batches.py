@@ -1,0 +1,70 @@
+"""Ingest batches: a manifest of new/changed files, and the index of what has been batched already."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import pyarrow as pa
+
+from mm_assets.config import short_hash
+from mm_assets.ingest.discover import FoundFile, Rejected, new_or_changed, walk_sources
+from mm_assets.store.layout import Layout
+from mm_assets.store.shards import read_json, read_table, write_json, write_table
+
+
+def load_seen(layout: Layout) -> dict[str, tuple[int, int]]:
+    if not layout.seen_index.exists():
+        return {}
+    t = read_table(layout.seen_index).to_pydict()
+    return dict(zip(t["path"], zip(t["size"], t["mtime_ns"])))
+
+
+def _save_seen(layout: Layout, seen: dict[str, tuple[int, int]]) -> None:
+    paths = list(seen)
+    write_table(
+        layout.seen_index,
+        pa.table({
+            "path": pa.array(paths, pa.string()),
+            "size": pa.array([seen[p][0] for p in paths], pa.int64()),
+            "mtime_ns": pa.array([seen[p][1] for p in paths], pa.int64()),
+        }),
+    )
+
+
+def create_batch(layout: Layout, sources, max_files: int | None = None) -> str | None:
+    """Discover new or changed files under ``sources``; write their manifest; return the batch id.
+
+    The manifest is written before the seen-index, so a crash in between only re-batches files
+    (harmless: content addressing makes the second batch free), never drops them.
+    """
+    seen = load_seen(layout)
+    files, rejected = new_or_changed(walk_sources(sources), seen)
+    if max_files is not None:
+        files = files[:max_files]
+    if not files and not rejected:
+        return None
+    now = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    batch = f"b{now}-{short_hash([[asdict(f) for f in files], [asdict(r) for r in rejected]], 8)}"
+    write_json(
+        layout.manifest(batch),
+        {
+            "batch": batch,
+            "created_at": time.time(),
+            "sources": [str(s) for s in sources],
+            "files": [asdict(f) for f in files],
+            "rejected": [asdict(r) for r in rejected],
+        },
+    )
+    seen.update({f.path: (f.size, f.mtime_ns) for f in files})
+    seen.update({r.path: (-1, -1) for r in rejected})
+    _save_seen(layout, seen)
+    return batch
+
+
+def read_manifest(layout: Layout, batch: str) -> tuple[list[FoundFile], list[Rejected]]:
+    path = layout.manifest(batch)
+    if not path.exists():
+        raise FileNotFoundError(f"no manifest for batch {batch!r} at {path}; batches are created by discovery")
+    m = read_json(path)
+    return [FoundFile(**f) for f in m["files"]], [Rejected(**r) for r in m["rejected"]]

@@ -1,0 +1,68 @@
+"""Decode images safely and convert every mode to the 8-bit RGB a CLIP model expects."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mm_assets.ingest import BadFile
+
+# Pillow's check is a warning below 2× its limit; we apply our own, configurable limit instead.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Parse the header only; reject non-images and decompression bombs before any pixel is decoded."""
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise BadFile("not a recognised image format") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise BadFile(f"corrupt image header: {exc}") from None
+    pixels = img.width * img.height
+    if pixels > max_pixels:
+        raise BadFile(
+            f"decompression bomb: {img.width}x{img.height} = {pixels:,} pixels exceeds the limit of {max_pixels:,}"
+        )
+    if pixels == 0:
+        raise BadFile("image has zero width or height")
+    return img
+
+
+def decode_rgb(data: bytes, max_pixels: int, min_side: int | None = None) -> Image.Image:
+    """Decode to RGB with EXIF orientation applied.
+
+    ``min_side``: the smallest side the caller needs; JPEGs are then decoded at a reduced DCT scale
+    (``draft``) that still covers it, which is several times faster than a full decode.
+    """
+    img = open_image(data, max_pixels)
+    if min_side and img.format == "JPEG":
+        img.draft(img.mode if img.mode == "CMYK" else "RGB", (min_side, min_side))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": orientation then defaults to none
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise BadFile(f"truncated or corrupt image data: {exc}") from None
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB: 16-bit scaled (not clipped), alpha composited on white."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if img.mode == "F" and arr.max() <= 1.0:
+            peak = 1.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB") if img.mode != "RGB" else img

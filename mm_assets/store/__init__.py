@@ -1,0 +1,1 @@
+"""Storage: immutable Parquet shards (the source of truth) and the derived DuckDB serving file."""

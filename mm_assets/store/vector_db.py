@@ -1,0 +1,144 @@
+"""The DuckDB serving file, derived from the shards and replaced atomically.
+
+``build_vector_db`` writes a complete new database under a temporary name and renames it over the
+old one: readers that opened the old file keep reading it, new readers see the new one, and nobody
+ever sees a half-built state. Deleting or damaging the file loses nothing: rebuild it from shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import duckdb_extension_fts
+import duckdb_extension_vss
+
+from mm_assets.store.layout import Layout
+from mm_assets.store.shards import list_shards, read_json
+
+
+class VectorDBError(RuntimeError):
+    pass
+
+
+def _extension_file(package) -> str:
+    # The pip packages ship the binary for the pinned duckdb version; nothing is downloaded.
+    return str(next(Path(package.__path__[0]).rglob("*.duckdb_extension")))
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
+    for package in (duckdb_extension_vss, duckdb_extension_fts):
+        con.execute(f"LOAD '{_extension_file(package)}'")
+
+
+def open_read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
+    if not db_path.exists():
+        raise VectorDBError(
+            f"no vector database at {db_path}. Build it with `mm-assets run DIR` or by materializing "
+            "the vector_tables asset."
+        )
+    try:
+        con = duckdb.connect(str(db_path), read_only=True)
+        load_extensions(con)
+        con.execute("SELECT count(*) FROM encoders").fetchone()
+        return con
+    except duckdb.Error as exc:
+        raise VectorDBError(
+            f"the vector database {db_path} is damaged or incomplete ({exc}). It is derived data: "
+            "rematerialize vector_tables (`mm-assets run` or the Dagster UI) to rebuild it from the shards."
+        ) from None
+
+
+def embedding_table(encoder_key: str) -> str:
+    return f"emb_{encoder_key}"
+
+
+def _parquet(paths: list[Path]) -> str:
+    return "read_parquet([" + ", ".join(f"'{p}'" for p in paths) + "], union_by_name = true)"
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    tables: dict[str, int]  # table name -> rows
+    hnsw_seconds: float
+    seconds: float
+
+
+def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, hnsw: bool, log=print) -> BuildReport:
+    """Rebuild ``vectors.duckdb`` from every shard.
+
+    ``current``: encoder name -> key of the configured encoders; older keys found in the shards
+    are kept as their own tables (marked not current) so configurations can be compared.
+    """
+    start = time.perf_counter()
+    raw = list_shards(layout.shard_dir("raw_files"))
+    chunk_shards = list_shards(layout.shard_dir("chunks"))
+    if not raw or not chunk_shards:
+        raise VectorDBError("nothing ingested yet: no raw_files/chunks shards under " + str(layout.home))
+    tmp = layout.db_path.with_name(f".{layout.db_path.stem}.{uuid.uuid4().hex[:8]}.building")
+    tables: dict[str, int] = {}
+    hnsw_seconds = 0.0
+    try:
+        con = duckdb.connect(str(tmp))
+        load_extensions(con)
+        con.execute(f"CREATE TABLE file_versions AS SELECT * FROM {_parquet(raw)}")
+        # A path's latest version wins (an edited file replaces its old content); a file id seen under
+        # several paths (a rename or a copy) is served under its most recently ingested path.
+        con.execute("""
+            CREATE TABLE files AS
+            WITH latest AS (SELECT path, arg_max(file_id, ingested_at) AS file_id, arg_max(status, ingested_at) AS status
+                            FROM file_versions GROUP BY path)
+            SELECT v.file_id, arg_max(v.path, v.ingested_at) AS path, any_value(v.modality) AS modality,
+                   any_value(v.format) AS format, any_value(v.encoding) AS encoding, any_value(v.width) AS width,
+                   any_value(v.height) AS height, any_value(v.size) AS size, max(v.ingested_at) AS ingested_at
+            FROM file_versions v JOIN latest l ON v.path = l.path AND v.file_id = l.file_id
+            WHERE l.status = 'ok' GROUP BY v.file_id""")
+        con.execute("""
+            CREATE TABLE quarantine AS
+            SELECT path, reason, batch, ingested_at FROM file_versions WHERE status = 'quarantined'""")
+        con.execute(f"""
+            CREATE TABLE chunks AS SELECT DISTINCT ON (chunk_id) * FROM {_parquet(chunk_shards)}
+            WHERE file_id IN (SELECT file_id FROM files) ORDER BY chunk_id""")
+        con.execute("""
+            CREATE TABLE encoders (key VARCHAR PRIMARY KEY, name VARCHAR, fingerprint VARCHAR, table_name VARCHAR,
+                model_id VARCHAR, revision VARCHAR, embedding_dim INTEGER, dtype VARCHAR, is_current BOOLEAN,
+                is_default BOOLEAN, n_vectors BIGINT, metadata JSON)""")
+        for enc_dir in sorted(p for p in layout.shard_dir("embeddings").glob("*") if p.is_dir()):
+            shards = list_shards(enc_dir)
+            record_path = layout.encoder_record(enc_dir.name)
+            if not shards or not record_path.exists():
+                continue
+            record = read_json(record_path)
+            key, table, dim = enc_dir.name, embedding_table(enc_dir.name), int(record["embedding_dim"])
+            con.execute(f"""
+                CREATE TABLE {table} AS SELECT DISTINCT ON (chunk_id) chunk_id, embedding::FLOAT[{dim}] AS embedding
+                FROM {_parquet(shards)} WHERE chunk_id IN (SELECT chunk_id FROM chunks) ORDER BY chunk_id""")
+            n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            tables[table] = n
+            if hnsw and n:
+                t0 = time.perf_counter()
+                log(f"building HNSW index on {table} ({n:,} vectors)")
+                con.execute("SET hnsw_enable_experimental_persistence = true")
+                con.execute(f"CREATE INDEX {table}_hnsw ON {table} USING HNSW (embedding) WITH (metric = 'cosine')")
+                hnsw_seconds += time.perf_counter() - t0
+            con.execute(
+                "INSERT INTO encoders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [key, record["encoder"], record["fingerprint"], table, record["model_id"], record["revision"], dim,
+                 record["dtype"], current.get(record["encoder"]) == key, key == default_key, n,
+                 json.dumps(record, sort_keys=True)],
+            )
+        for name in ("files", "chunks", "quarantine", "file_versions"):
+            tables[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        con.execute("CHECKPOINT")
+        con.close()
+        os.replace(tmp, layout.db_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+    return BuildReport(tables, hnsw_seconds, time.perf_counter() - start)
+
