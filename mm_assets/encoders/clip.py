@@ -45,8 +45,9 @@ class ImagePreprocessing:
     def __call__(self, image: Image.Image) -> np.ndarray:
         """RGB PIL image -> float32 CHW array, normalised."""
         w, h = image.size
-        scale = self.shortest_edge / min(w, h)
-        new_w, new_h = max(self.crop_width, round(w * scale)), max(self.crop_height, round(h * scale))
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = self.shortest_edge, int(self.shortest_edge * long / short)  # as transformers rounds
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
         image = image.resize((new_w, new_h), resample=self.resample)
         left, top = (new_w - self.crop_width) // 2, (new_h - self.crop_height) // 2
         image = image.crop((left, top, left + self.crop_width, top + self.crop_height))

@@ -18,6 +18,22 @@ _BOMS = (
 _ALLOWED_CONTROLS = set("\t\n\r\f\v")
 
 
+def _decode_legacy(data: bytes) -> tuple[str, str]:
+    """Non-UTF text. Western text (mostly ASCII, a few accents) is cp1252/Latin-1, which detectors
+    often mistake for a neighbouring code page on short files; anything else goes to detection."""
+    try:
+        text = data.decode("cp1252")
+        letters = [ch for ch in text if ch.isalpha()]
+        if letters and sum(not ch.isascii() for ch in letters) / len(letters) < 0.3:
+            return text, "cp1252"
+    except UnicodeDecodeError:
+        pass
+    best = from_bytes(data).best()
+    if best is None:
+        raise BadFile("binary content: no text encoding fits")
+    return str(best), best.encoding
+
+
 def decode_text(data: bytes) -> tuple[str, str]:
     """Return (text, encoding). BOMs first, then strict UTF-8, then charset detection (Latin-1 etc.)."""
     for bom, encoding in _BOMS:
@@ -31,10 +47,7 @@ def decode_text(data: bytes) -> tuple[str, str]:
     try:
         text, encoding = data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        best = from_bytes(data).best()
-        if best is None:
-            raise BadFile("binary content: no text encoding fits") from None
-        text, encoding = str(best), best.encoding
+        text, encoding = _decode_legacy(data)
     controls = sum(1 for ch in text if ch < " " and ch not in _ALLOWED_CONTROLS)
     if controls > max(2, len(text) // 100):
         raise BadFile(f"binary content: {controls} control characters in {len(text)} characters")

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny local CLIP models, corpora of real files, settings in a temp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mm_assets.config import EncoderConfig, Settings
+from mm_assets_tests.corpus import write_bad_files, write_good_images, write_texts
+from mm_assets_tests.tiny_models import build_tiny_clip
+
+# Never reach for the hub: a closed local port makes any accidental request fail at once.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_other(tmp_path_factory) -> Path:
+    """A second model (different weights and dimension), for lineage and side-by-side tests."""
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip-b", seed=1, projection_dim=24)
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    folder = tmp_path / "src"
+    write_good_images(folder / "images")
+    write_texts(folder / "texts")
+    return folder
+
+
+@pytest.fixture
+def bad_reasons(source, tmp_path) -> dict[str, str]:
+    return write_bad_files(source / "bad", tmp_path / "outside")
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_clip, source) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        sources=(source,),
+        encoders=(EncoderConfig(name="clip", model=str(tiny_clip), batch_size=4),),
+        decode_workers=2,
+    )
+
+
+@pytest.fixture(autouse=True)
+def dagster_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
