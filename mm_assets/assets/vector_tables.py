@@ -20,10 +20,15 @@ def single_writer(layout: Layout):
         yield
 
 
+# Bumped when the database layout changes.
+VECTOR_DB_VERSION = "1"
+
+
 def build_vector_tables_asset(settings: Settings, upstream: list):
     @dg.asset(
         group_name="vector_tables",
         kinds={"duckdb"},
+        code_version=f"{VECTOR_DB_VERSION}-{'hnsw' if settings.hnsw else 'exact'}",
         deps=upstream,
         description="DuckDB file with files, chunks, quarantine, encoders and one FLOAT[dim] table per "
         "encoder fingerprint (old fingerprints kept for comparison); HNSW index when configured.",

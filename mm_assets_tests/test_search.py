@@ -1,0 +1,84 @@
+"""Search exactness against NumPy, image self-retrieval, HNSW, and clear errors."""
+
+from dataclasses import replace
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from mm_assets.search.query import recorded_encoder, pick_encoder_table, search
+from mm_assets.store.vector_db import VectorDBError, open_read_only
+from mm_assets_tests.helpers import db_rows, ingest_with_dagster, stored_vectors
+
+
+@pytest.fixture
+def indexed(settings):
+    with dg.instance_for_test() as instance:
+        _, result = ingest_with_dagster(settings, instance)
+        assert result.success
+    return settings
+
+
+def numpy_top_k(settings, query: np.ndarray, k: int, modality=None):
+    (table,) = [r[0] for r in db_rows(settings, "SELECT table_name FROM encoders")]
+    ids, vectors = stored_vectors(settings, table)
+    modalities = dict(db_rows(settings, "SELECT chunk_id, modality FROM chunks"))
+    distances = 1 - vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    ranked = sorted((d, cid) for d, cid in zip(distances, ids) if modality in (None, modalities[cid]))
+    return ranked[:k]
+
+
+def query_vector(settings, text):
+    con = open_read_only(settings.db_path)
+    try:
+        return recorded_encoder(pick_encoder_table(con, None, settings.default_encoder.key)).embed_texts([text])[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("modality", [None, "image", "text"])
+def test_exact_search_equals_numpy_brute_force(indexed, modality):
+    q = "a dog on a beach"
+    hits = search(indexed.db_path, text=q, k=7, modality=modality, default_key=indexed.default_encoder.key)
+    expected = numpy_top_k(indexed, query_vector(indexed, q), 7, modality)
+    assert [h.chunk_id for h in hits] == [cid for _, cid in expected]
+    assert np.allclose([h.distance for h in hits], [d for d, _ in expected], atol=1e-5)
+    assert all(h.modality == modality for h in hits if modality)
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+
+
+def test_an_image_from_the_corpus_finds_itself_first(indexed):
+    photo = indexed.sources[0] / "images" / "photo.jpg"
+    hits = search(indexed.db_path, image=photo, k=3, default_key=indexed.default_encoder.key)
+    assert hits[0].path == str(photo) and hits[0].distance < 1e-4
+
+
+def test_hnsw_index_is_built_when_configured_and_used(settings):
+    settings = replace(settings, hnsw=True)
+    with dg.instance_for_test() as instance:
+        ingest_with_dagster(settings, instance)
+    con = open_read_only(settings.db_path)
+    try:
+        table = pick_encoder_table(con, None, settings.default_encoder.key)
+        assert table.has_hnsw
+        plan = con.execute(f"EXPLAIN SELECT chunk_id FROM {table.table_name} ORDER BY "
+                           f"array_cosine_distance(embedding, $q::FLOAT[{table.dim}]) LIMIT 5",
+                           {"q": [0.1] * table.dim}).fetchall()[0][1]
+        assert "HNSW_INDEX_SCAN" in plan
+    finally:
+        con.close()
+    photo = settings.sources[0] / "images" / "photo.jpg"
+    approx = search(settings.db_path, image=photo, k=5, default_key=settings.default_encoder.key)
+    exact = search(settings.db_path, image=photo, k=5, default_key=settings.default_encoder.key, exact=True)
+    assert approx[0].path == str(photo) and [h.chunk_id for h in approx] == [h.chunk_id for h in exact]
+
+
+def test_search_without_a_database_says_how_to_build_it(settings):
+    with pytest.raises(VectorDBError, match="mm-assets run"):
+        search(settings.db_path, text="x")
+
+
+def test_a_damaged_database_says_how_to_rebuild_it(indexed):
+    indexed.db_path.write_bytes(b"not a database" * 100)
+    with pytest.raises(VectorDBError, match="rematerialize vector_tables"):
+        search(indexed.db_path, text="x", default_key=indexed.default_encoder.key)
