@@ -14,6 +14,7 @@ import dagster as dg
 from mm_assets.assets.embeddings import embedding_asset_key
 from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
+from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest.batches import create_batch
 from mm_assets.store.layout import Layout
 
@@ -65,6 +66,9 @@ def pending_assets(layout: Layout, settings: Settings, batch: str) -> list[dg.As
 
 def run_pipeline(settings: Settings, sources: list[Path], run_config: dict | None = None,
                  instance: dg.DagsterInstance | None = None) -> RunSummary:
+    # Fail fast, before any batch or run exists, when a model is missing.
+    for model, revision in {(settings.tokenizer_source, None), *((e.model, e.revision) for e in settings.encoders)}:
+        resolve_model(model, revision)
     instance = instance or default_instance(settings)
     layout = Layout(settings.home)
     job = build_definitions(settings).resolve_job_def(INGEST_JOB)

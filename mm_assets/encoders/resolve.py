@@ -6,6 +6,7 @@ import hashlib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from huggingface_hub import constants, snapshot_download
@@ -27,14 +28,20 @@ class ResolvedModel:
 
 
 def weights_hash(directory: Path) -> str:
-    digest = hashlib.sha256()
+    """Identity of a local model's weights (its "revision"); cached while the files are unchanged."""
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         raise ModelNotFoundError(
             f"{directory} has no *.safetensors weights; save the model with save_pretrained(safe_serialization=True)"
         )
-    for path in files:
-        digest.update(path.name.encode())
+    return _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@lru_cache(maxsize=32)
+def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for path, _, _ in files:
+        digest.update(Path(path).name.encode())
         with open(path, "rb") as fh:
             digest.update(hashlib.file_digest(fh, "sha256").digest())
     return "sha256:" + digest.hexdigest()[:16]

@@ -1,0 +1,95 @@
+"""The CLI as a user runs it: run, search --json, status, and its errors."""
+
+import json
+import time
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from mm_assets.cli import main
+from mm_assets_tests.helpers import db_rows, stored_vectors
+
+
+@pytest.fixture
+def cli(tmp_path, tiny_clip):
+    base = ["--home", str(tmp_path / "home"), "--model", str(tiny_clip)]
+
+    def call(*args):
+        return main([*base, *map(str, args)])
+
+    return call
+
+
+def test_run_then_search_and_status(cli, source, bad_reasons, capsys, dagster_home):
+    assert cli("run", source) == 0
+    out = capsys.readouterr().out
+    assert "new batch: b" in out and "vector tables rebuilt" in out
+
+    # the runs are recorded in the Dagster instance under DAGSTER_HOME, so the UI shows them
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_run_records()
+        assert len(runs) == 2 and all(r.dagster_run.is_success for r in runs)
+        assert instance.get_latest_materialization_event(dg.AssetKey("vector_tables")) is not None
+
+    assert cli("search", "a dog on a beach", "--k", "5", "--json") == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 5 and {"path", "chunk_id", "modality", "distance"} <= set(hits[0])
+    assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
+
+    photo = source / "images" / "photo.jpg"
+    assert cli("search", "--image", photo, "--modality", "image", "--json") == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits[0]["path"] == str(photo) and hits[0]["distance"] < 1e-4
+    assert {h["modality"] for h in hits} == {"image"}
+
+    assert cli("status", "--json") == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["batches"] == 1 and len(status["quarantined"]) == len(bad_reasons)
+    assert status["encoders"][0]["default"] is True
+
+    # nothing new: no new batch, nothing re-embedded
+    assert cli("run", source) == 0
+    assert "no new or changed files" in capsys.readouterr().out
+
+
+def test_cli_top_k_equals_numpy_brute_force(cli, source, tmp_path, capsys):
+    assert cli("run", source) == 0
+    capsys.readouterr()
+    photo = source / "images" / "rotated.jpg"
+    assert cli("search", "--image", photo, "--k", "8", "--json") == 0
+    hits = json.loads(capsys.readouterr().out)
+
+    from mm_assets.config import load_settings
+    settings = load_settings(home=tmp_path / "home")
+    table = db_rows(settings, "SELECT table_name FROM encoders")[0][0]
+    ids, vectors = stored_vectors(settings, table)
+    query = vectors[ids.index(hits[0]["chunk_id"])]  # the photo is in the corpus: its stored vector is the query
+    distances = 1 - vectors @ query
+    expected = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (distances[i], ids[i]))[:8]]
+    assert [h["chunk_id"] for h in hits] == expected
+    assert np.allclose([h["distance"] for h in hits], sorted(distances)[:8], atol=1e-5)
+
+
+def test_model_override_builds_a_second_table_beside_the_first(cli, source, tiny_clip_other, tmp_path, capsys):
+    assert cli("run", source) == 0
+    assert main(["--home", str(tmp_path / "home"), "--model", str(tiny_clip_other), "run", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "no new or changed files" in out and "materialized batch" in out
+    assert cli("status", "--json") == 0
+    encoders = json.loads(capsys.readouterr().out)["encoders"]
+    assert len(encoders) == 2 and len({e["model"] for e in encoders}) == 2
+
+
+def test_search_before_any_run_explains_what_to_do(cli, capsys):
+    assert cli("search", "anything") == 2
+    assert "mm-assets run" in capsys.readouterr().err
+
+
+def test_a_missing_model_fails_fast_with_one_clear_error(tmp_path, source, capsys):
+    start = time.monotonic()
+    code = main(["--home", str(tmp_path / "home"), "--model", str(tmp_path / "nope"), "run", str(source)])
+    assert code == 2 and time.monotonic() - start < 10
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "save_pretrained" in err and "HF_HUB_OFFLINE" in err
+    assert not (tmp_path / "home" / "manifests").exists(), "fails before any work is started"
