@@ -18,6 +18,22 @@ def _byte_symbols() -> list[str]:
 
 def build_tiny_clip(directory: Path, seed: int = 0, projection_dim: int = 16, image_size: int = 32) -> Path:
     """A character-level CLIP tokenizer and a 2-layer CLIP with random weights, saved like a hub model."""
+    return build_clip(
+        directory, seed,
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+        vision_config=dict(image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=2),
+        projection_dim=projection_dim,
+    )
+
+
+def build_vit_b32_clip(directory: Path, seed: int = 0) -> Path:
+    """openai/clip-vit-base-patch32's exact architecture with random weights: the real model's speed."""
+    return build_clip(directory, seed, text_config={"vocab_size": 49408}, vision_config={}, projection_dim=512)
+
+
+def build_clip(directory: Path, seed: int, text_config: dict, vision_config: dict, projection_dim: int) -> Path:
+    """A character-level CLIP tokenizer and a CLIP with random weights, saved like a hub model."""
     directory.mkdir(parents=True, exist_ok=True)
     symbols = _byte_symbols()
     vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
@@ -28,13 +44,12 @@ def build_tiny_clip(directory: Path, seed: int = 0, projection_dim: int = 16, im
     tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
     eos = vocab["<|endoftext|>"]
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=eos, pad_token_id=eos),
-        vision_config=dict(image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=2),
+        text_config=dict(vocab_size=max(len(vocab), text_config.pop("vocab_size", 0)), max_position_embeddings=77,
+                         bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos, **text_config),
+        vision_config=vision_config,
         projection_dim=projection_dim,
     )
+    image_size = config.vision_config.image_size
     torch.manual_seed(seed)
     model = CLIPModel(config)
     processor = CLIPProcessor(
