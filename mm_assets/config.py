@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from mm_assets.store.layout import Layout
+
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 # Bumped when embedding code changes what it produces for the same model (part of every fingerprint).
 EMBEDDING_CODE_VERSION = "1"
@@ -29,8 +31,33 @@ def short_hash(payload: object, length: int = 12) -> str:
 
 
 @dataclass(frozen=True)
+class FineTuneConfig:
+    """Contrastive fine-tuning of another configured encoder on the training split."""
+
+    base: str  # name of the encoder to start from
+    epochs: int = 5
+    learning_rate: float = 1e-5
+    batch_size: int = 32
+    weight_decay: float = 0.1
+    freeze_text: bool = False
+    freeze_vision: bool = False
+    learn_temperature: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.freeze_text and self.freeze_vision:
+            raise ValueError("fine_tune: freezing both towers leaves nothing to train")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("fine_tune: epochs must be >= 1 and batch_size >= 2 (contrastive batches)")
+
+
+@dataclass(frozen=True)
 class EncoderConfig:
-    """One named encoder: a CLIP model (hub id or local directory) and how to run it."""
+    """One named encoder: a CLIP model (hub id or local directory) and how to run it.
+
+    With ``fine_tune`` set, the model is trained from the base encoder by the fine_tuned asset and
+    lives under ``<home>/models/<name>``; ``base_fingerprint`` ties it to the base's identity.
+    """
 
     name: str
     model: str = DEFAULT_MODEL
@@ -39,6 +66,8 @@ class EncoderConfig:
     device: str = "auto"
     batch_size: int = 32
     modalities: tuple[str, ...] = MODALITIES
+    fine_tune: FineTuneConfig | None = None
+    base_fingerprint: str | None = None
 
     def __post_init__(self):
         if not self.name.replace("_", "").isalnum() or not self.name[0].isalpha():
@@ -55,14 +84,13 @@ class EncoderConfig:
 
         Device and batch size are left out on purpose: they change speed, not meaning.
         """
+        identity = (
+            {"fine_tune": asdict(self.fine_tune), "base": self.base_fingerprint}
+            if self.fine_tune
+            else {"model": self.model, "revision": self.revision}
+        )
         return short_hash(
-            {
-                "model": self.model,
-                "revision": self.revision,
-                "dtype": self.dtype,
-                "modalities": sorted(self.modalities),
-                "code": EMBEDDING_CODE_VERSION,
-            }
+            {**identity, "dtype": self.dtype, "modalities": sorted(self.modalities), "code": EMBEDDING_CODE_VERSION}
         )
 
     @property
@@ -97,6 +125,7 @@ class Settings:
     max_file_bytes: int = 512 * 1024 * 1024
     hnsw: bool = False
     decode_workers: int = max(1, min(8, os.cpu_count() or 1))
+    eval_test_percent: int = 20  # share of captioned images held out for evaluation (by content hash)
 
     def __post_init__(self):
         names = [e.name for e in self.encoders]
@@ -104,6 +133,19 @@ class Settings:
             raise ValueError("at least one encoder must be configured")
         if len(set(names)) != len(names):
             raise ValueError(f"encoder names must be unique: {names}")
+        # Fine-tuned encoders: their model lives in the home folder and their identity includes the base's.
+        resolved = []
+        for enc in self.encoders:
+            if enc.fine_tune:
+                base = next((b for b in resolved if b.name == enc.fine_tune.base), None)
+                if base is None or base.fine_tune:
+                    raise ValueError(
+                        f"encoder {enc.name!r}: fine_tune.base must name a plain encoder listed before it"
+                    )
+                enc = replace(enc, model=str(Layout(self.home).model_dir(enc.name)), revision=None,
+                              base_fingerprint=base.fingerprint)
+            resolved.append(enc)
+        object.__setattr__(self, "encoders", tuple(resolved))
 
     @property
     def default_encoder(self) -> EncoderConfig:
@@ -115,7 +157,7 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.home / "vectors.duckdb"
+        return Layout(self.home).db_path
 
     def encoder(self, name: str) -> EncoderConfig:
         for enc in self.encoders:
@@ -169,7 +211,7 @@ def load_settings(
             raise ValueError(f"{config_path}: expected a mapping at the top level")
         base = config_path.parent
     unknown = set(raw) - {"home", "sources", "encoders", "chunking", "max_image_pixels", "max_file_bytes",
-                          "hnsw", "decode_workers"}
+                          "hnsw", "decode_workers", "eval_test_percent"}
     if unknown:
         raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
 
@@ -179,11 +221,13 @@ def load_settings(
                 **e,
                 "model": _normalise_model(str(e.get("model", DEFAULT_MODEL)), base),
                 "modalities": tuple(e.get("modalities", MODALITIES)),
+                "fine_tune": FineTuneConfig(**e["fine_tune"]) if e.get("fine_tune") else None,
             }
         )
         for e in raw.get("encoders", [{"name": "clip"}])
     )
-    kwargs = {k: raw[k] for k in ("max_image_pixels", "max_file_bytes", "hnsw", "decode_workers") if k in raw}
+    kwargs = {k: raw[k] for k in ("max_image_pixels", "max_file_bytes", "hnsw", "decode_workers", "eval_test_percent")
+              if k in raw}
     settings = Settings(
         home=_path(raw.get("home", ".mm_assets"), base),
         sources=tuple(_path(s, base) for s in raw.get("sources", [])),

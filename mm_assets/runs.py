@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from mm_assets.assets.embeddings import embedding_asset_key
+from mm_assets.assets.training import fine_tuned_asset_key
 from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.resolve import resolve_model
@@ -25,6 +26,7 @@ PARTITIONS = "ingest_batches"
 class RunSummary:
     new_batch: str | None
     batches_run: list[str] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
     vector_tables_rebuilt: bool = False
 
@@ -35,6 +37,7 @@ class RunSummary:
     def lines(self) -> list[str]:
         out = [f"new batch: {self.new_batch}" if self.new_batch else "no new or changed files"]
         out += [f"materialized batch {b}" for b in self.batches_run]
+        out += [f"trained {t}" for t in self.trained]
         out += [f"run FAILED: {r} (see `dagster dev` for its logs)" for r in self.failed_runs]
         out.append("vector tables rebuilt" if self.vector_tables_rebuilt else "vector tables already up to date")
         return out
@@ -52,47 +55,85 @@ def default_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def _ready(encoder) -> bool:
+    """A fine-tuned encoder can embed only once its model has been trained."""
+    return not encoder.fine_tune or Path(encoder.model).exists()
+
+
 def pending_assets(layout: Layout, settings: Settings, batch: str) -> list[dg.AssetKey]:
     """The assets of a batch whose shards are missing (new batch, a killed run, or a new encoder)."""
-    embeddings = [
-        embedding_asset_key(e) for e in settings.encoders if not layout.shard("embeddings", batch, e.key).exists()
-    ]
+    ready = [e for e in settings.encoders if _ready(e)]
     if not layout.shard("raw_files", batch).exists():
-        return [dg.AssetKey("raw_files"), dg.AssetKey("chunks"), *[embedding_asset_key(e) for e in settings.encoders]]
+        return [dg.AssetKey("raw_files"), dg.AssetKey("chunks"), *map(embedding_asset_key, ready)]
     if not layout.shard("chunks", batch).exists():
-        return [dg.AssetKey("chunks"), *[embedding_asset_key(e) for e in settings.encoders]]
-    return embeddings
+        return [dg.AssetKey("chunks"), *map(embedding_asset_key, ready)]
+    return [embedding_asset_key(e) for e in ready if not layout.shard("embeddings", batch, e.key).exists()]
+
+
+class _Runner:
+    """Runs selections of the project's assets in this process, recorded in the instance."""
+
+    def __init__(self, settings: Settings, instance: dg.DagsterInstance, run_config: dict | None):
+        self.defs = build_definitions(settings)
+        self.instance, self.run_config = instance, run_config
+        self.tags = {"mm_assets/source": "cli"}
+
+    def batch(self, batch: str, keys: list[dg.AssetKey]) -> bool:
+        result = self.defs.resolve_job_def(INGEST_JOB).execute_in_process(
+            partition_key=batch, instance=self.instance, asset_selection=keys, run_config=self.run_config,
+            raise_on_error=False, tags=self.tags,
+        )
+        return result.success
+
+    def unpartitioned(self, keys: list[dg.AssetKey]) -> bool:
+        result = dg.materialize(
+            list(self.defs.assets), selection=keys, instance=self.instance, resources=dict(self.defs.resources),
+            run_config=self.run_config, raise_on_error=False, tags=self.tags,
+        )
+        return result.success
 
 
 def run_pipeline(settings: Settings, sources: list[Path], run_config: dict | None = None,
                  instance: dg.DagsterInstance | None = None) -> RunSummary:
+    """Discover new files, then materialize whatever is missing: batches, fine-tuned models, their
+    embeddings, and the vector tables."""
     # Fail fast, before any batch or run exists, when a model is missing.
-    for model, revision in {(settings.tokenizer_source, None), *((e.model, e.revision) for e in settings.encoders)}:
-        resolve_model(model, revision)
+    for enc in settings.encoders:
+        if not enc.fine_tune:
+            resolve_model(enc.model, enc.revision)
+    resolve_model(settings.tokenizer_source)
     instance = instance or default_instance(settings)
     layout = Layout(settings.home)
-    job = build_definitions(settings).resolve_job_def(INGEST_JOB)
+    runner = _Runner(settings, instance, run_config)
     summary = RunSummary(new_batch=create_batch(layout, sources))
 
     batches = sorted(p.stem for p in layout.manifests.glob("*.json"))
     known = set(instance.get_dynamic_partitions(PARTITIONS))
     instance.add_dynamic_partitions(PARTITIONS, [b for b in batches if b not in known])
-    for batch in batches:
-        keys = pending_assets(layout, settings, batch)
-        if not keys:
-            continue
-        result = job.execute_in_process(
-            partition_key=batch, instance=instance, asset_selection=keys, run_config=run_config, raise_on_error=False,
-            tags={"mm_assets/source": "cli"},
-        )
-        (summary.batches_run if result.success else summary.failed_runs).append(batch)
+
+    def run_pending_batches() -> None:
+        for batch in batches:
+            keys = pending_assets(layout, settings, batch)
+            if keys:
+                ok = runner.batch(batch, keys)
+                (summary.batches_run if ok else summary.failed_runs).append(batch)
+
+    run_pending_batches()
+    untrained = [e for e in settings.encoders if not _ready(e)]
+    for enc in untrained:
+        key = fine_tuned_asset_key(enc)
+        (summary.trained if runner.unpartitioned([key]) else summary.failed_runs).append(key.to_user_string())
+    if untrained:
+        run_pending_batches()  # embed every batch with the newly trained models
 
     if summary.batches_run or not layout.db_path.exists():
-        result = job.execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("vector_tables")], run_config=run_config,
-            raise_on_error=False, partition_key=batches[-1] if batches else None, tags={"mm_assets/source": "cli"},
-        )
-        summary.vector_tables_rebuilt = result.success
-        if not result.success:
+        summary.vector_tables_rebuilt = runner.unpartitioned([dg.AssetKey("vector_tables")])
+        if not summary.vector_tables_rebuilt:
             summary.failed_runs.append("vector_tables")
     return summary
+
+
+def run_evaluation(settings: Settings, run_config: dict | None = None,
+                   instance: dg.DagsterInstance | None = None) -> bool:
+    instance = instance or default_instance(settings)
+    return _Runner(settings, instance, run_config).unpartitioned([dg.AssetKey("retrieval_eval")])

@@ -19,7 +19,7 @@ def test_definitions_load_with_groups_kinds_and_code_versions(settings):
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {"raw_files": "ingest", "chunks": "chunking", "embeddings/clip": "embedding",
-                      "vector_tables": "vector_tables"}
+                      "vector_tables": "vector_tables", "retrieval_eval": "evaluation"}
     emb = graph.get(dg.AssetKey(["embeddings", "clip"]))
     assert {"pytorch"} <= set(emb.kinds) and emb.code_version == settings.default_encoder.fingerprint
     assert "duckdb" in graph.get(dg.AssetKey("vector_tables")).kinds

@@ -1,5 +1,7 @@
 """One embedding asset per configured encoder (an asset factory over the config)."""
 
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
 import pyarrow as pa
@@ -22,7 +24,7 @@ def embedding_asset_key(encoder: EncoderConfig) -> dg.AssetKey:
     return dg.AssetKey(["embeddings", encoder.name])
 
 
-def build_embedding_asset(encoder_config: EncoderConfig, chunks_asset, raw_files_asset, max_image_pixels: int,
+def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_image_pixels: int,
                           decode_workers: int):
     key = embedding_asset_key(encoder_config)
 
@@ -31,7 +33,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, chunks_asset, raw_files
         partitions_def=ingest_batches,
         group_name="embedding",
         kinds={"pytorch", "parquet"},
-        deps=[chunks_asset, raw_files_asset],
+        deps=upstream,
         # The fingerprint covers model, revision, dtype and code: changing any marks exactly this asset stale.
         code_version=encoder_config.fingerprint,
         pool="gpu",
@@ -54,6 +56,13 @@ def build_embedding_asset(encoder_config: EncoderConfig, chunks_asset, raw_files
         # Content addressing: chunks another batch already embedded with this encoder are never redone.
         done = existing_ids(layout.shard_dir("embeddings", enc_key), "chunk_id", exclude=out)
         todo = list({c["chunk_id"]: c for c in chunks if c["chunk_id"] not in done}.values())
+        if encoder_config.fine_tune and not Path(encoder_config.model).exists():
+            # Not trained yet: write nothing (so `mm-assets run` fills it in later) and let the check say so.
+            context.log.warning(f"{encoder_config.name} is not trained yet: materialize fine_tuned/{encoder_config.name}")
+            return dg.MaterializeResult(
+                metadata={"skipped": "fine-tuned model not trained yet", "chunks_in_batch": len(chunks)},
+                check_results=[_coverage_check(chunks, done)],
+            )
         context.log.info(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already embedded, {len(todo)} to embed")
 
         encoder = ClipEncoder(encoder_config)

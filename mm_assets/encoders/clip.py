@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import mm_assets
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.resolve import resolve_model
 
+LINEAGE_FILE = "mm_assets_lineage.json"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -94,6 +96,11 @@ class ClipEncoder:
         out = self.model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         return _normalise(out.pooler_output)
 
+    def lineage(self) -> dict | None:
+        """How a fine-tuned model was made (written beside its weights by the training step)."""
+        path = self.resolved.local_dir / LINEAGE_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
     def metadata(self) -> dict:
         """Everything needed to know what produced a vector, and to load the same model again."""
         p = self.preprocess
@@ -115,6 +122,7 @@ class ClipEncoder:
             "device": self.device,
             "parameters": sum(t.numel() for t in self.model.parameters()),
             "modalities": list(self.config.modalities),
+            "lineage": self.lineage(),
             "versions": {
                 "mm_assets": mm_assets.__version__,
                 "torch": torch.__version__,

@@ -104,6 +104,8 @@ RAW_FILES_SCHEMA = pa.schema([
     ("encoding", pa.string()),
     ("width", pa.int32()),
     ("height", pa.int32()),
+    ("caption", pa.string()),  # images only: from a sidecar file or a captions manifest
+    ("label", pa.string()),
     ("status", pa.string()),
     ("reason", pa.string()),
     ("batch", pa.string()),

@@ -41,6 +41,7 @@ class EncoderTable:
     table_name: str
     dim: int
     has_hnsw: bool
+    is_current: bool
     metadata: dict
 
 
@@ -50,7 +51,7 @@ def list_encoder_tables(con: duckdb.DuckDBPyConnection) -> list[EncoderTable]:
                EXISTS (SELECT 1 FROM duckdb_indexes() i WHERE i.table_name = e.table_name) AS has_hnsw,
                e.is_default, e.is_current
         FROM encoders e ORDER BY e.is_default DESC, e.is_current DESC, e.name, e.key""").fetchall()
-    return [EncoderTable(r[0], r[1], r[2], r[3], r[5], json.loads(r[4])) for r in rows]
+    return [EncoderTable(r[0], r[1], r[2], r[3], r[5], r[7], json.loads(r[4])) for r in rows]
 
 
 def pick_encoder_table(con: duckdb.DuckDBPyConnection, encoder: str | None, default_key: str | None) -> EncoderTable:

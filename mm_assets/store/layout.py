@@ -22,6 +22,15 @@ class Layout:
     def db_path(self) -> Path:
         return self.home / "vectors.duckdb"
 
+    @property
+    def evaluations(self) -> Path:
+        """Evaluation history: not derived from shards, so not inside the rebuildable vector database."""
+        return self.home / "evaluations.duckdb"
+
+    def model_dir(self, encoder_name: str) -> Path:
+        """Where a fine-tuned encoder's model is written."""
+        return self.home / "models" / encoder_name
+
     def manifest(self, batch: str) -> Path:
         return self.manifests / f"{batch}.json"
 

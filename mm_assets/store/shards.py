@@ -69,6 +69,11 @@ def list_shards(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
 
 
+def read_all_shards(directory: Path, columns: list[str] | None = None) -> pa.Table | None:
+    shards = list_shards(directory)
+    return pa.concat_tables([read_table(p, columns) for p in shards], promote_options="default") if shards else None
+
+
 def existing_ids(directory: Path, column: str, exclude: Path | None = None) -> set[str]:
     """Ids already written by other shards of a folder (content addressing: never redo them)."""
     ids: set[str] = set()

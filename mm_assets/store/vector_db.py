@@ -95,7 +95,8 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                             FROM file_versions GROUP BY path)
             SELECT v.file_id, arg_max(v.path, v.ingested_at) AS path, any_value(v.modality) AS modality,
                    any_value(v.format) AS format, any_value(v.encoding) AS encoding, any_value(v.width) AS width,
-                   any_value(v.height) AS height, any_value(v.size) AS size, max(v.ingested_at) AS ingested_at
+                   any_value(v.height) AS height, any_value(v.size) AS size, max(v.ingested_at) AS ingested_at,
+                   arg_max(v.caption, v.ingested_at) AS caption, arg_max(v.label, v.ingested_at) AS label
             FROM file_versions v JOIN latest l ON v.path = l.path AND v.file_id = l.file_id
             WHERE l.status = 'ok' GROUP BY v.file_id""")
         con.execute("""

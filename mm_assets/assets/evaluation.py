@@ -1,0 +1,51 @@
+"""retrieval_eval: recall@K, MRR and nDCG@10 per encoder and task, compared side by side."""
+
+import dagster as dg
+
+from mm_assets.assets.common import Storage
+from mm_assets.config import MODALITIES, Settings
+from mm_assets.evaluation.history import record_results
+from mm_assets.evaluation.retrieval import comparison_markdown, evaluate_encoder_table
+from mm_assets.search.query import list_encoder_tables, recorded_encoder
+from mm_assets.store.vector_db import open_read_only
+
+EVAL_VERSION = "1"
+
+
+def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
+    @dg.asset(
+        group_name="evaluation",
+        kinds={"duckdb"},
+        deps=[vector_tables_asset],
+        code_version=f"{EVAL_VERSION}-{settings.eval_test_percent}",
+        description="Cross-modal retrieval quality of every configured encoder on the held-out split of "
+        "captioned images (fixed by content hash); history in evaluations.duckdb.",
+    )
+    def retrieval_eval(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
+        layout = storage.layout
+        con = open_read_only(layout.db_path)
+        try:
+            tables = [t for t in list_encoder_tables(con)
+                      if t.is_current and set(t.metadata["modalities"]) == set(MODALITIES)]
+            results = []
+            for table in tables:
+                results += evaluate_encoder_table(con, table, recorded_encoder(table), settings.eval_test_percent)
+        finally:
+            con.close()
+        if not results:
+            context.log.warning("no captioned images in the test split: add sidecar captions or captions.csv")
+        record_results(layout.evaluations, results, {t.key: t.metadata for t in tables}, context.run_id)
+        scores = {
+            f"{r['encoder']}/{r['task']}/{m}": float(r[m])
+            for r in results for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1")
+        }
+        return dg.MaterializeResult(
+            metadata={
+                "comparison": dg.MetadataValue.md(comparison_markdown(results) if results else "_no labelled data_"),
+                "encoders": [t.key for t in tables],
+                "n_results": len(results),
+                **scores,
+            }
+        )
+
+    return retrieval_eval

@@ -1,0 +1,57 @@
+"""fine_tuned/<encoder>: contrastive fine-tuning of a configured base encoder, with lineage."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from mm_assets.assets.common import Storage
+from mm_assets.config import EncoderConfig, Settings
+from mm_assets.encoders.clip import LINEAGE_FILE
+from mm_assets.encoders.resolve import resolve_model
+from mm_assets.store.shards import read_all_shards, write_json
+from mm_assets.training.contrastive import fine_tune, preprocessing_of
+from mm_assets.training.pairs import training_pairs
+
+
+def fine_tuned_asset_key(encoder: EncoderConfig) -> dg.AssetKey:
+    return dg.AssetKey(["fine_tuned", encoder.name])
+
+
+def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files_asset):
+    ft = encoder.fine_tune
+    base_config = settings.encoder(ft.base)
+
+    @dg.asset(
+        key=fine_tuned_asset_key(encoder),
+        group_name="training",
+        kinds={"pytorch", "safetensors"},
+        deps=[raw_files_asset],
+        code_version=encoder.fingerprint,
+        pool="gpu",
+        description=f"{encoder.name}: {ft.base} fine-tuned contrastively on the captioned training split "
+        f"({ft.epochs} epochs, lr {ft.learning_rate}, seed {ft.seed}).",
+    )
+    def fine_tuned(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
+        layout = storage.layout
+        base = resolve_model(base_config.model, base_config.revision)
+        pairs, skipped = training_pairs(
+            read_all_shards(layout.shard_dir("raw_files")), settings.eval_test_percent,
+            preprocessing_of(base.local_dir), settings.max_image_pixels,
+        )
+        context.log.info(f"training on {len(pairs)} captioned images ({len(skipped)} unreadable, skipped)")
+        out_dir = Path(encoder.model)
+        report = fine_tune(base, pairs, ft, out_dir, context.log.info)
+        lineage = report.lineage(base, ft)
+        write_json(out_dir / LINEAGE_FILE, lineage)
+        return dg.MaterializeResult(
+            metadata={
+                "model_dir": dg.MetadataValue.path(str(out_dir)),
+                "training_pairs": len(pairs),
+                "skipped": skipped[:20],
+                "final_loss": report.losses[-1],
+                "first_loss": report.losses[0],
+                **lineage,
+            }
+        )
+
+    return fine_tuned

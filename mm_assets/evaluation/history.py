@@ -1,0 +1,44 @@
+"""Evaluation results over time, in their own DuckDB file (the vector database is rebuilt often;
+this history is not derived from anything and must survive those rebuilds)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+
+_COLUMNS = ["recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries", "n_gallery"]
+
+
+def record_results(db_path: Path, results: list[dict], encoders: dict[str, dict], run_id: str) -> None:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("""
+            CREATE TABLE IF NOT EXISTS retrieval_eval (
+                evaluated_at TIMESTAMP, run_id VARCHAR, encoder VARCHAR, key VARCHAR, fingerprint VARCHAR,
+                model_id VARCHAR, revision VARCHAR, task VARCHAR, "recall@1" DOUBLE, "recall@5" DOUBLE,
+                "recall@10" DOUBLE, mrr DOUBLE, "ndcg@10" DOUBLE, "chance@1" DOUBLE, n_queries INTEGER,
+                n_gallery INTEGER)""")
+        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        for r in results:
+            meta = encoders[r["key"]]
+            con.execute(
+                "INSERT INTO retrieval_eval VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [now, run_id, r["encoder"], r["key"], meta["fingerprint"], meta["model_id"], meta["revision"],
+                 r["task"], *[r.get(c) for c in _COLUMNS]],
+            )
+
+
+def latest_results(db_path: Path) -> list[dict]:
+    """The rows of the most recent evaluation run."""
+    if not db_path.exists():
+        return []
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        cursor = con.execute("""
+            SELECT * EXCLUDE (evaluated_at), strftime(evaluated_at, '%Y-%m-%dT%H:%M:%SZ') AS evaluated_at
+            FROM retrieval_eval
+            WHERE run_id = (SELECT arg_max(run_id, evaluated_at) FROM retrieval_eval)
+            ORDER BY task, encoder""")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -1,0 +1,75 @@
+"""Cross-modal retrieval evaluation of one vector table on the held-out split of labelled images."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+
+from mm_assets.encoders.clip import ClipEncoder
+from mm_assets.evaluation.metrics import retrieval_metrics
+from mm_assets.search.query import EncoderTable
+
+TASKS = ("text->image", "image->text", "text->text", "image->image")
+
+
+def in_test_split(file_id: str, test_percent: int) -> bool:
+    """Fixed by content: the same file always lands in the same split, whatever else changes."""
+    return int(file_id[:8], 16) % 100 < test_percent
+
+
+def labelled_test_items(con: duckdb.DuckDBPyConnection, table: EncoderTable, test_percent: int):
+    """(file ids, captions, labels, whole-image vectors) of captioned images in the test split."""
+    rows = con.execute(f"""
+        SELECT f.file_id, f.caption, f.label, e.embedding
+        FROM files f JOIN chunks c USING (file_id) JOIN {table.table_name} e USING (chunk_id)
+        WHERE f.caption IS NOT NULL AND c.modality = 'image' AND c.position = 0
+        ORDER BY f.file_id""").fetchall()
+    rows = [r for r in rows if in_test_split(r[0], test_percent)]
+    ids = [r[0] for r in rows]
+    captions = [r[1] for r in rows]
+    labels = [r[2] for r in rows]
+    vectors = np.asarray([r[3] for r in rows], dtype=np.float32).reshape(len(rows), table.dim)
+    return ids, captions, labels, vectors
+
+
+def evaluate_encoder_table(
+    con: duckdb.DuckDBPyConnection, table: EncoderTable, encoder: ClipEncoder, test_percent: int
+) -> list[dict]:
+    """One result per task. Relevant = same label (or the query's own pair when unlabelled).
+    Same-modality tasks leave the query itself out and need labels (otherwise nothing is relevant)."""
+    ids, captions, labels, images = labelled_test_items(con, table, test_percent)
+    if not ids:
+        return []
+    texts = np.concatenate([
+        encoder.embed_texts(captions[i : i + encoder.config.batch_size])
+        for i in range(0, len(captions), encoder.config.batch_size)
+    ])
+    keys = np.asarray([label if label is not None else f"pair:{fid}" for fid, label in zip(ids, labels)])
+    relevant = keys[:, None] == keys[None, :]
+    not_self = ~np.eye(len(ids), dtype=bool)
+    pairs = {
+        "text->image": (texts, images, relevant),
+        "image->text": (images, texts, relevant),
+        "text->text": (texts, texts, relevant & not_self),
+        "image->image": (images, images, relevant & not_self),
+    }
+    results = []
+    for task in TASKS:
+        queries, gallery, rel = pairs[task]
+        similarity = queries @ gallery.T
+        if queries is gallery:
+            similarity = np.where(not_self, similarity, -np.inf)  # the query is not its own answer
+        metrics = retrieval_metrics(similarity, rel)
+        if metrics["n_queries"]:
+            results.append({"encoder": table.name, "key": table.key, "task": task, **metrics})
+    return results
+
+
+def comparison_markdown(results: list[dict]) -> str:
+    """Every encoder side by side per task, with chance level."""
+    columns = ["task", "encoder", "recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in sorted(results, key=lambda r: (TASKS.index(r["task"]), r["encoder"])):
+        cells = [f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Training: contrastive fine-tuning of CLIP encoders on labelled image-caption pairs."""
