@@ -126,6 +126,7 @@ class Settings:
     hnsw: bool = False
     decode_workers: int = max(1, min(8, os.cpu_count() or 1))
     eval_test_percent: int = 20  # share of captioned images held out for evaluation (by content hash)
+    default_encoder_name: str | None = None  # what search uses without --encoder (default: the first)
 
     def __post_init__(self):
         names = [e.name for e in self.encoders]
@@ -146,14 +147,20 @@ class Settings:
                               base_fingerprint=base.fingerprint)
             resolved.append(enc)
         object.__setattr__(self, "encoders", tuple(resolved))
+        if self.default_encoder_name:
+            self.encoder(self.default_encoder_name)  # must exist
 
     @property
     def default_encoder(self) -> EncoderConfig:
-        return self.encoders[0]
+        return self.encoder(self.default_encoder_name) if self.default_encoder_name else self.encoders[0]
 
     @property
     def tokenizer_source(self) -> str:
-        return self.chunking.tokenizer or self.default_encoder.model
+        """Chunks are measured in the default encoder's tokens (a fine-tuned model keeps its base's)."""
+        encoder = self.default_encoder
+        if encoder.fine_tune:
+            encoder = self.encoder(encoder.fine_tune.base)
+        return self.chunking.tokenizer or encoder.model
 
     @property
     def db_path(self) -> Path:
@@ -167,8 +174,11 @@ class Settings:
 
     def with_model(self, model: str) -> "Settings":
         """The same settings with the default encoder's model replaced (``--model`` / MM_ASSETS_MODEL)."""
-        first = replace(self.default_encoder, model=_normalise_model(model, Path.cwd()), revision=None)
-        return replace(self, encoders=(first, *self.encoders[1:]))
+        target = self.default_encoder
+        if target.fine_tune:
+            raise ValueError(f"--model cannot replace {target.name!r}: it is fine-tuned from {target.fine_tune.base!r}")
+        changed = replace(target, model=_normalise_model(model, Path.cwd()), revision=None)
+        return replace(self, encoders=tuple(changed if e.name == target.name else e for e in self.encoders))
 
     def describe(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=str))
@@ -211,7 +221,7 @@ def load_settings(
             raise ValueError(f"{config_path}: expected a mapping at the top level")
         base = config_path.parent
     unknown = set(raw) - {"home", "sources", "encoders", "chunking", "max_image_pixels", "max_file_bytes",
-                          "hnsw", "decode_workers", "eval_test_percent"}
+                          "hnsw", "decode_workers", "eval_test_percent", "default_encoder"}
     if unknown:
         raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
 
@@ -228,6 +238,8 @@ def load_settings(
     )
     kwargs = {k: raw[k] for k in ("max_image_pixels", "max_file_bytes", "hnsw", "decode_workers", "eval_test_percent")
               if k in raw}
+    if "default_encoder" in raw:
+        kwargs["default_encoder_name"] = raw["default_encoder"]
     settings = Settings(
         home=_path(raw.get("home", ".mm_assets"), base),
         sources=tuple(_path(s, base) for s in raw.get("sources", [])),

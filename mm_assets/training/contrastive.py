@@ -93,6 +93,8 @@ def fine_tune(
     labels = torch.tensor([label_ids[p.label or f"pair:{p.file_id}"] for p in ordered])
     n, losses, steps = len(ordered), [], 0
     batch_size = min(config.batch_size, n)
+    steps_per_epoch = max(1, (n - 1 if n % batch_size == 1 else n + batch_size - 1) // batch_size)
+    scheduler = _warmup_cosine(optimizer, total_steps=config.epochs * steps_per_epoch)
     for epoch in range(config.epochs):
         order = torch.randperm(n, generator=generator)
         epoch_losses = []
@@ -108,6 +110,7 @@ def fine_tune(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
             with torch.no_grad():  # CLIP clamps the temperature so logits stay <= 100
                 model.logit_scale.clamp_(0, np.log(100))
             epoch_losses.append(float(loss))
@@ -117,6 +120,18 @@ def fine_tune(
     _save_atomically(model, tokenizer, base.local_dir, out_dir)
     return TrainingReport(out_dir, weights_hash(out_dir), data_fingerprint(pairs), steps, losses,
                           time.perf_counter() - start)
+
+
+def _warmup_cosine(optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first 5% of steps, then cosine decay to zero (CLIP's schedule)."""
+    warmup = max(1, total_steps // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _save_atomically(model: CLIPModel, tokenizer, base_dir: Path, out_dir: Path) -> None:
