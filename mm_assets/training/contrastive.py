@@ -113,7 +113,7 @@ def fine_tune(
             scheduler.step()
             with torch.no_grad():  # CLIP clamps the temperature so logits stay <= 100
                 model.logit_scale.clamp_(0, np.log(100))
-            epoch_losses.append(float(loss))
+            epoch_losses.append(loss.item())
             steps += 1
         losses.append(float(np.mean(epoch_losses)))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {losses[-1]:.4f}")

@@ -1,0 +1,157 @@
+"""Labels, the content-hash split, fine-tuning lineage and determinism, and evaluation side by side."""
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from mm_assets.cli import main
+from mm_assets.config import EncoderConfig, FineTuneConfig, Settings
+from mm_assets.demo import generate_corpus
+from mm_assets.encoders.resolve import resolve_model, weights_hash
+from mm_assets.evaluation.history import latest_results
+from mm_assets.evaluation.retrieval import in_test_split
+from mm_assets.ingest.labels import CaptionIndex
+from mm_assets.runs import run_evaluation, run_pipeline
+from mm_assets.store.layout import Layout
+from mm_assets.training.contrastive import TrainingPair, fine_tune
+from mm_assets_tests.corpus import gradient
+from mm_assets_tests.helpers import db_rows
+
+METRICS = {"encoder", "task", "recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "n_queries", "chance@1"}
+
+
+def test_captions_from_sidecars_and_manifests(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("dog.jpg", "cat.jpg", "a/bird.png", "a/fish.png", "plain.jpg"):
+        gradient(8, 8).save(tmp_path / name)
+    (tmp_path / "dog.txt").write_text("a dog on a beach\n")
+    (tmp_path / "captions.csv").write_text("path,caption,label\ncat.jpg,a sleepy cat,cats\na/bird.png,a bird,birds\n")
+    (tmp_path / "a" / "captions.jsonl").write_text(json.dumps({"path": "fish.png", "caption": "a fish"}) + "\n")
+    index = CaptionIndex()
+    assert index.lookup(str(tmp_path / "dog.jpg")) == ("a dog on a beach", None)
+    assert index.lookup(str(tmp_path / "cat.jpg")) == ("a sleepy cat", "cats")
+    assert index.lookup(str(tmp_path / "a" / "bird.png")) == ("a bird", "birds")  # manifest in a parent folder
+    assert index.lookup(str(tmp_path / "a" / "fish.png")) == ("a fish", None)
+    assert index.lookup(str(tmp_path / "plain.jpg")) == (None, None)
+
+
+def test_a_broken_manifest_is_reported_not_fatal(tmp_path):
+    (tmp_path / "captions.csv").write_text("path,caption\nx.jpg,\n")
+    index = CaptionIndex()
+    assert index.lookup(str(tmp_path / "x.jpg")) == (None, None)
+    assert index.errors and "needs 'path' and 'caption'" in index.errors[0]
+
+
+def test_the_split_is_fixed_by_content_hash():
+    ids = [hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest() for i in range(1000)]
+    split = [in_test_split(fid, 20) for fid in ids]
+    assert split == [in_test_split(fid, 20) for fid in ids]
+    assert 0.15 < np.mean(split) < 0.25
+
+
+def _pairs(n: int) -> list[TrainingPair]:
+    rng = np.random.default_rng(0)
+    return [TrainingPair(f"{i:032x}", rng.normal(size=(3, 32, 32)).astype(np.float32), f"caption {i % 3}",
+                         f"label {i % 3}") for i in range(n)]
+
+
+def test_fine_tuning_is_deterministic_and_records_lineage(tiny_clip, tmp_path):
+    base = resolve_model(str(tiny_clip))
+    config = FineTuneConfig(base="clip", epochs=2, learning_rate=1e-3, batch_size=4, seed=7)
+    first = fine_tune(base, _pairs(10), config, tmp_path / "a", log=lambda _: None)
+    second = fine_tune(base, list(reversed(_pairs(10))), config, tmp_path / "b", log=lambda _: None)
+    assert first.revision == second.revision == weights_hash(tmp_path / "b")
+    assert first.revision != base.revision
+    other_seed = fine_tune(base, _pairs(10), replace(config, seed=8), tmp_path / "c", log=lambda _: None)
+    assert other_seed.revision != first.revision
+    lineage = first.lineage(base, config)
+    assert lineage["base_revision"] == base.revision and lineage["steps"] == 6
+    assert len(lineage["loss_curve"]) == 2 and lineage["hyperparameters"]["seed"] == 7
+
+
+def test_freezing_a_tower_leaves_its_weights_untouched(tiny_clip, tmp_path):
+    from safetensors.numpy import load_file
+
+    base = resolve_model(str(tiny_clip))
+    config = FineTuneConfig(base="clip", epochs=1, learning_rate=1e-2, batch_size=4, freeze_text=True)
+    fine_tune(base, _pairs(8), config, tmp_path / "ft", log=lambda _: None)
+    before, after = load_file(tiny_clip / "model.safetensors"), load_file(tmp_path / "ft" / "model.safetensors")
+    text = [k for k in before if k.startswith(("text_model.", "text_projection"))]
+    vision = [k for k in before if k.startswith("vision_model.")]
+    assert all(np.array_equal(before[k], after[k]) for k in text)
+    assert any(not np.array_equal(before[k], after[k]) for k in vision)
+
+
+@pytest.fixture
+def labelled(tmp_path, tiny_clip) -> Settings:
+    corpus = tmp_path / "corpus"
+    generate_corpus(corpus, per_label=2)
+    return Settings(
+        home=tmp_path / "home",
+        sources=(corpus,),
+        encoders=(
+            EncoderConfig("base", model=str(tiny_clip), batch_size=64),
+            EncoderConfig("tuned", batch_size=64, fine_tune=FineTuneConfig(base="base", epochs=1, batch_size=16)),
+        ),
+        eval_test_percent=50,
+    )
+
+
+def test_fine_tuned_encoder_is_trained_embedded_and_evaluated_beside_its_base(labelled, capsys):
+    with dg.instance_for_test() as instance:
+        summary = run_pipeline(labelled, list(labelled.sources), instance=instance)
+        assert summary.ok and summary.trained == ["fine_tuned/tuned"]
+        assert run_evaluation(labelled, instance=instance)
+        (record,) = instance.fetch_materializations(dg.AssetKey("retrieval_eval"), limit=1).records
+        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+    # lineage: the fine-tuned table records its base and its training
+    rows = db_rows(labelled, "SELECT name, revision, metadata FROM encoders ORDER BY name")
+    (_, base_revision, _), (_, tuned_revision, tuned_meta) = rows
+    lineage = json.loads(tuned_meta)["lineage"]
+    assert lineage["base_revision"] == base_revision and lineage["revision"] == tuned_revision
+    assert lineage["data_fingerprint"] and lineage["steps"] > 0 and lineage["wall_seconds"] > 0
+
+    # both encoders, every task, in the history table and as floats in the UI metadata
+    results = latest_results(Layout(labelled.home).evaluations)
+    assert {(r["encoder"], r["task"]) for r in results} == {
+        (e, t) for e in ("base", "tuned") for t in ("text->image", "image->text", "text->text", "image->image")}
+    assert all(METRICS <= set(r) and r["fingerprint"] for r in results)
+    assert isinstance(meta["tuned/text->image/recall@1"], float) and isinstance(meta["base/image->text/mrr"], float)
+    assert "| text->image | base |" in meta["comparison"] and "| text->image | tuned |" in meta["comparison"]
+
+
+def test_eval_command_prints_one_object_per_encoder_and_task(labelled, capsys, tmp_path):
+    config = tmp_path / "mm_assets.yaml"
+    config.write_text(f"""
+home: {labelled.home}
+sources: [{labelled.sources[0]}]
+eval_test_percent: 50
+encoders:
+  - {{name: base, model: {labelled.encoders[0].model}}}
+  - {{name: other, model: {labelled.encoders[0].model}, dtype: bfloat16}}
+""")
+    assert main(["--config", str(config), "run"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "eval", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert {r["encoder"] for r in results} == {"base", "other"}
+    assert all(METRICS <= set(r) for r in results)
+    assert all(0 <= r["recall@1"] <= r["recall@5"] <= r["recall@10"] <= 1 for r in results)
+    assert main(["--config", str(config), "eval"]) == 0
+    assert "| task | encoder | recall@1" in capsys.readouterr().out
+
+
+def test_demo_runs_end_to_end_offline(tmp_path, capsys, monkeypatch):
+    # a scaled-down demo (the full one trains for ~2 minutes; its figures are in the README)
+    code = main(["--home", str(tmp_path / "demo"), "demo", "--per-label", "1", "--epochs", "1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| text->image | demo_tuned |" in out and "| text->image | demo_base |" in out
+    assert "search 'a red circle in the top left'" in out
+    assert Path(tmp_path / "demo" / "mm_assets.yaml").exists()
