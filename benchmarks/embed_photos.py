@@ -74,25 +74,37 @@ def main() -> None:
 
     settings = Settings(
         home=work / "home",
-        encoders=(EncoderConfig("clip", model=str(model_dir), dtype=args.dtype, batch_size=args.batch_size,
-                                modalities=("image",)),),
+        encoders=(
+            EncoderConfig(
+                "clip", model=str(model_dir), dtype=args.dtype, batch_size=args.batch_size, modalities=("image",)
+            ),
+        ),
         decode_workers=os.cpu_count() or 1,
     )
     with DagsterInstance.ephemeral() as instance:
         start = time.perf_counter()
-        summary = run_pipeline(settings, [work / "photos"], instance=instance,
-                               run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        summary = run_pipeline(
+            settings,
+            [work / "photos"],
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
         wall = time.perf_counter() - start
         assert summary.ok, summary.lines()
         (record,) = instance.fetch_materializations(
-            __import__("dagster").AssetKey(["embeddings", "clip"]), limit=1).records
+            __import__("dagster").AssetKey(["embeddings", "clip"]), limit=1
+        ).records
         meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
     stages = {k.removeprefix("image_seconds_"): v for k, v in meta.items() if k.startswith("image_seconds_")}
-    print(f"mm-assets run (ingest + chunk + embed + vector tables), {args.dtype}: {len(paths) / wall:.2f} images/s "
-          f"end to end ({wall:.1f}s)")
+    print(
+        f"mm-assets run (ingest + chunk + embed + vector tables), {args.dtype}: {len(paths) / wall:.2f} images/s "
+        f"end to end ({wall:.1f}s)"
+    )
     print(f"  embedding asset alone: {meta['image_per_second']:.2f} images/s; stage seconds {stages}")
-    print(f"  ratio to the tutorial approach: end to end {len(paths) / wall / baseline:.2f}x, "
-          f"embedding stage {meta['image_per_second'] / baseline:.2f}x")
+    print(
+        f"  ratio to the tutorial approach: end to end {len(paths) / wall / baseline:.2f}x, "
+        f"embedding stage {meta['image_per_second'] / baseline:.2f}x"
+    )
 
 
 if __name__ == "__main__":

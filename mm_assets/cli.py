@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -54,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args)
         settings = load_settings(args.config, home=args.home, model=args.model)
         return {"run": cmd_run, "search": cmd_search, "status": cmd_status, "eval": cmd_eval}[args.command](
-            settings, args)
+            settings, args
+        )
     except (ModelNotFoundError, VectorDBError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"mm-assets: error: {exc}", file=sys.stderr)
         return 2
@@ -75,7 +75,9 @@ def cmd_run(settings: Settings, args) -> int:
 def _print_hits(hits) -> None:
     for rank, h in enumerate(hits, 1):
         snippet = (h.text or "").replace("\n", " ")
-        print(f"{rank:>3}  {h.distance:.4f}  {h.modality:<5}  {h.path}" + (f"\n       {snippet[:100]}" if snippet else ""))
+        print(
+            f"{rank:>3}  {h.distance:.4f}  {h.modality:<5}  {h.path}" + (f"\n       {snippet[:100]}" if snippet else "")
+        )
     if not hits:
         print("no results")
 
@@ -86,8 +88,14 @@ def cmd_search(settings: Settings, args) -> int:
     if (args.text is None) == (args.image is None):
         raise ValueError("give a text query or --image PATH (exactly one)")
     hits = search(
-        settings.db_path, text=args.text, image=args.image, k=args.k, modality=args.modality,
-        encoder=args.encoder, default_key=None if args.encoder else settings.default_encoder.key, exact=args.exact,
+        settings.db_path,
+        text=args.text,
+        image=args.image,
+        k=args.k,
+        modality=args.modality,
+        encoder=args.encoder,
+        default_key=None if args.encoder else settings.default_encoder.key,
+        exact=args.exact,
     )
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=1))
@@ -101,11 +109,15 @@ def cmd_status(settings: Settings, args) -> int:
     con = open_read_only(layout.db_path)
     try:
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("files", "chunks", "quarantine")}
-        encoders = [dict(zip(("table", "encoder", "model", "revision", "current", "default", "vectors"), r))
-                    for r in con.execute("""SELECT table_name, name, model_id, revision, is_current, is_default,
-                                            n_vectors FROM encoders ORDER BY name, key""").fetchall()]
-        quarantine = [dict(zip(("path", "reason"), r))
-                      for r in con.execute("SELECT path, reason FROM quarantine ORDER BY path").fetchall()]
+        encoders = [
+            dict(zip(("table", "encoder", "model", "revision", "current", "default", "vectors"), r))
+            for r in con.execute("""SELECT table_name, name, model_id, revision, is_current, is_default,
+                                            n_vectors FROM encoders ORDER BY name, key""").fetchall()
+        ]
+        quarantine = [
+            dict(zip(("path", "reason"), r))
+            for r in con.execute("SELECT path, reason FROM quarantine ORDER BY path").fetchall()
+        ]
     finally:
         con.close()
     batches = len(list(layout.manifests.glob("*.json")))
@@ -113,8 +125,10 @@ def cmd_status(settings: Settings, args) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    print(f"home {settings.home}: {batches} batches, {counts['files']} files, {counts['chunks']} chunks, "
-          f"{counts['quarantine']} quarantined")
+    print(
+        f"home {settings.home}: {batches} batches, {counts['files']} files, {counts['chunks']} chunks, "
+        f"{counts['quarantine']} quarantined"
+    )
     for e in encoders:
         flag = "default" if e["default"] else ("current" if e["current"] else "old")
         print(f"  {e['table']:<32} {e['vectors']:>8} vectors  {flag:<7}  {e['model']} @ {e['revision']}")
@@ -162,9 +176,11 @@ def cmd_demo(args) -> int:
     for query in ("a red circle in the top left", "a blue square in the bottom right"):
         print(f"\nsearch {query!r} (demo_tuned, images):")
         _print_hits(search(settings.db_path, text=query, k=3, modality="image", encoder="demo_tuned"))
-    print(f"\ndone in {time.monotonic() - start:.0f}s. Next:\n"
-          f"  mm-assets --config {config} search \"a green cross\"\n"
-          f"  MM_ASSETS_CONFIG={config} DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml")
+    print(
+        f"\ndone in {time.monotonic() - start:.0f}s. Next:\n"
+        f'  mm-assets --config {config} search "a green cross"\n'
+        f"  MM_ASSETS_CONFIG={config} DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml"
+    )
     return 0
 
 

@@ -140,11 +140,13 @@ class Settings:
             if enc.fine_tune:
                 base = next((b for b in resolved if b.name == enc.fine_tune.base), None)
                 if base is None or base.fine_tune:
-                    raise ValueError(
-                        f"encoder {enc.name!r}: fine_tune.base must name a plain encoder listed before it"
-                    )
-                enc = replace(enc, model=str(Layout(self.home).model_dir(enc.name)), revision=None,
-                              base_fingerprint=base.fingerprint)
+                    raise ValueError(f"encoder {enc.name!r}: fine_tune.base must name a plain encoder listed before it")
+                enc = replace(
+                    enc,
+                    model=str(Layout(self.home).model_dir(enc.name)),
+                    revision=None,
+                    base_fingerprint=base.fingerprint,
+                )
             resolved.append(enc)
         object.__setattr__(self, "encoders", tuple(resolved))
         if self.default_encoder_name:
@@ -172,7 +174,7 @@ class Settings:
                 return enc
         raise KeyError(f"no encoder named {name!r}; configured: {[e.name for e in self.encoders]}")
 
-    def with_model(self, model: str) -> "Settings":
+    def with_model(self, model: str) -> Settings:
         """The same settings with the default encoder's model replaced (``--model`` / MM_ASSETS_MODEL)."""
         target = self.default_encoder
         if target.fine_tune:
@@ -220,8 +222,18 @@ def load_settings(
         if not isinstance(raw, dict):
             raise ValueError(f"{config_path}: expected a mapping at the top level")
         base = config_path.parent
-    unknown = set(raw) - {"home", "sources", "encoders", "chunking", "max_image_pixels", "max_file_bytes",
-                          "hnsw", "decode_workers", "eval_test_percent", "default_encoder"}
+    unknown = set(raw) - {
+        "home",
+        "sources",
+        "encoders",
+        "chunking",
+        "max_image_pixels",
+        "max_file_bytes",
+        "hnsw",
+        "decode_workers",
+        "eval_test_percent",
+        "default_encoder",
+    }
     if unknown:
         raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
 
@@ -236,8 +248,11 @@ def load_settings(
         )
         for e in raw.get("encoders", [{"name": "clip"}])
     )
-    kwargs = {k: raw[k] for k in ("max_image_pixels", "max_file_bytes", "hnsw", "decode_workers", "eval_test_percent")
-              if k in raw}
+    kwargs = {
+        k: raw[k]
+        for k in ("max_image_pixels", "max_file_bytes", "hnsw", "decode_workers", "eval_test_percent")
+        if k in raw
+    }
     if "default_encoder" in raw:
         kwargs["default_encoder_name"] = raw["default_encoder"]
     settings = Settings(

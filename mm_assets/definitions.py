@@ -5,8 +5,8 @@ import dagster as dg
 from mm_assets.assets.common import Storage, ingest_batches
 from mm_assets.assets.embeddings import build_embedding_asset
 from mm_assets.assets.evaluation import build_retrieval_eval_asset
-from mm_assets.assets.training import build_fine_tuned_asset
 from mm_assets.assets.ingest import build_ingest_assets
+from mm_assets.assets.training import build_fine_tuned_asset
 from mm_assets.assets.vector_tables import build_vector_tables_asset
 from mm_assets.config import Settings, load_settings
 from mm_assets.sensors import build_new_files_sensor
@@ -18,8 +18,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     raw_files, chunks = build_ingest_assets(settings)
     fine_tuned = {e.name: build_fine_tuned_asset(settings, e, raw_files) for e in settings.encoders if e.fine_tune}
     embeddings = [
-        build_embedding_asset(enc, [chunks, raw_files, *([fine_tuned[enc.name]] if enc.fine_tune else [])],
-                              settings.max_image_pixels, settings.decode_workers)
+        build_embedding_asset(
+            enc,
+            [chunks, raw_files, *([fine_tuned[enc.name]] if enc.fine_tune else [])],
+            settings.max_image_pixels,
+            settings.decode_workers,
+        )
         for enc in settings.encoders
     ]
     vector_tables = build_vector_tables_asset(settings, [raw_files, chunks, *embeddings])

@@ -20,7 +20,10 @@ from mm_assets.training.models import build_random_clip
 
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = {
-    "red": (215, 40, 40), "green": (40, 160, 60), "blue": (45, 75, 215), "yellow": (230, 195, 30),
+    "red": (215, 40, 40),
+    "green": (40, 160, 60),
+    "blue": (45, 75, 215),
+    "yellow": (230, 195, 30),
     "purple": (145, 55, 185),
 }
 POSITIONS = {"top left": (0, 0), "top right": (1, 0), "bottom left": (0, 1), "bottom right": (1, 1)}
@@ -32,10 +35,10 @@ TEMPLATES = (
 )
 NOTES = {
     "shapes.md": "# Shapes\n\n## Circle\n\nA circle is round, with no corners at all.\n\n## Square\n\nA square has "
-                 "four equal sides and four corners.\n\n## Triangle\n\nA triangle has three sides.\n\n## Cross\n\n"
-                 "A cross is two bars that meet in the middle.\n",
+    "four equal sides and four corners.\n\n## Triangle\n\nA triangle has three sides.\n\n## Cross\n\n"
+    "A cross is two bars that meet in the middle.\n",
     "colours.md": "# Colours\n\nRed like a fire truck, green like grass, blue like the sea, yellow like the sun and "
-                  "purple like a plum.\n",
+    "purple like a plum.\n",
     "corners.md": "# Corners of a picture\n\nThe top left, the top right, the bottom left and the bottom right.\n",
 }
 IMAGE_SIZE = 64
@@ -81,8 +84,13 @@ def generate_corpus(folder: Path, per_label: int = 20, seed: int = 0) -> int:
             name = f"images/{colour}_{shape}_{position.replace(' ', '_')}_{i}.png"
             render(shape, colour, position, rng).save(folder / name)
             template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
-            rows.append({"path": name, "caption": template.format(colour=colour, shape=shape, position=position),
-                         "label": label})
+            rows.append(
+                {
+                    "path": name,
+                    "caption": template.format(colour=colour, shape=shape, position=position),
+                    "label": label,
+                }
+            )
     with open(folder / "captions.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["path", "caption", "label"])
         writer.writeheader()
@@ -103,10 +111,17 @@ def build_base_model(directory: Path, seed: int = 0) -> Path:
     if (directory / "config.json").exists():
         return directory
     return build_random_clip(
-        directory, seed,
+        directory,
+        seed,
         text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
-        vision_config=dict(image_size=IMAGE_SIZE, patch_size=8, hidden_size=96, intermediate_size=192,
-                           num_hidden_layers=3, num_attention_heads=4),
+        vision_config=dict(
+            image_size=IMAGE_SIZE,
+            patch_size=8,
+            hidden_size=96,
+            intermediate_size=192,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+        ),
         projection_dim=64,
         words=vocabulary(),
     )
@@ -121,9 +136,18 @@ def write_demo_config(home: Path, epochs: int = 40) -> Path:
         "default_encoder": "demo_tuned",
         "encoders": [
             {"name": "demo_base", "model": str(base), "batch_size": 64},
-            {"name": "demo_tuned", "batch_size": 64,
-             "fine_tune": {"base": "demo_base", "epochs": epochs, "learning_rate": 1e-3, "batch_size": 64,
-                           "weight_decay": 0.05, "seed": 0}},
+            {
+                "name": "demo_tuned",
+                "batch_size": 64,
+                "fine_tune": {
+                    "base": "demo_base",
+                    "epochs": epochs,
+                    "learning_rate": 1e-3,
+                    "batch_size": 64,
+                    "weight_decay": 0.05,
+                    "seed": 0,
+                },
+            },
         ],
     }
     path = home / "mm_assets.yaml"

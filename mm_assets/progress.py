@@ -23,7 +23,7 @@ class Progress:
             self.log(f"{self.desc}: {self.done}/{self.total} ({rate:.1f}/s)")
             self.last_log = now
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

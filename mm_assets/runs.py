@@ -80,21 +80,31 @@ class _Runner:
 
     def batch(self, batch: str, keys: list[dg.AssetKey]) -> bool:
         result = self.defs.resolve_job_def(INGEST_JOB).execute_in_process(
-            partition_key=batch, instance=self.instance, asset_selection=keys, run_config=self.run_config,
-            raise_on_error=False, tags=self.tags,
+            partition_key=batch,
+            instance=self.instance,
+            asset_selection=keys,
+            run_config=self.run_config,
+            raise_on_error=False,
+            tags=self.tags,
         )
         return result.success
 
     def unpartitioned(self, keys: list[dg.AssetKey]) -> bool:
         result = dg.materialize(
-            list(self.defs.assets), selection=keys, instance=self.instance, resources=dict(self.defs.resources),
-            run_config=self.run_config, raise_on_error=False, tags=self.tags,
+            list(self.defs.assets),
+            selection=keys,
+            instance=self.instance,
+            resources=dict(self.defs.resources),
+            run_config=self.run_config,
+            raise_on_error=False,
+            tags=self.tags,
         )
         return result.success
 
 
-def run_pipeline(settings: Settings, sources: list[Path], run_config: dict | None = None,
-                 instance: dg.DagsterInstance | None = None) -> RunSummary:
+def run_pipeline(
+    settings: Settings, sources: list[Path], run_config: dict | None = None, instance: dg.DagsterInstance | None = None
+) -> RunSummary:
     """Discover new files, then materialize whatever is missing: batches, fine-tuned models, their
     embeddings, and the vector tables."""
     # Fail fast, before any batch or run exists, when a model is missing.
@@ -133,7 +143,8 @@ def run_pipeline(settings: Settings, sources: list[Path], run_config: dict | Non
     return summary
 
 
-def run_evaluation(settings: Settings, run_config: dict | None = None,
-                   instance: dg.DagsterInstance | None = None) -> bool:
+def run_evaluation(
+    settings: Settings, run_config: dict | None = None, instance: dg.DagsterInstance | None = None
+) -> bool:
     instance = instance or default_instance(settings)
     return _Runner(settings, instance, run_config).unpartitioned([dg.AssetKey("retrieval_eval")])

@@ -18,9 +18,7 @@ def ingest_with_dagster(settings: Settings, instance: dg.DagsterInstance) -> tup
     assert batch is not None, "expected new files"
     instance.add_dynamic_partitions("ingest_batches", [batch])
     defs = build_definitions(settings)
-    result = dg.materialize(
-        list(defs.assets), partition_key=batch, instance=instance, resources=dict(defs.resources)
-    )
+    result = dg.materialize(list(defs.assets), partition_key=batch, instance=instance, resources=dict(defs.resources))
     return batch, result
 
 

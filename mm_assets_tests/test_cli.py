@@ -61,6 +61,7 @@ def test_cli_top_k_equals_numpy_brute_force(cli, source, tmp_path, capsys):
     hits = json.loads(capsys.readouterr().out)
 
     from mm_assets.config import load_settings
+
     settings = load_settings(home=tmp_path / "home")
     table = db_rows(settings, "SELECT table_name FROM encoders")[0][0]
     ids, vectors = stored_vectors(settings, table)

@@ -73,8 +73,19 @@ def test_reduced_precision_stays_close_to_fp32(tiny_clip):
 
 def test_encoder_metadata_records_lineage(tiny_clip):
     meta = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip))).metadata()
-    for key in ("model_id", "revision", "architecture", "embedding_dim", "image_size", "image_mean", "max_tokens",
-                "dtype", "device", "parameters", "versions"):
+    for key in (
+        "model_id",
+        "revision",
+        "architecture",
+        "embedding_dim",
+        "image_size",
+        "image_mean",
+        "max_tokens",
+        "dtype",
+        "device",
+        "parameters",
+        "versions",
+    ):
         assert meta[key] not in (None, "", []), key
     assert meta["embedding_dim"] == 16 and meta["max_tokens"] == 77 and meta["architecture"] == "CLIPModel"
     assert meta["versions"]["torch"] == torch.__version__

@@ -56,8 +56,10 @@ def test_the_split_is_fixed_by_content_hash():
 
 def _pairs(n: int) -> list[TrainingPair]:
     rng = np.random.default_rng(0)
-    return [TrainingPair(f"{i:032x}", rng.normal(size=(3, 32, 32)).astype(np.float32), f"caption {i % 3}",
-                         f"label {i % 3}") for i in range(n)]
+    return [
+        TrainingPair(f"{i:032x}", rng.normal(size=(3, 32, 32)).astype(np.float32), f"caption {i % 3}", f"label {i % 3}")
+        for i in range(n)
+    ]
 
 
 def test_fine_tuning_is_deterministic_and_records_lineage(tiny_clip, tmp_path):
@@ -120,7 +122,8 @@ def test_fine_tuned_encoder_is_trained_embedded_and_evaluated_beside_its_base(la
     # both encoders, every task, in the history table and as floats in the UI metadata
     results = latest_results(Layout(labelled.home).evaluations)
     assert {(r["encoder"], r["task"]) for r in results} == {
-        (e, t) for e in ("base", "tuned") for t in ("text->image", "image->text", "text->text", "image->image")}
+        (e, t) for e in ("base", "tuned") for t in ("text->image", "image->text", "text->text", "image->image")
+    }
     assert all(METRICS <= set(r) and r["fingerprint"] for r in results)
     assert isinstance(meta["tuned/text->image/recall@1"], float) and isinstance(meta["base/image->text/mrr"], float)
     assert "| text->image | base |" in meta["comparison"] and "| text->image | tuned |" in meta["comparison"]

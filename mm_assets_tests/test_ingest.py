@@ -64,7 +64,7 @@ def test_jpeg_draft_decode_still_covers_the_requested_size(source):
         ("Snow über alles".encode("utf-16"), "Snow über alles"),
         ("Snow über alles".encode("utf-8-sig"), "Snow über alles"),
         ("Le café crème à Noël".encode("latin-1"), "Le café crème à Noël"),
-        ("plain ascii\n".encode(), "plain ascii\n"),
+        (b"plain ascii\n", "plain ascii\n"),
     ],
 )
 def test_text_encodings_are_detected(raw, expected):

@@ -25,8 +25,10 @@ def stale_by_code_version(defs: dg.Definitions, instance: dg.DagsterInstance) ->
 
 
 def test_changing_a_model_marks_only_its_encoder_stale_and_keeps_both_tables(settings, tiny_clip, tiny_clip_other):
-    before = replace(settings, encoders=(
-        EncoderConfig("clip", model=str(tiny_clip)), EncoderConfig("other", model=str(tiny_clip_other))))
+    before = replace(
+        settings,
+        encoders=(EncoderConfig("clip", model=str(tiny_clip)), EncoderConfig("other", model=str(tiny_clip_other))),
+    )
     after = replace(before, encoders=(before.encoders[0], EncoderConfig("other", model=str(tiny_clip))))
     with dg.instance_for_test() as instance:
         batch, first = ingest_with_dagster(before, instance)
@@ -35,13 +37,18 @@ def test_changing_a_model_marks_only_its_encoder_stale_and_keeps_both_tables(set
         assert stale_by_code_version(new_defs, instance) == {"embeddings/other"}
 
         rerun = new_defs.resolve_job_def("ingest_job").execute_in_process(
-            partition_key=batch, instance=instance,
-            asset_selection=[dg.AssetKey(["embeddings", "other"]), dg.AssetKey("vector_tables")])
+            partition_key=batch,
+            instance=instance,
+            asset_selection=[dg.AssetKey(["embeddings", "other"]), dg.AssetKey("vector_tables")],
+        )
         assert rerun.success
         assert stale_by_code_version(new_defs, instance) == set()
 
-    rows = db_rows(after, "SELECT name, key, fingerprint, model_id, revision, embedding_dim, is_current, n_vectors "
-                          "FROM encoders WHERE name = 'other' ORDER BY is_current")
+    rows = db_rows(
+        after,
+        "SELECT name, key, fingerprint, model_id, revision, embedding_dim, is_current, n_vectors "
+        "FROM encoders WHERE name = 'other' ORDER BY is_current",
+    )
     (old, new) = rows
     assert old[1] == before.encoders[1].key and new[1] == after.encoders[1].key and old[1] != new[1]
     assert (old[3], old[4], old[5], old[6]) == (str(tiny_clip_other), weights_hash(tiny_clip_other), 24, False)

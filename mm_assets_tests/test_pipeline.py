@@ -18,8 +18,13 @@ def test_definitions_load_with_groups_kinds_and_code_versions(settings):
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups == {"raw_files": "ingest", "chunks": "chunking", "embeddings/clip": "embedding",
-                      "vector_tables": "vector_tables", "retrieval_eval": "evaluation"}
+    assert groups == {
+        "raw_files": "ingest",
+        "chunks": "chunking",
+        "embeddings/clip": "embedding",
+        "vector_tables": "vector_tables",
+        "retrieval_eval": "evaluation",
+    }
     emb = graph.get(dg.AssetKey(["embeddings", "clip"]))
     assert {"pytorch"} <= set(emb.kinds) and emb.code_version == settings.default_encoder.fingerprint
     assert "duckdb" in graph.get(dg.AssetKey("vector_tables")).kinds
@@ -32,11 +37,15 @@ def test_materialize_everything_with_bad_files_in_the_batch(settings, instance, 
 
     # the batch completed and every good file is served
     files = dict(db_rows(settings, "SELECT path, modality FROM files"))
-    good = [p for p in (settings.sources[0] / "images").iterdir()] + [p for p in (settings.sources[0] / "texts").iterdir()]
+    good = [p for p in (settings.sources[0] / "images").iterdir()] + [
+        p for p in (settings.sources[0] / "texts").iterdir()
+    ]
     assert {str(p) for p in good} == set(files)
 
     # each bad file is in the quarantine table with its specific reason, and in the run's metadata
-    quarantine = {path.rsplit("/", 1)[1]: reason for path, reason in db_rows(settings, "SELECT path, reason FROM quarantine")}
+    quarantine = {
+        path.rsplit("/", 1)[1]: reason for path, reason in db_rows(settings, "SELECT path, reason FROM quarantine")
+    }
     assert set(quarantine) == set(bad_reasons)
     for name, fragment in bad_reasons.items():
         assert fragment in quarantine[name]
@@ -54,16 +63,36 @@ def test_materialize_everything_with_bad_files_in_the_batch(settings, instance, 
 
     # asset checks ran and passed
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {("chunks", "every_file_has_chunks"): True, ("embeddings/clip", "vectors_are_valid"): True,
-                      ("embeddings/clip", "every_chunk_embedded"): True}
+    assert checks == {
+        ("chunks", "every_file_has_chunks"): True,
+        ("embeddings/clip", "vectors_are_valid"): True,
+        ("embeddings/clip", "every_chunk_embedded"): True,
+    }
 
 
 def test_embedding_metadata_records_the_encoder_and_timings(settings, instance):
     _, result = ingest_with_dagster(settings, instance)
     meta = {k: v.value for k, v in result.asset_materializations_for_node("embeddings__clip")[0].metadata.items()}
-    for key in ("model_id", "revision", "embedding_dim", "dtype", "device", "parameters", "versions", "image_size",
-                "image_mean", "max_tokens", "fingerprint", "table_name", "dagster/row_count", "dagster/column_schema",
-                "image_per_second", "image_seconds_decode", "image_seconds_forward", "text_per_second"):
+    for key in (
+        "model_id",
+        "revision",
+        "embedding_dim",
+        "dtype",
+        "device",
+        "parameters",
+        "versions",
+        "image_size",
+        "image_mean",
+        "max_tokens",
+        "fingerprint",
+        "table_name",
+        "dagster/row_count",
+        "dagster/column_schema",
+        "image_per_second",
+        "image_seconds_decode",
+        "image_seconds_forward",
+        "text_per_second",
+    ):
         assert key in meta, key
     assert meta["embedding_dim"] == 16 and meta["revision"].startswith("sha256:")
     chunk_meta = result.asset_materializations_for_node("chunks")[0].metadata

@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from mm_assets.search.query import recorded_encoder, pick_encoder_table, search
+from mm_assets.search.query import pick_encoder_table, recorded_encoder, search
 from mm_assets.store.vector_db import VectorDBError, open_read_only
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster, stored_vectors
 
@@ -61,9 +61,11 @@ def test_hnsw_index_is_built_when_configured_and_used(settings):
     try:
         table = pick_encoder_table(con, None, settings.default_encoder.key)
         assert table.has_hnsw
-        plan = con.execute(f"EXPLAIN SELECT chunk_id FROM {table.table_name} ORDER BY "
-                           f"array_cosine_distance(embedding, $q::FLOAT[{table.dim}]) LIMIT 5",
-                           {"q": [0.1] * table.dim}).fetchall()[0][1]
+        plan = con.execute(
+            f"EXPLAIN SELECT chunk_id FROM {table.table_name} ORDER BY "
+            f"array_cosine_distance(embedding, $q::FLOAT[{table.dim}]) LIMIT 5",
+            {"q": [0.1] * table.dim},
+        ).fetchall()[0][1]
         assert "HNSW_INDEX_SCAN" in plan
     finally:
         con.close()

@@ -60,8 +60,12 @@ def test_an_edited_file_replaces_its_old_content(settings):
         note.write_text("completely different words about mountains")
         meta = run_requested(defs, instance, tick(defs, instance))
         assert meta["embedded"] == 1
-    texts = [r[0] for r in db_rows(settings, "SELECT c.text FROM chunks c JOIN files f USING (file_id) "
-                                             "WHERE f.path = ?", [str(note)])]
+    texts = [
+        r[0]
+        for r in db_rows(
+            settings, "SELECT c.text FROM chunks c JOIN files f USING (file_id) WHERE f.path = ?", [str(note)]
+        )
+    ]
     assert texts == ["completely different words about mountains"]
 
 

@@ -10,10 +10,17 @@ from mm_assets.training.models import build_random_clip
 def build_tiny_clip(directory: Path, seed: int = 0, projection_dim: int = 16, image_size: int = 32) -> Path:
     """A character-level tokenizer and a 2-layer CLIP with random weights."""
     return build_random_clip(
-        directory, seed,
+        directory,
+        seed,
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
-        vision_config=dict(image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=2),
+        vision_config=dict(
+            image_size=image_size,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        ),
         projection_dim=projection_dim,
     )
 

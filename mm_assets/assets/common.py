@@ -23,9 +23,7 @@ class Storage(dg.ConfigurableResource):
 def table_metadata(table: pa.Table, location: Path) -> dict:
     return {
         "dagster/row_count": table.num_rows,
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema]
-        ),
+        "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema]),
         "shard": dg.MetadataValue.path(str(location)),
     }
 

@@ -24,8 +24,7 @@ def embedding_asset_key(encoder: EncoderConfig) -> dg.AssetKey:
     return dg.AssetKey(["embeddings", encoder.name])
 
 
-def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_image_pixels: int,
-                          decode_workers: int):
+def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_image_pixels: int, decode_workers: int):
     key = embedding_asset_key(encoder_config)
 
     @dg.asset(
@@ -42,23 +41,34 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         metadata={"model": encoder_config.model, "encoder_key": encoder_config.key},
         check_specs=[
             dg.AssetCheckSpec("vectors_are_valid", asset=key, description="right dimension, finite, unit norm"),
-            dg.AssetCheckSpec("every_chunk_embedded", asset=key,
-                              description="every chunk of a covered modality has a vector for this encoder"),
+            dg.AssetCheckSpec(
+                "every_chunk_embedded",
+                asset=key,
+                description="every chunk of a covered modality has a vector for this encoder",
+            ),
         ],
     )
     def embeddings(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         layout, batch, enc_key = storage.layout, context.partition_key, encoder_config.key
-        chunks = [c for c in read_table(layout.shard("chunks", batch)).to_pylist()
-                  if c["modality"] in encoder_config.modalities]
-        paths = {r["file_id"]: r["path"] for r in read_table(layout.shard("raw_files", batch)).to_pylist()
-                 if r["status"] == "ok"}
+        chunks = [
+            c
+            for c in read_table(layout.shard("chunks", batch)).to_pylist()
+            if c["modality"] in encoder_config.modalities
+        ]
+        paths = {
+            r["file_id"]: r["path"]
+            for r in read_table(layout.shard("raw_files", batch)).to_pylist()
+            if r["status"] == "ok"
+        }
         out = layout.shard("embeddings", batch, enc_key)
         # Content addressing: chunks another batch already embedded with this encoder are never redone.
         done = existing_ids(layout.shard_dir("embeddings", enc_key), "chunk_id", exclude=out)
         todo = list({c["chunk_id"]: c for c in chunks if c["chunk_id"] not in done}.values())
         if encoder_config.fine_tune and not Path(encoder_config.model).exists():
             # Not trained yet: write nothing (so `mm-assets run` fills it in later) and let the check say so.
-            context.log.warning(f"{encoder_config.name} is not trained yet: materialize fine_tuned/{encoder_config.name}")
+            context.log.warning(
+                f"{encoder_config.name} is not trained yet: materialize fine_tuned/{encoder_config.name}"
+            )
             return dg.MaterializeResult(
                 metadata={"skipped": "fine-tuned model not trained yet", "chunks_in_batch": len(chunks)},
                 check_results=[_coverage_check(chunks, done)],
@@ -70,12 +80,21 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         write_json(layout.encoder_record(enc_key), info)
         image_jobs = _image_jobs([c for c in todo if c["modality"] == "image"], paths)
         texts = [(c["chunk_id"], c["text"]) for c in todo if c["modality"] == "text"]
-        with Progress(len(todo), f"embed {encoder_config.name}", context.log.info) as progress, \
-                shard_writer(out, embeddings_schema(encoder.dim)) as write:
+        with (
+            Progress(len(todo), f"embed {encoder_config.name}", context.log.info) as progress,
+            shard_writer(out, embeddings_schema(encoder.dim)) as write,
+        ):
+
             def write_batch(ids: list[str], vectors: np.ndarray) -> None:
-                write(pa.table({"chunk_id": ids, "embedding": _fixed_size(vectors)}, schema=embeddings_schema(encoder.dim)))
-            image_stats = embed_images(encoder, image_jobs, write_batch, max_pixels=max_image_pixels,
-                                       workers=decode_workers, progress=progress)
+                write(
+                    pa.table(
+                        {"chunk_id": ids, "embedding": _fixed_size(vectors)}, schema=embeddings_schema(encoder.dim)
+                    )
+                )
+
+            image_stats = embed_images(
+                encoder, image_jobs, write_batch, max_pixels=max_image_pixels, workers=decode_workers, progress=progress
+            )
             text_stats = embed_texts(encoder, texts, write_batch, progress=progress)
 
         written = read_table(out)
@@ -130,8 +149,13 @@ def _validity_check(table: pa.Table, dim: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="vectors_are_valid",
         passed=width == dim and finite and worst <= UNIT_NORM_TOLERANCE,
-        metadata={"dim": width, "expected_dim": dim, "all_finite": finite, "max_norm_error": worst,
-                  "vectors": len(vectors)},
+        metadata={
+            "dim": width,
+            "expected_dim": dim,
+            "all_finite": finite,
+            "max_norm_error": worst,
+            "vectors": len(vectors),
+        },
     )
 
 
@@ -142,4 +166,3 @@ def _coverage_check(chunks: list[dict], embedded: set[str]) -> dg.AssetCheckResu
         passed=not missing,
         metadata={"chunks": len(chunks), "missing": len(missing), "missing_ids": missing[:20]},
     )
-

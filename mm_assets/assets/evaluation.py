@@ -25,8 +25,9 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         layout = storage.layout
         con = open_read_only(layout.db_path)
         try:
-            tables = [t for t in list_encoder_tables(con)
-                      if t.is_current and set(t.metadata["modalities"]) == set(MODALITIES)]
+            tables = [
+                t for t in list_encoder_tables(con) if t.is_current and set(t.metadata["modalities"]) == set(MODALITIES)
+            ]
             results = []
             for table in tables:
                 results += evaluate_encoder_table(con, table, recorded_encoder(table), settings.eval_test_percent)
@@ -37,7 +38,8 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         record_results(layout.evaluations, results, {t.key: t.metadata for t in tables}, context.run_id)
         scores = {
             f"{r['encoder']}/{r['task']}/{m}": float(r[m])
-            for r in results for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1")
+            for r in results
+            for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1")
         }
         return dg.MaterializeResult(
             metadata={

@@ -15,8 +15,8 @@ from mm_assets.config import Settings, short_hash
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest import BadFile
 from mm_assets.ingest.batches import read_manifest
-from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.ingest.files import RAW_FILES_SCHEMA, file_id_of, inspect_file, read_file_bytes, rejected_row
+from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.ingest.text import decode_text
 from mm_assets.progress import Progress
 from mm_assets.store.shards import read_table, write_table
@@ -38,15 +38,20 @@ def build_ingest_assets(settings: Settings) -> list:
         layout, batch = storage.layout, context.partition_key
         files, rejected = read_manifest(layout, batch)
         captions = CaptionIndex()
-        with Progress(len(files), f"ingest {batch}", context.log.info) as progress, \
-                ThreadPoolExecutor(settings.decode_workers) as pool:
+        with (
+            Progress(len(files), f"ingest {batch}", context.log.info) as progress,
+            ThreadPoolExecutor(settings.decode_workers) as pool,
+        ):
+
             def inspect(entry):
-                row = inspect_file(entry, max_image_pixels=settings.max_image_pixels,
-                                   max_file_bytes=settings.max_file_bytes)
+                row = inspect_file(
+                    entry, max_image_pixels=settings.max_image_pixels, max_file_bytes=settings.max_file_bytes
+                )
                 if row["modality"] == "image" and row["status"] == "ok":
                     row["caption"], row["label"] = captions.lookup(entry.path)
                 progress()
                 return row
+
             rows = list(pool.map(inspect, files)) + [rejected_row(r.path, r.reason) for r in rejected]
         now = time.time()
         for row in rows:

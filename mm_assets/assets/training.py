@@ -35,8 +35,10 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
         layout = storage.layout
         base = resolve_model(base_config.model, base_config.revision)
         pairs, skipped = training_pairs(
-            read_all_shards(layout.shard_dir("raw_files")), settings.eval_test_percent,
-            preprocessing_of(base.local_dir), settings.max_image_pixels,
+            read_all_shards(layout.shard_dir("raw_files")),
+            settings.eval_test_percent,
+            preprocessing_of(base.local_dir),
+            settings.max_image_pixels,
         )
         context.log.info(f"training on {len(pairs)} captioned images ({len(skipped)} unreadable, skipped)")
         out_dir = Path(encoder.model)

@@ -40,9 +40,11 @@ def build_vector_tables_asset(settings: Settings, upstream: list):
             report = build_vector_db(layout, current, settings.default_encoder.key, settings.hnsw, context.log.info)
         con = open_read_only(layout.db_path)
         try:
-            encoders = [dict(zip(("table", "encoder", "model", "revision", "dim", "current", "rows"), r))
-                        for r in con.execute("""SELECT table_name, name, model_id, revision, embedding_dim,
-                                                is_current, n_vectors FROM encoders ORDER BY name, key""").fetchall()]
+            encoders = [
+                dict(zip(("table", "encoder", "model", "revision", "dim", "current", "rows"), r))
+                for r in con.execute("""SELECT table_name, name, model_id, revision, embedding_dim,
+                                                is_current, n_vectors FROM encoders ORDER BY name, key""").fetchall()
+            ]
         finally:
             con.close()
         return dg.MaterializeResult(

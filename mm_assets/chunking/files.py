@@ -7,18 +7,20 @@ import pyarrow as pa
 from mm_assets.chunking import chunk_id_of
 from mm_assets.chunking.text import chunk_text_windows
 
-CHUNKS_SCHEMA = pa.schema([
-    ("chunk_id", pa.string()),
-    ("file_id", pa.string()),
-    ("modality", pa.string()),
-    ("position", pa.int32()),
-    ("text", pa.string()),
-    ("heading", pa.string()),
-    ("char_start", pa.int64()),
-    ("char_end", pa.int64()),
-    ("n_tokens", pa.int32()),
-    ("bbox", pa.list_(pa.float32(), 4)),  # x0, y0, x1, y1 as fractions of the (EXIF-oriented) image
-])
+CHUNKS_SCHEMA = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("file_id", pa.string()),
+        ("modality", pa.string()),
+        ("position", pa.int32()),
+        ("text", pa.string()),
+        ("heading", pa.string()),
+        ("char_start", pa.int64()),
+        ("char_end", pa.int64()),
+        ("n_tokens", pa.int32()),
+        ("bbox", pa.list_(pa.float32(), 4)),  # x0, y0, x1, y1 as fractions of the (EXIF-oriented) image
+    ]
+)
 
 
 def _row(file_id, modality, params, position, **fields) -> dict:
@@ -58,8 +60,15 @@ def chunk_text(file_id: str, text: str, path: str, tokenizer, params: dict) -> l
     )
     return [
         _row(
-            file_id, "text", params, i,
-            text=w.text, heading=w.heading, char_start=w.char_start, char_end=w.char_end, n_tokens=w.n_tokens,
+            file_id,
+            "text",
+            params,
+            i,
+            text=w.text,
+            heading=w.heading,
+            char_start=w.char_start,
+            char_end=w.char_end,
+            n_tokens=w.n_tokens,
         )
         for i, w in enumerate(windows)
     ]

@@ -50,9 +50,7 @@ def split_markdown_sections(text: str) -> list[Section]:
     return sections
 
 
-def chunk_text_windows(
-    text: str, tokenizer, *, max_tokens: int, overlap: int, markdown: bool
-) -> list[TextWindow]:
+def chunk_text_windows(text: str, tokenizer, *, max_tokens: int, overlap: int, markdown: bool) -> list[TextWindow]:
     """Token windows of at most ``max_tokens`` (BOS/EOS included), overlapping by ``overlap`` tokens.
 
     Windows end and start on word boundaries where possible; each window of a markdown section is

@@ -32,7 +32,7 @@ class ImagePreprocessing:
     resample: int
 
     @classmethod
-    def from_processor(cls, processor) -> "ImagePreprocessing":
+    def from_processor(cls, processor) -> ImagePreprocessing:
         size, crop = processor.size, processor.crop_size
         edge = size.get("shortest_edge") if hasattr(size, "get") else size.shortest_edge
         return cls(
@@ -90,9 +90,9 @@ class ClipEncoder:
 
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        ).to(self.device)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt").to(
+            self.device
+        )
         out = self.model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         return _normalise(out.pooler_output)
 

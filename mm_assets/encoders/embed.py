@@ -37,8 +37,10 @@ class StageTimes:
 
     def as_metadata(self, prefix: str) -> dict[str, float]:
         rate = self.embedded / self.wall if self.wall else 0.0
-        out = {f"{prefix}_seconds_{k}": round(getattr(self, k), 4)
-               for k in ("read", "decode", "preprocess", "forward", "write", "wall")}
+        out = {
+            f"{prefix}_seconds_{k}": round(getattr(self, k), 4)
+            for k in ("read", "decode", "preprocess", "forward", "write", "wall")
+        }
         out[f"{prefix}_per_second"] = round(rate, 2)
         return out
 
@@ -76,8 +78,11 @@ def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
         t2 = time.perf_counter()
         w, h = image.size
         pixels = [
-            encoder.preprocess(image if b == (0.0, 0.0, 1.0, 1.0) else image.crop(
-                (round(b[0] * w), round(b[1] * h), round(b[2] * w), round(b[3] * h))))
+            encoder.preprocess(
+                image
+                if b == (0.0, 0.0, 1.0, 1.0)
+                else image.crop((round(b[0] * w), round(b[1] * h), round(b[2] * w), round(b[3] * h)))
+            )
             for b in job.bboxes
         ]
         t3 = time.perf_counter()
@@ -88,7 +93,12 @@ def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
 
 
 def embed_images(
-    encoder: ClipEncoder, jobs: Iterable[ImageJob], write: WriteBatch, *, max_pixels: int, workers: int,
+    encoder: ClipEncoder,
+    jobs: Iterable[ImageJob],
+    write: WriteBatch,
+    *,
+    max_pixels: int,
+    workers: int,
     progress: Callable[[int], None] = lambda n: None,
 ) -> StageTimes:
     stats = StageTimes()
@@ -131,7 +141,9 @@ def embed_images(
 
 
 def embed_texts(
-    encoder: ClipEncoder, chunks: list[tuple[str, str]], write: WriteBatch,
+    encoder: ClipEncoder,
+    chunks: list[tuple[str, str]],
+    write: WriteBatch,
     progress: Callable[[int], None] = lambda n: None,
 ) -> StageTimes:
     """(chunk_id, text) pairs, batched by length so padding stays small."""

@@ -90,9 +90,10 @@ def resolve_model(model: str, revision: str | None = None) -> ResolvedModel:
         try:
             local = snapshot_download(model, revision=revision, allow_patterns=MODEL_FILES)
         except Exception as exc:
-            raise ModelNotFoundError(f"could not download {model!r} from the hub: {exc}. " + _how_to_supply(model)) from exc
+            raise ModelNotFoundError(
+                f"could not download {model!r} from the hub: {exc}. " + _how_to_supply(model)
+            ) from exc
     local_dir = Path(local)
     # Cached snapshots live in .../snapshots/<commit>/: that commit is the resolved revision.
     commit = local_dir.name if local_dir.parent.name == "snapshots" else weights_hash(local_dir)
     return ResolvedModel(model, local_dir, commit)
-

@@ -25,8 +25,17 @@ def record_results(db_path: Path, results: list[dict], encoders: dict[str, dict]
             meta = encoders[r["key"]]
             con.execute(
                 "INSERT INTO retrieval_eval VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [now, run_id, r["encoder"], r["key"], meta["fingerprint"], meta["model_id"], meta["revision"],
-                 r["task"], *[r.get(c) for c in _COLUMNS]],
+                [
+                    now,
+                    run_id,
+                    r["encoder"],
+                    r["key"],
+                    meta["fingerprint"],
+                    meta["model_id"],
+                    meta["revision"],
+                    r["task"],
+                    *[r.get(c) for c in _COLUMNS],
+                ],
             )
 
 

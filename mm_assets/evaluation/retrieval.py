@@ -40,10 +40,12 @@ def evaluate_encoder_table(
     ids, captions, labels, images = labelled_test_items(con, table, test_percent)
     if not ids:
         return []
-    texts = np.concatenate([
-        encoder.embed_texts(captions[i : i + encoder.config.batch_size])
-        for i in range(0, len(captions), encoder.config.batch_size)
-    ])
+    texts = np.concatenate(
+        [
+            encoder.embed_texts(captions[i : i + encoder.config.batch_size])
+            for i in range(0, len(captions), encoder.config.batch_size)
+        ]
+    )
     keys = np.asarray([label if label is not None else f"pair:{fid}" for fid, label in zip(ids, labels)])
     relevant = keys[:, None] == keys[None, :]
     not_self = ~np.eye(len(ids), dtype=bool)

@@ -24,11 +24,13 @@ def _save_seen(layout: Layout, seen: dict[str, tuple[int, int]]) -> None:
     paths = list(seen)
     write_table(
         layout.seen_index,
-        pa.table({
-            "path": pa.array(paths, pa.string()),
-            "size": pa.array([seen[p][0] for p in paths], pa.int64()),
-            "mtime_ns": pa.array([seen[p][1] for p in paths], pa.int64()),
-        }),
+        pa.table(
+            {
+                "path": pa.array(paths, pa.string()),
+                "size": pa.array([seen[p][0] for p in paths], pa.int64()),
+                "mtime_ns": pa.array([seen[p][1] for p in paths], pa.int64()),
+            }
+        ),
     )
 
 

@@ -6,7 +6,6 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from mm_assets.ingest import SUPPORTED_EXTENSIONS
 
@@ -64,7 +63,9 @@ def _classify(full: str, roots: list[str]) -> FoundFile | Rejected:
         if stat.S_ISLNK(st.st_mode):
             target = os.path.realpath(full)
             if not _inside(target, roots):
-                return Rejected(full, f"symlink points outside the source folders (-> {printable_path(target)}); not followed")
+                return Rejected(
+                    full, f"symlink points outside the source folders (-> {printable_path(target)}); not followed"
+                )
             st = os.stat(full)
     except OSError as exc:
         return Rejected(full, f"cannot stat file: {exc.strerror}")

@@ -85,7 +85,9 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
                 text, encoding = decode_text(data)
             except BadFile as exc:
                 other = _describe_other_content(data)
-                raise BadFile(f"named {ext} but the content is {other}" if other == "image data" else str(exc)) from None
+                raise BadFile(
+                    f"named {ext} but the content is {other}" if other == "image data" else str(exc)
+                ) from None
             if not text.strip():
                 raise BadFile("text file has no visible characters")
             row.update(format="text", encoding=encoding)
@@ -94,23 +96,25 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
     return row
 
 
-RAW_FILES_SCHEMA = pa.schema([
-    ("path", pa.string()),
-    ("size", pa.int64()),
-    ("mtime_ns", pa.int64()),
-    ("file_id", pa.string()),
-    ("modality", pa.string()),
-    ("format", pa.string()),
-    ("encoding", pa.string()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("caption", pa.string()),  # images only: from a sidecar file or a captions manifest
-    ("label", pa.string()),
-    ("status", pa.string()),
-    ("reason", pa.string()),
-    ("batch", pa.string()),
-    ("ingested_at", pa.float64()),
-])
+RAW_FILES_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("file_id", pa.string()),
+        ("modality", pa.string()),
+        ("format", pa.string()),
+        ("encoding", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("caption", pa.string()),  # images only: from a sidecar file or a captions manifest
+        ("label", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("batch", pa.string()),
+        ("ingested_at", pa.float64()),
+    ]
+)
 
 
 def rejected_row(path: str, reason: str) -> dict:

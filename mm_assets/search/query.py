@@ -106,8 +106,15 @@ def embed_query(encoder: ClipEncoder, text: str | None, image: str | Path | None
 
 
 def search(
-    db_path: Path, *, text: str | None = None, image: str | Path | None = None, k: int = 10,
-    modality: str | None = None, encoder: str | None = None, default_key: str | None = None, exact: bool = False,
+    db_path: Path,
+    *,
+    text: str | None = None,
+    image: str | Path | None = None,
+    k: int = 10,
+    modality: str | None = None,
+    encoder: str | None = None,
+    default_key: str | None = None,
+    exact: bool = False,
 ) -> list[SearchHit]:
     """Top-k chunks by cosine distance. Exact by default; uses the HNSW index when the table has one
     and ``exact`` is False (approximate, over-fetching when a modality filter applies)."""
@@ -126,10 +133,13 @@ def search(
                           ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch)"""
         else:
             source = f"(SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name})"
-        rows = con.execute(f"""
+        rows = con.execute(
+            f"""
             SELECT f.path, c.chunk_id, c.modality, e.distance, c.text, c.heading, c.file_id
             FROM {source} e JOIN chunks c USING (chunk_id) JOIN files f USING (file_id)
-            {where} ORDER BY e.distance, c.chunk_id LIMIT $k""", params).fetchall()
+            {where} ORDER BY e.distance, c.chunk_id LIMIT $k""",
+            params,
+        ).fetchall()
     finally:
         con.close()
     return [SearchHit(*r[:3], float(r[3]), *r[4:], encoder=table.key) for r in rows]

@@ -91,7 +91,8 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
         # several paths (a rename or a copy) is served under its most recently ingested path.
         con.execute("""
             CREATE TABLE files AS
-            WITH latest AS (SELECT path, arg_max(file_id, ingested_at) AS file_id, arg_max(status, ingested_at) AS status
+            WITH latest AS (SELECT path, arg_max(file_id, ingested_at) AS file_id,
+                                   arg_max(status, ingested_at) AS status
                             FROM file_versions GROUP BY path)
             SELECT v.file_id, arg_max(v.path, v.ingested_at) AS path, any_value(v.modality) AS modality,
                    any_value(v.format) AS format, any_value(v.encoding) AS encoding, any_value(v.width) AS width,
@@ -129,9 +130,20 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                 hnsw_seconds += time.perf_counter() - t0
             con.execute(
                 "INSERT INTO encoders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [key, record["encoder"], record["fingerprint"], table, record["model_id"], record["revision"], dim,
-                 record["dtype"], current.get(record["encoder"]) == key, key == default_key, n,
-                 json.dumps(record, sort_keys=True)],
+                [
+                    key,
+                    record["encoder"],
+                    record["fingerprint"],
+                    table,
+                    record["model_id"],
+                    record["revision"],
+                    dim,
+                    record["dtype"],
+                    current.get(record["encoder"]) == key,
+                    key == default_key,
+                    n,
+                    json.dumps(record, sort_keys=True),
+                ],
             )
         for name in ("files", "chunks", "quarantine", "file_versions"):
             tables[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
@@ -142,4 +154,3 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
     return BuildReport(tables, hnsw_seconds, time.perf_counter() - start)
-

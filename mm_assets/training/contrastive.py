@@ -63,7 +63,10 @@ def data_fingerprint(pairs: list[TrainingPair]) -> str:
 
 
 def fine_tune(
-    base: ResolvedModel, pairs: list[TrainingPair], config: FineTuneConfig, out_dir: Path,
+    base: ResolvedModel,
+    pairs: list[TrainingPair],
+    config: FineTuneConfig,
+    out_dir: Path,
     log: Callable[[str], None] = print,
 ) -> TrainingReport:
     """Train from ``base`` on ``pairs`` and save a complete model directory (safetensors) at ``out_dir``."""
@@ -87,8 +90,13 @@ def fine_tune(
 
     ordered = sorted(pairs, key=lambda p: p.file_id)  # input order must not change the result
     pixels = torch.from_numpy(np.stack([p.pixels for p in ordered]))
-    tokens = tokenizer([p.caption for p in ordered], padding=True, truncation=True,
-                       max_length=model.config.text_config.max_position_embeddings, return_tensors="pt")
+    tokens = tokenizer(
+        [p.caption for p in ordered],
+        padding=True,
+        truncation=True,
+        max_length=model.config.text_config.max_position_embeddings,
+        return_tensors="pt",
+    )
     label_ids = {key: i for i, key in enumerate(sorted({p.label or f"pair:{p.file_id}" for p in ordered}))}
     labels = torch.tensor([label_ids[p.label or f"pair:{p.file_id}"] for p in ordered])
     n, losses, steps = len(ordered), [], 0
@@ -101,12 +109,17 @@ def fine_tune(
         # drop a last batch of one: a 1×1 similarity matrix has nothing to contrast
         for i in range(0, n - 1 if n % batch_size == 1 else n, batch_size):
             idx = order[i : i + batch_size]
-            out = model(input_ids=tokens["input_ids"][idx], attention_mask=tokens["attention_mask"][idx],
-                        pixel_values=pixels[idx])
+            out = model(
+                input_ids=tokens["input_ids"][idx],
+                attention_mask=tokens["attention_mask"][idx],
+                pixel_values=pixels[idx],
+            )
             same = labels[idx][:, None] == labels[idx][None, :]
             targets = same.float() / same.sum(dim=1, keepdim=True)
-            loss = (torch.nn.functional.cross_entropy(out.logits_per_image, targets)
-                    + torch.nn.functional.cross_entropy(out.logits_per_text, targets.T)) / 2
+            loss = (
+                torch.nn.functional.cross_entropy(out.logits_per_image, targets)
+                + torch.nn.functional.cross_entropy(out.logits_per_text, targets.T)
+            ) / 2
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -118,8 +131,9 @@ def fine_tune(
         losses.append(float(np.mean(epoch_losses)))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {losses[-1]:.4f}")
     _save_atomically(model, tokenizer, base.local_dir, out_dir)
-    return TrainingReport(out_dir, weights_hash(out_dir), data_fingerprint(pairs), steps, losses,
-                          time.perf_counter() - start)
+    return TrainingReport(
+        out_dir, weights_hash(out_dir), data_fingerprint(pairs), steps, losses, time.perf_counter() - start
+    )
 
 
 def _warmup_cosine(optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:

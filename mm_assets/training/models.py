@@ -44,7 +44,11 @@ def build_tokenizer(words: tuple[str, ...] = ()) -> CLIPTokenizer:
 
 
 def build_random_clip(
-    directory: Path, seed: int, text_config: dict, vision_config: dict, projection_dim: int,
+    directory: Path,
+    seed: int,
+    text_config: dict,
+    vision_config: dict,
+    projection_dim: int,
     words: tuple[str, ...] = (),
 ) -> Path:
     """A CLIP with random weights and its tokenizer and image processor, saved like a hub model."""
@@ -52,8 +56,14 @@ def build_random_clip(
     vocab = tokenizer.get_vocab()
     eos = vocab["<|endoftext|>"]
     config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "max_position_embeddings": 77, "bos_token_id": vocab["<|startoftext|>"],
-                     "eos_token_id": eos, "pad_token_id": eos, **text_config},
+        text_config={
+            "vocab_size": len(vocab),
+            "max_position_embeddings": 77,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": eos,
+            "pad_token_id": eos,
+            **text_config,
+        },
         vision_config=vision_config,
         projection_dim=projection_dim,
     )
