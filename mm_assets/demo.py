@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
-from mm_assets.training.models import build_random_clip
+from mm_assets.training.models import build_small_clip
 
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = {
@@ -110,18 +110,15 @@ def build_base_model(directory: Path, seed: int = 0) -> Path:
     """A small CLIP, randomly initialised: the demo's untrained start."""
     if (directory / "config.json").exists():
         return directory
-    return build_random_clip(
+    return build_small_clip(
         directory,
         seed,
-        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
-        vision_config=dict(
-            image_size=IMAGE_SIZE,
-            patch_size=8,
-            hidden_size=96,
-            intermediate_size=192,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-        ),
+        text_width=64,
+        vision_width=96,
+        text_layers=2,
+        vision_layers=3,
+        heads=4,
+        image_size=IMAGE_SIZE,
         projection_dim=64,
         words=vocabulary(),
     )

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mm_assets.training.models import build_random_clip
+from mm_assets.training.models import build_random_clip, build_small_clip
 
 
 def build_tiny_clip(directory: Path, seed: int = 0, projection_dim: int = 16, image_size: int = 32) -> Path:
     """A character-level tokenizer and a 2-layer CLIP with random weights."""
-    return build_random_clip(
+    return build_small_clip(
         directory,
         seed,
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
-        vision_config=dict(
-            image_size=image_size,
-            patch_size=8,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-        ),
+        text_width=32,
+        vision_width=32,
+        text_layers=2,
+        vision_layers=2,
+        heads=2,
+        image_size=image_size,
         projection_dim=projection_dim,
     )
 

@@ -79,3 +79,39 @@ def build_random_clip(
     processor.save_pretrained(directory)
     model.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+def build_small_clip(
+    directory: Path,
+    seed: int,
+    *,
+    text_width: int,
+    vision_width: int,
+    text_layers: int,
+    vision_layers: int,
+    heads: int,
+    image_size: int,
+    projection_dim: int,
+    words: tuple[str, ...] = (),
+) -> Path:
+    """A narrow CLIP (MLP 2× the width, patch 8) for demos and tests."""
+    return build_random_clip(
+        directory,
+        seed,
+        text_config=dict(
+            hidden_size=text_width,
+            intermediate_size=2 * text_width,
+            num_hidden_layers=text_layers,
+            num_attention_heads=heads,
+        ),
+        vision_config=dict(
+            image_size=image_size,
+            patch_size=8,
+            hidden_size=vision_width,
+            intermediate_size=2 * vision_width,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=heads,
+        ),
+        projection_dim=projection_dim,
+        words=words,
+    )
