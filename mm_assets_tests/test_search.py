@@ -84,3 +84,39 @@ def test_a_damaged_database_says_how_to_rebuild_it(indexed):
     indexed.db_path.write_bytes(b"not a database" * 100)
     with pytest.raises(VectorDBError, match="rematerialize vector_tables"):
         search(indexed.db_path, text="x", default_key=indexed.default_encoder.key)
+
+
+def test_rematerializing_vector_tables_restores_a_deleted_database(indexed):
+    photo = indexed.sources[0] / "images" / "photo.jpg"
+    before = search(indexed.db_path, image=photo, k=10, default_key=indexed.default_encoder.key)
+    indexed.db_path.unlink()
+    with pytest.raises(VectorDBError, match="no vector database"):
+        search(indexed.db_path, image=photo, k=10)
+    from mm_assets.definitions import build_definitions
+
+    defs = build_definitions(indexed)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            list(defs.assets), selection=["vector_tables"], instance=instance, resources=dict(defs.resources)
+        )
+    assert result.success
+    after = search(indexed.db_path, image=photo, k=10, default_key=indexed.default_encoder.key)
+    assert [(h.chunk_id, h.path) for h in after] == [(h.chunk_id, h.path) for h in before]
+    assert np.allclose([h.distance for h in after], [h.distance for h in before], atol=1e-7)
+
+
+def test_a_half_written_shard_is_never_read(indexed):
+    from mm_assets.store.layout import Layout
+    from mm_assets.store.shards import list_shards
+
+    layout = Layout(indexed.home)
+    chunk_dir = layout.shard_dir("chunks")
+    (chunk_dir / ".b-killed.parquet.1234abcd.tmp").write_bytes(b"PAR1 half a shard")
+    assert all(not p.name.startswith(".") for p in list_shards(chunk_dir))
+    with dg.instance_for_test() as instance:
+        from mm_assets.definitions import build_definitions
+
+        defs = build_definitions(indexed)
+        assert dg.materialize(
+            list(defs.assets), selection=["vector_tables"], instance=instance, resources=dict(defs.resources)
+        ).success
