@@ -15,13 +15,14 @@ from pathlib import Path
 
 import yaml
 
+from mm_assets.encoders.precision import resolve_precision
 from mm_assets.store.layout import Layout
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 # Bumped when embedding code changes what it produces for the same model (part of every fingerprint).
 EMBEDDING_CODE_VERSION = "1"
 MODALITIES = ("image", "text")
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def short_hash(payload: object, length: int = 12) -> str:
@@ -62,7 +63,7 @@ class EncoderConfig:
     name: str
     model: str = DEFAULT_MODEL
     revision: str | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"  # reduced precision where the hardware has it natively (see encoders/precision.py)
     device: str = "auto"
     batch_size: int = 32
     modalities: tuple[str, ...] = MODALITIES
@@ -82,15 +83,19 @@ class EncoderConfig:
     def fingerprint(self) -> str:
         """What determines the vectors: model, revision, precision, modalities, code version.
 
-        Device and batch size are left out on purpose: they change speed, not meaning.
+        Device and batch size are left out on purpose: they change speed, not meaning. ``auto``
+        precision enters as what it resolves to on this machine.
         """
         identity = (
             {"fine_tune": asdict(self.fine_tune), "base": self.base_fingerprint}
             if self.fine_tune
             else {"model": self.model, "revision": self.revision}
         )
+        precision = resolve_precision(self.dtype, self.device)
+        if self.dtype == "auto":
+            precision = f"auto:{precision}"
         return short_hash(
-            {**identity, "dtype": self.dtype, "modalities": sorted(self.modalities), "code": EMBEDDING_CODE_VERSION}
+            {**identity, "dtype": precision, "modalities": sorted(self.modalities), "code": EMBEDDING_CODE_VERSION}
         )
 
     @property

@@ -7,6 +7,7 @@ from transformers import CLIPImageProcessor, CLIPModel
 
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.clip import ClipEncoder
+from mm_assets.encoders.precision import cpu_has_native_bf16, resolve_precision
 from mm_assets.encoders.resolve import ModelNotFoundError, resolve_model
 from mm_assets_tests.corpus import gradient
 
@@ -62,7 +63,7 @@ def test_embeddings_match_the_plain_transformers_path(tiny_clip):
 
 
 def test_reduced_precision_stays_close_to_fp32(tiny_clip):
-    fp32 = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
+    fp32 = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip), dtype="float32"))
     bf16 = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip), dtype="bfloat16"))
     images = [gradient(100, 100, s) for s in range(4)]
     cos = (fp32.embed_images(images) * bf16.embed_images(images)).sum(1)
@@ -89,3 +90,24 @@ def test_encoder_metadata_records_lineage(tiny_clip):
         assert meta[key] not in (None, "", []), key
     assert meta["embedding_dim"] == 16 and meta["max_tokens"] == 77 and meta["architecture"] == "CLIPModel"
     assert meta["versions"]["torch"] == torch.__version__
+
+
+CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f {extra}\n"
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    assert cpu_has_native_bf16(CPUINFO.format(extra="avx512_bf16"))
+    assert cpu_has_native_bf16(CPUINFO.format(extra="amx_bf16"))
+    assert not cpu_has_native_bf16(CPUINFO.format(extra=""))
+    assert resolve_precision("float16", "cpu") == "float16"
+    assert EncoderConfig("a").fingerprint != EncoderConfig("a", dtype="float32").fingerprint
+
+
+def test_auto_precision_falls_back_to_fp32_when_it_drifts(tiny_clip, monkeypatch):
+    monkeypatch.setattr("mm_assets.encoders.clip.resolve_precision", lambda dtype, device: "bfloat16")
+    kept = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
+    assert kept.precision == "bfloat16" and kept.calibration_cosine > 0.999
+    monkeypatch.setattr("mm_assets.encoders.clip.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
+    fallback = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
+    assert fallback.precision == "float32" and fallback.metadata()["dtype"] == "float32"
+    assert fallback.metadata()["dtype_requested"] == "auto"

@@ -14,6 +14,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
 import mm_assets
 from mm_assets.config import EncoderConfig
+from mm_assets.encoders.precision import MIN_COSINE_TO_FP32, resolve_precision
 from mm_assets.encoders.resolve import resolve_model
 
 LINEAGE_FILE = "mm_assets_lineage.json"
@@ -71,13 +72,39 @@ class ClipEncoder:
         self.config = config
         self.resolved = resolve_model(config.model, config.revision)
         self.device = pick_device(config.device)
-        self.dtype = _DTYPES[config.dtype]
-        self.model = CLIPModel.from_pretrained(self.resolved.local_dir, use_safetensors=True, dtype=self.dtype)
+        self.model = CLIPModel.from_pretrained(self.resolved.local_dir, use_safetensors=True, dtype=torch.float32)
         self.model.to(self.device).eval()
+        self.dtype = torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.local_dir)
         self.preprocess = ImagePreprocessing.from_processor(AutoImageProcessor.from_pretrained(self.resolved.local_dir))
         self.max_tokens = int(self.model.config.text_config.max_position_embeddings)
         self.dim = int(self.model.config.projection_dim)
+        self.calibration_cosine: float | None = None
+        self._set_precision(resolve_precision(config.dtype, config.device))
+
+    def _set_precision(self, precision: str) -> None:
+        """Cast to the wanted precision; under ``auto``, keep it only if it stays within
+        MIN_COSINE_TO_FP32 of float32 on a fixed calibration batch (images and texts)."""
+        if precision == "float32":
+            return
+        calibration = _calibration_inputs(self.preprocess)
+        reference = self._embed_calibration(calibration) if self.config.dtype == "auto" else None
+        self.model.to(_DTYPES[precision])
+        self.dtype = _DTYPES[precision]
+        if reference is not None:
+            reduced = self._embed_calibration(calibration)
+            self.calibration_cosine = float((reference * reduced).sum(axis=1).min())
+            if self.calibration_cosine < MIN_COSINE_TO_FP32:
+                self.model.to(torch.float32)
+                self.dtype = torch.float32
+
+    def _embed_calibration(self, calibration: tuple[np.ndarray, list[str]]) -> np.ndarray:
+        pixels, texts = calibration
+        return np.concatenate([self.embed_pixels(pixels), self.embed_texts(texts)])
+
+    @property
+    def precision(self) -> str:
+        return next(name for name, dtype in _DTYPES.items() if dtype == self.dtype)
 
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -118,7 +145,9 @@ class ClipEncoder:
             "image_std": list(p.std),
             "image_resample": Image.Resampling(p.resample).name,
             "max_tokens": self.max_tokens,
-            "dtype": self.config.dtype,
+            "dtype": self.precision,
+            "dtype_requested": self.config.dtype,
+            "calibration_cosine_to_fp32": self.calibration_cosine,
             "device": self.device,
             "parameters": sum(t.numel() for t in self.model.parameters()),
             "modalities": list(self.config.modalities),
@@ -130,6 +159,17 @@ class ClipEncoder:
                 "python": platform.python_version(),
             },
         }
+
+
+def _calibration_inputs(preprocess: ImagePreprocessing) -> tuple[np.ndarray, list[str]]:
+    """Fixed, photo-like inputs: smooth colour fields, and ordinary captions."""
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(4):
+        coarse = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+        images.append(preprocess(Image.fromarray(coarse).resize((256, 192), Image.Resampling.BILINEAR)))
+    texts = ["a photo of a dog on a beach", "two people hiking in the mountains", "a bowl of soup", "city at night"]
+    return np.stack(images), texts
 
 
 def _normalise(features: torch.Tensor) -> np.ndarray:
