@@ -1,8 +1,12 @@
-"""Benchmark: `mm-assets run` over camera-sized JPEGs with a ViT-B/32-shaped CLIP, against the
-tutorial's approach (full PIL decode -> CLIPProcessor -> batches of 16 -> get_image_features)
-measured in the same process on the same files.
+"""Benchmark: image embedding over camera-sized JPEGs with a ViT-B/32-shaped CLIP (random weights,
+the real model's speed), all figures from one process on the same files:
 
-    python benchmarks/embed_photos.py --photos 300 [--baseline 64] [--dtype float32]
+- the tutorial's approach (full PIL decode -> CLIPProcessor -> batches of 16 -> get_image_features),
+- the model's forward pass alone on preprocessed batches (fp32 and the 'auto' precision),
+- `mm-assets run` end to end, and its embedding asset, for each precision,
+- cosine of mm_assets' embeddings to the tutorial's, and of 'auto' to fp32.
+
+    PYTHONPATH=. python benchmarks/embed_photos.py --photos 300 [--baseline 64]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from PIL import Image, ImageFilter
 
 SIZES = [(640, 480), (1600, 1200), (1920, 1080), (3000, 2000), (4032, 3024)]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def write_photos(folder: Path, n: int) -> list[Path]:
@@ -35,76 +40,116 @@ def write_photos(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def tutorial_baseline(model_dir: Path, paths: list[Path]) -> float:
+def tutorial_baseline(model_dir: Path, paths: list[Path]) -> tuple[float, np.ndarray]:
     from transformers import CLIPModel, CLIPProcessor
 
     model = CLIPModel.from_pretrained(model_dir, use_safetensors=True).eval()
     processor = CLIPProcessor.from_pretrained(model_dir)
-    start = time.perf_counter()
+    start, out = time.perf_counter(), []
     with torch.inference_mode():
         for i in range(0, len(paths), 16):
             images = [Image.open(p).convert("RGB") for p in paths[i : i + 16]]
-            model.get_image_features(**processor(images=images, return_tensors="pt"))
-    return len(paths) / (time.perf_counter() - start)
+            out.append(model.get_image_features(**processor(images=images, return_tensors="pt")).pooler_output)
+    rate = len(paths) / (time.perf_counter() - start)
+    return rate, torch.nn.functional.normalize(torch.cat(out), dim=-1).numpy()
+
+
+def forward_only(encoder, pixels: np.ndarray, repeats: int) -> float:
+    encoder.embed_pixels(pixels)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        encoder.embed_pixels(pixels)
+    return repeats * len(pixels) / (time.perf_counter() - start)
+
+
+def pipeline_run(settings, photos: Path) -> tuple[float, dict]:
+    import dagster as dg
+
+    from mm_assets.runs import run_pipeline
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        start = time.perf_counter()
+        summary = run_pipeline(settings, [photos], instance=instance, run_config=QUIET)
+        wall = time.perf_counter() - start
+        assert summary.ok, summary.lines()
+        (record,) = instance.fetch_materializations(dg.AssetKey(["embeddings", "clip"]), limit=1).records
+    return wall, {k: v.value for k, v in record.asset_materialization.metadata.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--baseline", type=int, default=64, help="photos for the tutorial baseline")
-    parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
-    from dagster import DagsterInstance
-
     from mm_assets.config import EncoderConfig, Settings
-    from mm_assets.runs import run_pipeline
+    from mm_assets.encoders.clip import ClipEncoder
+    from mm_assets.ingest.images import decode_rgb
+    from mm_assets.store.layout import Layout
+    from mm_assets.store.shards import read_table
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
     work = Path(tempfile.mkdtemp(prefix="mm-bench-"))
     t0 = time.perf_counter()
     paths = write_photos(work / "photos", args.photos)
-    megapixels = sum(Image.open(p).width * Image.open(p).height for p in paths) / 1e6
-    print(f"wrote {len(paths)} JPEGs ({megapixels / len(paths):.1f} MP average) in {time.perf_counter() - t0:.0f}s")
+    mp = sum(Image.open(p).width * Image.open(p).height for p in paths) / 1e6 / len(paths)
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, cuda {torch.cuda.is_available()}")
+    print(f"wrote {len(paths)} JPEGs ({mp:.1f} MP average) in {time.perf_counter() - t0:.0f}s")
     model_dir = build_vit_b32_clip(work / "vit-b32")
 
-    baseline = tutorial_baseline(model_dir, paths[: args.baseline])
-    print(f"tutorial approach, fp32, batch 16: {baseline:.2f} images/s on {args.baseline} photos")
+    baseline, tutorial_vectors = tutorial_baseline(model_dir, paths[: args.baseline])
+    print(f"tutorial approach (fp32, batch 16): {baseline:.2f} images/s on {args.baseline} photos")
 
-    settings = Settings(
-        home=work / "home",
-        encoders=(
-            EncoderConfig(
-                "clip", model=str(model_dir), dtype=args.dtype, batch_size=args.batch_size, modalities=("image",)
-            ),
-        ),
-        decode_workers=os.cpu_count() or 1,
-    )
-    with DagsterInstance.ephemeral() as instance:
-        start = time.perf_counter()
-        summary = run_pipeline(
-            settings,
-            [work / "photos"],
-            instance=instance,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    results = {}
+    for dtype in ("float32", "auto"):
+        config = EncoderConfig(
+            "clip", model=str(model_dir), dtype=dtype, batch_size=args.batch_size, modalities=("image",)
         )
-        wall = time.perf_counter() - start
-        assert summary.ok, summary.lines()
-        (record,) = instance.fetch_materializations(
-            __import__("dagster").AssetKey(["embeddings", "clip"]), limit=1
-        ).records
-        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-    stages = {k.removeprefix("image_seconds_"): v for k, v in meta.items() if k.startswith("image_seconds_")}
-    print(
-        f"mm-assets run (ingest + chunk + embed + vector tables), {args.dtype}: {len(paths) / wall:.2f} images/s "
-        f"end to end ({wall:.1f}s)"
-    )
-    print(f"  embedding asset alone: {meta['image_per_second']:.2f} images/s; stage seconds {stages}")
-    print(
-        f"  ratio to the tutorial approach: end to end {len(paths) / wall / baseline:.2f}x, "
-        f"embedding stage {meta['image_per_second'] / baseline:.2f}x"
-    )
+        encoder = ClipEncoder(config)
+        sample = [decode_rgb(p.read_bytes(), 10**9, encoder.preprocess.shortest_edge) for p in paths[: args.batch_size]]
+        pixels = np.stack([encoder.preprocess(im) for im in sample])
+        model_rate = forward_only(encoder, pixels, repeats=3)
+        settings = Settings(home=work / f"home-{dtype}", encoders=(config,), decode_workers=os.cpu_count() or 1)
+        wall, meta = pipeline_run(settings, work / "photos")
+        layout = Layout(settings.home)
+        table = read_table(next(layout.shard_dir("embeddings", config.key).glob("*.parquet")))
+        raw = {
+            r["file_id"]: r["path"]
+            for r in read_table(next(layout.shard_dir("raw_files").glob("*.parquet"))).to_pylist()
+        }
+        chunks = {
+            r["chunk_id"]: raw[r["file_id"]]
+            for r in read_table(next(layout.shard_dir("chunks").glob("*.parquet"))).to_pylist()
+        }
+        by_path = {
+            chunks[c]: np.asarray(v, np.float32)
+            for c, v in zip(table.column("chunk_id").to_pylist(), table.column("embedding").to_pylist())
+        }
+        results[dtype] = by_path
+        stage = meta["image_per_second"]
+        print(
+            f"\n[{dtype} -> {encoder.precision}] model forward alone, batch {args.batch_size}: "
+            f"{model_rate:.2f} images/s"
+        )
+        print(
+            f"  mm-assets run end to end: {len(paths) / wall:.2f} images/s ({wall:.1f}s) = "
+            f"{len(paths) / wall / baseline:.2f}x tutorial"
+        )
+        print(
+            f"  embedding stage: {stage:.2f} images/s = {stage / baseline:.2f}x tutorial, "
+            f"{stage / model_rate:.0%} of forward-only"
+        )
+        print(
+            "  stage seconds: "
+            + ", ".join(
+                f"{k.removeprefix('image_seconds_')} {v}" for k, v in meta.items() if k.startswith("image_seconds_")
+            )
+        )
+        cos = [float(results[dtype][str(p)] @ tutorial_vectors[i]) for i, p in enumerate(paths[: args.baseline])]
+        print(f"  cosine to the tutorial's embeddings: min {min(cos):.5f}, mean {np.mean(cos):.5f}")
+    cos = [float(results["auto"][k] @ results["float32"][k]) for k in results["float32"]]
+    print(f"\nauto vs float32 embeddings: min cosine {min(cos):.5f}, mean {np.mean(cos):.5f}")
 
 
 if __name__ == "__main__":

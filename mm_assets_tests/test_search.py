@@ -120,3 +120,19 @@ def test_a_half_written_shard_is_never_read(indexed):
         assert dg.materialize(
             list(defs.assets), selection=["vector_tables"], instance=instance, resources=dict(defs.resources)
         ).success
+
+
+def test_each_rebuild_serves_its_own_matrix_and_prunes_old_ones(indexed):
+    from mm_assets.store.layout import Layout
+    from mm_assets.store.vector_db import build_vector_db
+
+    layout = Layout(indexed.home)
+    keys = {"clip": indexed.default_encoder.key}
+    for _ in range(3):
+        build_vector_db(layout, keys, indexed.default_encoder.key, hnsw=False, log=lambda _: None)
+    builds = sorted(p.name for p in (indexed.home / "serving").iterdir())
+    assert len(builds) == 2
+    (matrix,) = [r[0] for r in db_rows(indexed, "SELECT matrix FROM encoders")]
+    assert matrix.startswith(f"serving/{builds[-1]}/")
+    ids, vectors = stored_vectors(indexed, db_rows(indexed, "SELECT table_name FROM encoders")[0][0])
+    assert np.array_equal(np.load(indexed.home / matrix), vectors)

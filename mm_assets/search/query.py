@@ -14,7 +14,7 @@ from mm_assets.config import EncoderConfig
 from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.ingest.files import read_file_bytes
 from mm_assets.ingest.images import decode_rgb
-from mm_assets.store.vector_db import VectorDBError, open_read_only
+from mm_assets.store.vector_db import MODALITY_CODES, VectorDBError, open_read_only
 
 _QUERY_IMAGE_MAX_PIXELS = 200_000_000
 
@@ -42,16 +42,17 @@ class EncoderTable:
     dim: int
     has_hnsw: bool
     is_current: bool
+    matrix: str  # serving matrix, relative to the home folder
     metadata: dict
 
 
 def list_encoder_tables(con: duckdb.DuckDBPyConnection) -> list[EncoderTable]:
     rows = con.execute("""
-        SELECT e.key, e.name, e.table_name, e.embedding_dim, e.metadata,
+        SELECT e.key, e.name, e.table_name, e.embedding_dim,
                EXISTS (SELECT 1 FROM duckdb_indexes() i WHERE i.table_name = e.table_name) AS has_hnsw,
-               e.is_default, e.is_current
+               e.is_current, e.matrix, e.metadata
         FROM encoders e ORDER BY e.is_default DESC, e.is_current DESC, e.name, e.key""").fetchall()
-    return [EncoderTable(r[0], r[1], r[2], r[3], r[5], r[7], json.loads(r[4])) for r in rows]
+    return [EncoderTable(*r[:7], json.loads(r[7])) for r in rows]
 
 
 def pick_encoder_table(con: duckdb.DuckDBPyConnection, encoder: str | None, default_key: str | None) -> EncoderTable:
@@ -105,6 +106,20 @@ def embed_query(encoder: ClipEncoder, text: str | None, image: str | Path | None
     return encoder.embed_images([rgb])[0]
 
 
+def exact_top_rows(matrix: np.ndarray, codes: np.ndarray, query: np.ndarray, k: int, modality: str | None):
+    """Rows of the k smallest cosine distances (ties broken by row, i.e. by chunk id), and the distances."""
+    distances = 1.0 - matrix @ query
+    if modality:
+        distances = np.where(codes == MODALITY_CODES[modality], distances, np.inf)
+    k = min(k, int(np.isfinite(distances).sum()))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64), distances[:0]
+    threshold = np.partition(distances, k - 1)[k - 1]
+    candidates = np.flatnonzero(distances <= threshold)  # every tie at the boundary, then order
+    ordered = candidates[np.lexsort((candidates, distances[candidates]))][:k]
+    return ordered, distances[ordered]
+
+
 def search(
     db_path: Path,
     *,
@@ -116,30 +131,58 @@ def search(
     default_key: str | None = None,
     exact: bool = False,
 ) -> list[SearchHit]:
-    """Top-k chunks by cosine distance. Exact by default; uses the HNSW index when the table has one
-    and ``exact`` is False (approximate, over-fetching when a modality filter applies)."""
+    """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving matrix);
+    uses the HNSW index when the table has one and ``exact`` is False (approximate, over-fetching
+    when a modality filter applies)."""
     if k < 1:
         raise ValueError("k must be at least 1")
     con = open_read_only(db_path)
     try:
         table = pick_encoder_table(con, encoder, default_key)
-        query = embed_query(recorded_encoder(table), text, image).astype(np.float32).tolist()
-        where = "WHERE c.modality = $modality" if modality else ""
-        params = {"q": query, "k": k, **({"modality": modality} if modality else {})}
-        vec = f"$q::FLOAT[{table.dim}]"
+        query = embed_query(recorded_encoder(table), text, image).astype(np.float32)
+        columns = "c.chunk_id, f.path, c.modality, c.text, c.heading, c.file_id"
+        joins = "JOIN chunks c USING (chunk_id) JOIN files f USING (file_id)"
         if table.has_hnsw and not exact:
-            params["fetch"] = k * 8 if modality else k
-            source = f"""(SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name}
-                          ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch)"""
+            vec = f"$q::FLOAT[{table.dim}]"
+            rows = con.execute(
+                f"""
+                SELECT {columns}, e.distance FROM (
+                    SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name}
+                    ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch) e {joins}
+                {"WHERE c.modality = $modality" if modality else ""}
+                ORDER BY e.distance, c.chunk_id LIMIT $k""",
+                {
+                    "q": query.tolist(),
+                    "k": k,
+                    "fetch": k * 8 if modality else k,
+                    **({"modality": modality} if modality else {}),
+                },
+            ).fetchall()
         else:
-            source = f"(SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name})"
-        rows = con.execute(
-            f"""
-            SELECT f.path, c.chunk_id, c.modality, e.distance, c.text, c.heading, c.file_id
-            FROM {source} e JOIN chunks c USING (chunk_id) JOIN files f USING (file_id)
-            {where} ORDER BY e.distance, c.chunk_id LIMIT $k""",
-            params,
-        ).fetchall()
+            matrix_path = db_path.parent / table.matrix
+            matrix = np.load(matrix_path, mmap_mode="r")
+            codes = np.load(matrix_path.with_suffix(".modality.npy"))
+            top, distances = exact_top_rows(matrix, codes, query, k, modality)
+            found = {
+                r[0]: r[1:]
+                for r in con.execute(
+                    f"SELECT e.row, {columns} FROM {table.table_name} e {joins} WHERE e.row IN (SELECT unnest($rows))",
+                    {"rows": top.tolist()},
+                ).fetchall()
+            }
+            rows = [(*found[int(row)], float(d)) for row, d in zip(top, distances)]
     finally:
         con.close()
-    return [SearchHit(*r[:3], float(r[3]), *r[4:], encoder=table.key) for r in rows]
+    return [
+        SearchHit(
+            path=r[1],
+            chunk_id=r[0],
+            modality=r[2],
+            distance=float(r[6]),
+            text=r[3],
+            heading=r[4],
+            file_id=r[5],
+            encoder=table.key,
+        )
+        for r in rows
+    ]

@@ -22,6 +22,10 @@ class Layout:
     def db_path(self) -> Path:
         return self.home / "vectors.duckdb"
 
+    def serving_dir(self, build: str) -> Path:
+        """Matrices for exact search, one folder per vector-database build (referenced by it)."""
+        return self.home / "serving" / build
+
     @property
     def evaluations(self) -> Path:
         """Evaluation history: not derived from shards, so not inside the rebuildable vector database."""

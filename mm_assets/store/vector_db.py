@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import duckdb
 import duckdb_extension_fts
 import duckdb_extension_vss
+import numpy as np
 
 from mm_assets.store.layout import Layout
 from mm_assets.store.shards import list_shards, read_json
@@ -62,6 +64,32 @@ def _parquet(paths: list[Path]) -> str:
     return "read_parquet([" + ", ".join(f"'{p}'" for p in paths) + "], union_by_name = true)"
 
 
+MODALITY_CODES = {"image": 0, "text": 1}
+
+
+def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, serving: Path) -> Path:
+    """The table's vectors as a float32 .npy in row order (memory-mapped by exact search: a matrix
+    product is ~10× faster than DuckDB's per-row cosine scan), plus each row's modality code."""
+    result = con.execute(
+        f"SELECT e.embedding, c.modality FROM {table} e JOIN chunks c USING (chunk_id) ORDER BY e.row"
+    ).to_arrow_table()
+    embeddings = result.column("embedding").combine_chunks()
+    vectors = np.asarray(embeddings.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+    codes = np.asarray([MODALITY_CODES[m] for m in result.column("modality").to_pylist()], dtype=np.uint8)
+    path = serving / f"{table}.npy"
+    np.save(path, vectors)
+    np.save(serving / f"{table}.modality.npy", codes)
+    return path
+
+
+def _remove_old_serving_dirs(layout: Layout, keep: Path) -> None:
+    """Keep this build's matrices and the previous build's (a reader may still be using it)."""
+    builds = sorted((p for p in layout.serving_dir("").glob("*") if p.is_dir()), key=lambda p: int(p.name))
+    for old in builds[:-2]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class BuildReport:
     tables: dict[str, int]  # table name -> rows
@@ -81,6 +109,8 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
     if not raw or not chunk_shards:
         raise VectorDBError("nothing ingested yet: no raw_files/chunks shards under " + str(layout.home))
     tmp = layout.db_path.with_name(f".{layout.db_path.stem}.{uuid.uuid4().hex[:8]}.building")
+    serving = layout.serving_dir(f"{time.time_ns()}")
+    serving.mkdir(parents=True)
     tables: dict[str, int] = {}
     hnsw_seconds = 0.0
     try:
@@ -109,7 +139,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
         con.execute("""
             CREATE TABLE encoders (key VARCHAR PRIMARY KEY, name VARCHAR, fingerprint VARCHAR, table_name VARCHAR,
                 model_id VARCHAR, revision VARCHAR, embedding_dim INTEGER, dtype VARCHAR, is_current BOOLEAN,
-                is_default BOOLEAN, n_vectors BIGINT, metadata JSON)""")
+                is_default BOOLEAN, n_vectors BIGINT, matrix VARCHAR, metadata JSON)""")
         for enc_dir in sorted(p for p in layout.shard_dir("embeddings").glob("*") if p.is_dir()):
             shards = list_shards(enc_dir)
             record_path = layout.encoder_record(enc_dir.name)
@@ -117,11 +147,16 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                 continue
             record = read_json(record_path)
             key, table, dim = enc_dir.name, embedding_table(enc_dir.name), int(record["embedding_dim"])
+            # `row` numbers the vectors in chunk-id order: the row of the serving matrix below.
             con.execute(f"""
-                CREATE TABLE {table} AS SELECT DISTINCT ON (chunk_id) chunk_id, embedding::FLOAT[{dim}] AS embedding
-                FROM {_parquet(shards)} WHERE chunk_id IN (SELECT chunk_id FROM chunks) ORDER BY chunk_id""")
+                CREATE TABLE {table} AS
+                SELECT (row_number() OVER (ORDER BY chunk_id) - 1)::INTEGER AS row, chunk_id, embedding
+                FROM (SELECT DISTINCT ON (chunk_id) chunk_id, embedding::FLOAT[{dim}] AS embedding
+                      FROM {_parquet(shards)} WHERE chunk_id IN (SELECT chunk_id FROM chunks))
+                ORDER BY chunk_id""")
             n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             tables[table] = n
+            matrix = _write_serving_matrix(con, table, dim, serving)
             if hnsw and n:
                 t0 = time.perf_counter()
                 log(f"building HNSW index on {table} ({n:,} vectors)")
@@ -129,7 +164,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                 con.execute(f"CREATE INDEX {table}_hnsw ON {table} USING HNSW (embedding) WITH (metric = 'cosine')")
                 hnsw_seconds += time.perf_counter() - t0
             con.execute(
-                "INSERT INTO encoders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO encoders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     key,
                     record["encoder"],
@@ -142,6 +177,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                     current.get(record["encoder"]) == key,
                     key == default_key,
                     n,
+                    str(matrix.relative_to(layout.home)),
                     json.dumps(record, sort_keys=True),
                 ],
             )
@@ -150,6 +186,10 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
         con.execute("CHECKPOINT")
         con.close()
         os.replace(tmp, layout.db_path)
+        _remove_old_serving_dirs(layout, keep=serving)
+    except BaseException:
+        shutil.rmtree(serving, ignore_errors=True)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)

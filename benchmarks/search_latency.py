@@ -1,0 +1,142 @@
+"""Benchmark: search latency at N vectors of dim 512 (ViT-B/32 width), model already loaded.
+
+Exact search (NumPy over the memory-mapped serving matrix) against DuckDB's per-row
+array_cosine_distance scan in the same run; optionally HNSW (build time, latency, recall@10
+against exact). Reports p50/p99 per query (query embedding included) and the size on disk.
+
+    PYTHONPATH=. python benchmarks/search_latency.py --vectors 100000 [--hnsw]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+DIM = 512
+QUERIES = [f"query number {i} about a dog on a beach" for i in range(60)]
+
+
+def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> None:
+    """n text chunks over n/10 files, random unit vectors: what vector_tables reads."""
+    from mm_assets.chunking.files import CHUNKS_SCHEMA
+    from mm_assets.ingest.files import RAW_FILES_SCHEMA
+    from mm_assets.store.shards import write_json, write_table
+
+    rng = np.random.default_rng(0)
+    n_files = max(1, n // 10)
+    files = [
+        {
+            "path": f"/data/doc_{i}.txt",
+            "file_id": f"{i:032x}",
+            "modality": "text",
+            "status": "ok",
+            "size": 1,
+            "batch": "b0",
+            "ingested_at": 0.0,
+        }
+        for i in range(n_files)
+    ]
+    write_table(layout.shard("raw_files", "b0"), pa.Table.from_pylist(files, schema=RAW_FILES_SCHEMA))
+    chunk_ids = [f"{i:032x}" for i in range(n)]
+    chunks = pa.table(
+        {
+            "chunk_id": chunk_ids,
+            "file_id": [f"{i % n_files:032x}" for i in range(n)],
+            "modality": ["text"] * n,
+            "position": pa.array(range(n), pa.int32()),
+            "text": [f"chunk {i}" for i in range(n)],
+        }
+    )
+    chunks = pa.Table.from_arrays(
+        [chunks.column(f.name) if f.name in chunks.column_names else pa.nulls(n, f.type) for f in CHUNKS_SCHEMA],
+        schema=CHUNKS_SCHEMA,
+    )
+    write_table(layout.shard("chunks", "b0"), chunks)
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    flat = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)
+    write_table(layout.shard("embeddings", "b0", encoder_key), pa.table({"chunk_id": chunk_ids, "embedding": flat}))
+    write_json(layout.encoder_record(encoder_key), record)
+
+
+def percentiles(fn, queries) -> tuple[float, float, list]:
+    fn(queries[0])  # warm-up: model, page cache
+    times, results = [], []
+    for q in queries:
+        start = time.perf_counter()
+        results.append(fn(q))
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--hnsw", action="store_true", help="also build and time an HNSW index (slow on 2 cores)")
+    args = parser.parse_args()
+
+    from mm_assets.config import EncoderConfig, Settings
+    from mm_assets.encoders.clip import ClipEncoder
+    from mm_assets.search.query import list_encoder_tables, recorded_encoder, search
+    from mm_assets.store.layout import Layout
+    from mm_assets.store.vector_db import build_vector_db, open_read_only
+    from mm_assets_tests.tiny_models import build_vit_b32_clip
+
+    work = Path(tempfile.mkdtemp(prefix="mm-search-"))
+    model = build_vit_b32_clip(work / "vit-b32")
+    config = EncoderConfig("clip", model=str(model), dtype="float32")
+    settings = Settings(home=work / "home", encoders=(config,))
+    layout = Layout(settings.home)
+    t0 = time.perf_counter()
+    write_synthetic_shards(layout, config.key, ClipEncoder(config).metadata(), args.vectors)
+    report = build_vector_db(layout, {"clip": config.key}, config.key, hnsw=False, log=lambda _: None)
+    print(
+        f"{args.vectors:,} vectors x {DIM}: shards {time.perf_counter() - t0 - report.seconds:.1f}s, "
+        f"vector_tables build {report.seconds:.1f}s"
+    )
+    size = sum(p.stat().st_size for p in layout.home.rglob("*") if p.is_file() and "shards" not in p.parts)
+    print(f"serving size on disk (DuckDB + matrix): {size / 1e6:.0f} MB")
+
+    def run(q, **kw):
+        return search(settings.db_path, text=q, k=10, default_key=config.key, **kw)
+
+    con = open_read_only(settings.db_path)
+    (encoder_table,) = list_encoder_tables(con)
+    table, encoder = encoder_table.table_name, recorded_encoder(encoder_table)
+
+    def duckdb_scan(q):
+        vec = encoder.embed_texts([q])[0].tolist()
+        return con.execute(
+            f"SELECT chunk_id FROM {table} ORDER BY array_cosine_distance(embedding, "
+            f"$q::FLOAT[{DIM}]), chunk_id LIMIT 10",
+            {"q": vec},
+        ).fetchall()
+
+    base50, base99, _ = percentiles(duckdb_scan, QUERIES)
+    p50, p99, exact = percentiles(lambda q: run(q), QUERIES)
+    con.close()
+    print(f"DuckDB array_cosine_distance scan (baseline): p50 {base50:.1f} ms, p99 {base99:.1f} ms")
+    print(f"exact search (mm_assets): p50 {p50:.1f} ms, p99 {p99:.1f} ms  ({base50 / p50:.1f}x faster at p50)")
+    embed50, _, _ = percentiles(lambda q: encoder.embed_texts([q]), QUERIES)
+    print(f"  of which query embedding: p50 {embed50:.1f} ms")
+
+    if args.hnsw:
+        start = time.perf_counter()
+        build_vector_db(layout, {"clip": config.key}, config.key, hnsw=True, log=lambda _: None)
+        print(f"HNSW build (whole vector_tables rebuild): {time.perf_counter() - start:.0f}s")
+        h50, h99, approx = percentiles(lambda q: run(q), QUERIES)
+        recall = np.mean([len({h.chunk_id for h in a} & {h.chunk_id for h in e}) / 10 for a, e in zip(approx, exact)])
+        size = sum(p.stat().st_size for p in layout.home.rglob("*") if p.is_file() and "shards" not in p.parts)
+        print(
+            f"HNSW search: p50 {h50:.1f} ms, p99 {h99:.1f} ms, recall@10 vs exact {recall:.3f}; "
+            f"serving size {size / 1e6:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
