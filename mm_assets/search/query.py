@@ -120,69 +120,106 @@ def exact_top_rows(matrix: np.ndarray, codes: np.ndarray, query: np.ndarray, k: 
     return ordered, distances[ordered]
 
 
-def search(
-    db_path: Path,
-    *,
-    text: str | None = None,
-    image: str | Path | None = None,
-    k: int = 10,
-    modality: str | None = None,
-    encoder: str | None = None,
-    default_key: str | None = None,
-    exact: bool = False,
-) -> list[SearchHit]:
-    """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving matrix);
-    uses the HNSW index when the table has one and ``exact`` is False (approximate, over-fetching
-    when a modality filter applies)."""
-    if k < 1:
-        raise ValueError("k must be at least 1")
-    con = open_read_only(db_path)
-    try:
+class Searcher:
+    """Answers queries from the vector database, keeping the connection, models and serving
+    matrices between queries. If a rebuild replaces the file, the next query reopens it; until then
+    queries see the complete previous state (the old file stays readable after the rename)."""
+
+    def __init__(self, db_path: Path):
+        self.db_path = Path(db_path)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened: tuple[int, int] | None = None
+        self._matrices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        try:
+            st = self.db_path.stat()
+            identity = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            identity = None
+        if self._con is None or identity != self._opened:
+            self.close()
+            self._con = open_read_only(self.db_path)
+            self._opened = identity
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+        self._con, self._matrices = None, {}
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _serving_matrix(self, table: EncoderTable):
+        if table.table_name not in self._matrices:
+            path = self.db_path.parent / table.matrix
+            self._matrices[table.table_name] = (
+                np.load(path, mmap_mode="r"),
+                np.load(path.with_suffix(".modality.npy")),
+                np.load(path.with_suffix(".ids.npy")),
+            )
+        return self._matrices[table.table_name]
+
+    def search(
+        self,
+        *,
+        text: str | None = None,
+        image: str | Path | None = None,
+        k: int = 10,
+        modality: str | None = None,
+        encoder: str | None = None,
+        default_key: str | None = None,
+        exact: bool = False,
+    ) -> list[SearchHit]:
+        """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving
+        matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
+        over-fetching when a modality filter applies)."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        con = self._connection()
         table = pick_encoder_table(con, encoder, default_key)
         query = embed_query(recorded_encoder(table), text, image).astype(np.float32)
-        columns = "c.chunk_id, f.path, c.modality, c.text, c.heading, c.file_id"
-        joins = "JOIN chunks c USING (chunk_id) JOIN files f USING (file_id)"
         if table.has_hnsw and not exact:
             vec = f"$q::FLOAT[{table.dim}]"
-            rows = con.execute(
-                f"""
-                SELECT {columns}, e.distance FROM (
-                    SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name}
-                    ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch) e {joins}
-                {"WHERE c.modality = $modality" if modality else ""}
-                ORDER BY e.distance, c.chunk_id LIMIT $k""",
-                {
-                    "q": query.tolist(),
-                    "k": k,
-                    "fetch": k * 8 if modality else k,
-                    **({"modality": modality} if modality else {}),
-                },
+            ranked = con.execute(
+                f"""SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name}
+                    ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch""",
+                {"q": query.tolist(), "fetch": k * 8 if modality else k},
             ).fetchall()
         else:
-            matrix_path = db_path.parent / table.matrix
-            matrix = np.load(matrix_path, mmap_mode="r")
-            codes = np.load(matrix_path.with_suffix(".modality.npy"))
+            matrix, codes, ids = self._serving_matrix(table)
             top, distances = exact_top_rows(matrix, codes, query, k, modality)
-            found = {
-                r[0]: r[1:]
-                for r in con.execute(
-                    f"SELECT e.row, {columns} FROM {table.table_name} e {joins} WHERE e.row IN (SELECT unnest($rows))",
-                    {"rows": top.tolist()},
-                ).fetchall()
-            }
-            rows = [(*found[int(row)], float(d)) for row, d in zip(top, distances)]
-    finally:
-        con.close()
-    return [
-        SearchHit(
-            path=r[1],
-            chunk_id=r[0],
-            modality=r[2],
-            distance=float(r[6]),
-            text=r[3],
-            heading=r[4],
-            file_id=r[5],
-            encoder=table.key,
-        )
-        for r in rows
-    ]
+            ranked = [(str(ids[row]), float(d)) for row, d in zip(top, distances)]
+        details = {
+            r[0]: r[1:]
+            for r in con.execute(
+                """SELECT c.chunk_id, f.path, c.modality, c.text, c.heading, c.file_id
+                   FROM chunks c JOIN files f USING (file_id) WHERE c.chunk_id IN (SELECT unnest($ids))""",
+                {"ids": [chunk_id for chunk_id, _ in ranked]},
+            ).fetchall()
+        }
+        hits = [
+            SearchHit(
+                path=d[0],
+                chunk_id=chunk_id,
+                modality=d[1],
+                distance=float(distance),
+                text=d[2],
+                heading=d[3],
+                file_id=d[4],
+                encoder=table.key,
+            )
+            for chunk_id, distance in ranked
+            if (d := details[chunk_id]) and (modality is None or d[1] == modality)
+        ]
+        return sorted(hits, key=lambda h: (h.distance, h.chunk_id))[:k]
+
+
+def search(db_path: Path, **query) -> list[SearchHit]:
+    """One query (the CLI's); keep a Searcher for many."""
+    with Searcher(db_path) as searcher:
+        return searcher.search(**query)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import duckdb_extension_fts
 import duckdb_extension_vss
 import numpy as np
 
@@ -34,8 +33,8 @@ def _extension_file(package) -> str:
 
 
 def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
-    for package in (duckdb_extension_vss, duckdb_extension_fts):
-        con.execute(f"LOAD '{_extension_file(package)}'")
+    """vss: HNSW indexes (a database holding one cannot even be opened without it)."""
+    con.execute(f"LOAD '{_extension_file(duckdb_extension_vss)}'")
 
 
 def open_read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
@@ -69,9 +68,9 @@ MODALITY_CODES = {"image": 0, "text": 1}
 
 def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, serving: Path) -> Path:
     """The table's vectors as a float32 .npy in row order (memory-mapped by exact search: a matrix
-    product is ~10× faster than DuckDB's per-row cosine scan), plus each row's modality code."""
+    product is far faster than DuckDB's per-row cosine scan), plus each row's modality and chunk id."""
     result = con.execute(
-        f"SELECT e.embedding, c.modality FROM {table} e JOIN chunks c USING (chunk_id) ORDER BY e.row"
+        f"SELECT e.chunk_id, e.embedding, c.modality FROM {table} e JOIN chunks c USING (chunk_id) ORDER BY e.row"
     ).to_arrow_table()
     embeddings = result.column("embedding").combine_chunks()
     vectors = np.asarray(embeddings.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
@@ -79,6 +78,7 @@ def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, 
     path = serving / f"{table}.npy"
     np.save(path, vectors)
     np.save(serving / f"{table}.modality.npy", codes)
+    np.save(serving / f"{table}.ids.npy", np.asarray(result.column("chunk_id").to_pylist()))
     return path
 
 
