@@ -120,6 +120,25 @@ def exact_top_rows(matrix: np.ndarray, codes: np.ndarray, query: np.ndarray, k: 
     return ordered, distances[ordered]
 
 
+def chunk_details(con: duckdb.DuckDBPyConnection, chunk_ids: list[str]) -> dict[str, dict]:
+    """Path, modality, text and heading per chunk id; literal IN lists so the id indexes are used."""
+    if not chunk_ids:
+        return {}
+    marks = ", ".join("?" * len(chunk_ids))
+    chunks = con.execute(
+        f"SELECT chunk_id, file_id, modality, text, heading FROM chunks WHERE chunk_id IN ({marks})", chunk_ids
+    ).fetchall()
+    file_ids = sorted({c[1] for c in chunks})
+    paths = dict(
+        con.execute(
+            f"SELECT file_id, path FROM files WHERE file_id IN ({', '.join('?' * len(file_ids))})", file_ids
+        ).fetchall()
+    )
+    return {
+        c[0]: {"file_id": c[1], "modality": c[2], "text": c[3], "heading": c[4], "path": paths[c[1]]} for c in chunks
+    }
+
+
 class Searcher:
     """Answers queries from the vector database, keeping the connection, models and serving
     matrices between queries. If a rebuild replaces the file, the next query reopens it; until then
@@ -194,27 +213,11 @@ class Searcher:
             matrix, codes, ids = self._serving_matrix(table)
             top, distances = exact_top_rows(matrix, codes, query, k, modality)
             ranked = [(str(ids[row]), float(d)) for row, d in zip(top, distances)]
-        details = {
-            r[0]: r[1:]
-            for r in con.execute(
-                """SELECT c.chunk_id, f.path, c.modality, c.text, c.heading, c.file_id
-                   FROM chunks c JOIN files f USING (file_id) WHERE c.chunk_id IN (SELECT unnest($ids))""",
-                {"ids": [chunk_id for chunk_id, _ in ranked]},
-            ).fetchall()
-        }
+        details = chunk_details(con, [chunk_id for chunk_id, _ in ranked])
         hits = [
-            SearchHit(
-                path=d[0],
-                chunk_id=chunk_id,
-                modality=d[1],
-                distance=float(distance),
-                text=d[2],
-                heading=d[3],
-                file_id=d[4],
-                encoder=table.key,
-            )
+            SearchHit(chunk_id=chunk_id, distance=float(distance), encoder=table.key, **details[chunk_id])
             for chunk_id, distance in ranked
-            if (d := details[chunk_id]) and (modality is None or d[1] == modality)
+            if modality is None or details[chunk_id]["modality"] == modality
         ]
         return sorted(hits, key=lambda h: (h.distance, h.chunk_id))[:k]
 

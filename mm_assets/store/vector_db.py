@@ -136,6 +136,9 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
         con.execute(f"""
             CREATE TABLE chunks AS SELECT DISTINCT ON (chunk_id) * FROM {_parquet(chunk_shards)}
             WHERE file_id IN (SELECT file_id FROM files) ORDER BY chunk_id""")
+        # Search looks results up by id: point lookups through these indexes, not scans.
+        con.execute("CREATE UNIQUE INDEX chunks_by_id ON chunks (chunk_id)")
+        con.execute("CREATE UNIQUE INDEX files_by_id ON files (file_id)")
         con.execute("""
             CREATE TABLE encoders (key VARCHAR PRIMARY KEY, name VARCHAR, fingerprint VARCHAR, table_name VARCHAR,
                 model_id VARCHAR, revision VARCHAR, embedding_dim INTEGER, dtype VARCHAR, is_current BOOLEAN,
