@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from mm_assets.search.query import pick_encoder_table, recorded_encoder, search
+from mm_assets.search.query import list_encoder_tables, pick_encoder_table, recorded_encoder, search
 from mm_assets.store.vector_db import VectorDBError, open_read_only
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster, stored_vectors
 
@@ -31,7 +31,9 @@ def numpy_top_k(settings, query: np.ndarray, k: int, modality=None):
 def query_vector(settings, text):
     con = open_read_only(settings.db_path)
     try:
-        return recorded_encoder(pick_encoder_table(con, None, settings.default_encoder.key)).embed_texts([text])[0]
+        return recorded_encoder(
+            pick_encoder_table(list_encoder_tables(con), None, settings.default_encoder.key)
+        ).embed_texts([text])[0]
     finally:
         con.close()
 
@@ -59,7 +61,7 @@ def test_hnsw_index_is_built_when_configured_and_used(settings):
         ingest_with_dagster(settings, instance)
     con = open_read_only(settings.db_path)
     try:
-        table = pick_encoder_table(con, None, settings.default_encoder.key)
+        table = pick_encoder_table(list_encoder_tables(con), None, settings.default_encoder.key)
         assert table.has_hnsw
         plan = con.execute(
             f"EXPLAIN SELECT chunk_id FROM {table.table_name} ORDER BY "

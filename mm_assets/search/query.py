@@ -55,9 +55,8 @@ def list_encoder_tables(con: duckdb.DuckDBPyConnection) -> list[EncoderTable]:
     return [EncoderTable(*r[:7], json.loads(r[7])) for r in rows]
 
 
-def pick_encoder_table(con: duckdb.DuckDBPyConnection, encoder: str | None, default_key: str | None) -> EncoderTable:
+def pick_encoder_table(tables: list[EncoderTable], encoder: str | None, default_key: str | None) -> EncoderTable:
     """``encoder``: a name (its current table), a key (name_fingerprint) or a table name; else the default."""
-    tables = list_encoder_tables(con)
     if not tables:
         raise VectorDBError("the vector database has no embedding tables yet")
     wanted = encoder or default_key
@@ -149,6 +148,7 @@ class Searcher:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._opened: tuple[int, int] | None = None
         self._matrices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._tables: list[EncoderTable] = []
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -160,6 +160,7 @@ class Searcher:
             self.close()
             self._con = open_read_only(self.db_path)
             self._opened = identity
+            self._tables = list_encoder_tables(self._con)
         return self._con
 
     def close(self) -> None:
@@ -200,7 +201,7 @@ class Searcher:
         if k < 1:
             raise ValueError("k must be at least 1")
         con = self._connection()
-        table = pick_encoder_table(con, encoder, default_key)
+        table = pick_encoder_table(self._tables, encoder, default_key)
         query = embed_query(recorded_encoder(table), text, image).astype(np.float32)
         if table.has_hnsw and not exact:
             vec = f"$q::FLOAT[{table.dim}]"
