@@ -187,9 +187,6 @@ class Settings:
         changed = replace(target, model=_normalise_model(model, Path.cwd()), revision=None)
         return replace(self, encoders=tuple(changed if e.name == target.name else e for e in self.encoders))
 
-    def describe(self) -> dict:
-        return json.loads(json.dumps(asdict(self), default=str))
-
 
 def _normalise_model(model: str, base: Path) -> str:
     """Local model directories become absolute paths (so the fingerprint does not depend on cwd)."""

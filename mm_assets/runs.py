@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mm_assets.assets.common import ingest_batches
 from mm_assets.assets.embeddings import embedding_asset_key
 from mm_assets.assets.training import fine_tuned_asset_key
 from mm_assets.config import Settings
@@ -18,8 +19,6 @@ from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest.batches import create_batch
 from mm_assets.store.layout import Layout
-
-PARTITIONS = "ingest_batches"
 
 
 @dataclass
@@ -118,8 +117,8 @@ def run_pipeline(
     summary = RunSummary(new_batch=create_batch(layout, sources))
 
     batches = sorted(p.stem for p in layout.manifests.glob("*.json"))
-    known = set(instance.get_dynamic_partitions(PARTITIONS))
-    instance.add_dynamic_partitions(PARTITIONS, [b for b in batches if b not in known])
+    known = set(instance.get_dynamic_partitions(ingest_batches.name))
+    instance.add_dynamic_partitions(ingest_batches.name, [b for b in batches if b not in known])
 
     def run_pending_batches() -> None:
         for batch in batches:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 
+from mm_assets.assets.common import ingest_batches
 from mm_assets.config import Settings
 from mm_assets.definitions import build_definitions
 from mm_assets.ingest.batches import create_batch
@@ -16,7 +17,7 @@ def ingest_with_dagster(settings: Settings, instance: dg.DagsterInstance) -> tup
     """Discover new files into a batch and materialize every asset for it with ``dagster.materialize``."""
     batch = create_batch(Layout(settings.home), settings.sources)
     assert batch is not None, "expected new files"
-    instance.add_dynamic_partitions("ingest_batches", [batch])
+    instance.add_dynamic_partitions(ingest_batches.name, [batch])
     defs = build_definitions(settings)
     result = dg.materialize(list(defs.assets), partition_key=batch, instance=instance, resources=dict(defs.resources))
     return batch, result
