@@ -107,3 +107,15 @@ def test_a_configured_pixel_limit_applies(source):
     st = os.stat(path)
     row = inspect_file(FoundFile(str(path), st.st_size, st.st_mtime_ns), max_image_pixels=1000, max_file_bytes=1 << 30)
     assert "decompression bomb" in row["reason"]
+
+
+def test_a_file_edited_after_ingest_is_not_read_as_its_old_self(tmp_path):
+    from mm_assets.ingest.files import file_id_of, read_ingested_file
+
+    path = tmp_path / "note.txt"
+    path.write_text("first version")
+    file_id = file_id_of(path.read_bytes())
+    assert read_ingested_file(str(path), file_id) == b"first version"
+    path.write_text("second version")
+    with pytest.raises(BadFile, match="changed since it was ingested"):
+        read_ingested_file(str(path), file_id)

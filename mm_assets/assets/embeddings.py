@@ -12,6 +12,7 @@ from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.encoders.embed import ImageJob, embed_images, embed_texts
 from mm_assets.progress import Progress
 from mm_assets.store.shards import existing_ids, read_table, shard_writer, write_json
+from mm_assets.store.vector_db import embedding_table
 
 UNIT_NORM_TOLERANCE = 1e-3
 
@@ -104,9 +105,8 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(written, out),
-                **{k: v for k, v in info.items() if k != "versions"},
-                "versions": info["versions"],
-                "table_name": f"emb_{enc_key}",
+                **info,
+                "table_name": embedding_table(enc_key),
                 "chunks_in_batch": len(chunks),
                 "already_embedded": len(chunks) - len(todo),
                 "embedded": written.num_rows,

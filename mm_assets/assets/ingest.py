@@ -15,7 +15,7 @@ from mm_assets.config import Settings, short_hash
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest import BadFile
 from mm_assets.ingest.batches import read_manifest
-from mm_assets.ingest.files import RAW_FILES_SCHEMA, file_id_of, inspect_file, read_file_bytes, rejected_row
+from mm_assets.ingest.files import RAW_FILES_SCHEMA, inspect_file, read_ingested_file, rejected_row
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.ingest.text import decode_text
 from mm_assets.progress import Progress
@@ -130,8 +130,5 @@ def build_ingest_assets(settings: Settings) -> list:
 def _chunk_one(f: dict, tokenizer, params: dict, max_bytes: int) -> list[dict]:
     if f["modality"] == "image":
         return chunk_image(f["file_id"], params["image"])
-    data = read_file_bytes(f["path"], max_bytes)
-    if file_id_of(data) != f["file_id"]:
-        raise BadFile("file changed since it was ingested; it will be picked up as a new version")
-    text, _ = decode_text(data)
+    text, _ = decode_text(read_ingested_file(f["path"], f["file_id"], max_bytes))
     return chunk_text(f["file_id"], text, f["path"], tokenizer, params["text"])

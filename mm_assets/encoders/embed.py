@@ -16,7 +16,7 @@ import numpy as np
 
 from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.ingest import BadFile
-from mm_assets.ingest.files import file_id_of, read_file_bytes
+from mm_assets.ingest.files import read_ingested_file
 from mm_assets.ingest.images import decode_rgb
 
 WriteBatch = Callable[[list[str], np.ndarray], None]
@@ -68,9 +68,7 @@ def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
     times = [0.0, 0.0, 0.0]
     t0 = time.perf_counter()
     try:
-        data = read_file_bytes(job.path, max_bytes=2**40)
-        if file_id_of(data) != job.file_id:
-            raise BadFile("file changed since it was ingested; it will be picked up as a new version")
+        data = read_ingested_file(job.path, job.file_id)
         t1 = time.perf_counter()
         # Tiles need the image decoded larger: a 1/n-wide tile must still cover the model's input size.
         zoom = round(1 / min(b[2] - b[0] for b in job.bboxes))

@@ -34,6 +34,15 @@ def read_file_bytes(path: str, max_bytes: int) -> bytes:
         raise BadFile(f"cannot read file: {exc.strerror or exc}") from None
 
 
+def read_ingested_file(path: str, file_id: str, max_bytes: int = 2**40) -> bytes:
+    """Bytes of a file ingested earlier; refused if its content changed since (the new content is
+    another file id, picked up by the next discovery)."""
+    data = read_file_bytes(path, max_bytes)
+    if file_id_of(data) != file_id:
+        raise BadFile("file changed since it was ingested; it will be picked up as a new version")
+    return data
+
+
 def _describe_other_content(data: bytes) -> str:
     try:
         open_image(data, max_pixels=2**62)

@@ -7,7 +7,7 @@ import pyarrow as pa
 from mm_assets.encoders.clip import ImagePreprocessing
 from mm_assets.evaluation.retrieval import in_test_split
 from mm_assets.ingest import BadFile
-from mm_assets.ingest.files import file_id_of, read_file_bytes
+from mm_assets.ingest.files import read_ingested_file
 from mm_assets.ingest.images import decode_rgb
 from mm_assets.training.contrastive import TrainingPair
 
@@ -27,9 +27,7 @@ def training_pairs(
     pairs, skipped = [], []
     for file_id, row in sorted(latest.items()):
         try:
-            data = read_file_bytes(row["path"], max_bytes=2**40)
-            if file_id_of(data) != file_id:
-                raise BadFile("changed since ingest")
+            data = read_ingested_file(row["path"], file_id)
             image = decode_rgb(data, max_pixels, min_side=preprocess.shortest_edge)
         except BadFile:
             skipped.append(row["path"])
