@@ -119,3 +119,12 @@ def test_a_file_edited_after_ingest_is_not_read_as_its_old_self(tmp_path):
     path.write_text("second version")
     with pytest.raises(BadFile, match="changed since it was ingested"):
         read_ingested_file(str(path), file_id)
+
+
+def test_an_unexpected_decoder_error_quarantines_only_that_file(source, monkeypatch):
+    def broken_decoder(*args, **kwargs):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr("mm_assets.ingest.files.decode_rgb", broken_decoder)
+    row = inspect(source / "images" / "photo.jpg")
+    assert row["status"] == "quarantined" and row["reason"] == "unreadable (IndexError: list index out of range)"

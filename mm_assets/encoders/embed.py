@@ -88,6 +88,8 @@ def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
         return job, pixels, times, None
     except BadFile as exc:
         return job, None, times, str(exc)
+    except Exception as exc:  # as in ingest: one undecodable file never fails the batch
+        return job, None, times, f"unreadable ({type(exc).__name__}: {exc})"
 
 
 def embed_images(

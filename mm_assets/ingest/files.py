@@ -102,6 +102,8 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
             row.update(format="text", encoding=encoding)
     except BadFile as exc:
         row.update(status="quarantined", reason=str(exc))
+    except Exception as exc:  # a decoder bug on hostile bytes must cost one file, never the batch
+        row.update(status="quarantined", reason=f"unreadable ({type(exc).__name__}: {exc})")
     return row
 
 

@@ -17,7 +17,9 @@ Image.MAX_IMAGE_PIXELS = None
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Parse the header only; reject non-images and decompression bombs before any pixel is decoded."""
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged metadata (EXIF, TIFF tags) is skipped, not fatal
+            img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise BadFile("not a recognised image format") from None
     except (OSError, ValueError, SyntaxError) as exc:
