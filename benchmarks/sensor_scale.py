@@ -1,0 +1,68 @@
+"""Benchmark: one sensor tick over a large watched tree (default 100,000 small files).
+
+Times the first tick (everything new: one batch), a tick with nothing new, and a tick after adding
+10 files; reports the manifest and seen-index sizes and the process's peak RSS.
+
+    PYTHONPATH=. python benchmarks/sensor_scale.py [--files 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=100_000)
+    args = parser.parse_args()
+
+    import dagster as dg
+
+    from mm_assets.assets.common import Storage
+    from mm_assets.config import EncoderConfig, Settings
+    from mm_assets.definitions import build_definitions
+    from mm_assets.store.layout import Layout
+
+    work = Path(tempfile.mkdtemp(prefix="mm-sensor-"))
+    src = work / "src"
+    start = time.perf_counter()
+    for i in range(args.files):
+        folder = src / f"d{i // 1000:03d}"
+        if i % 1000 == 0:
+            folder.mkdir(parents=True)
+        (folder / f"note_{i}.txt").write_text(f"note {i}")
+    print(f"wrote {args.files:,} files in {time.perf_counter() - start:.0f}s")
+
+    settings = Settings(home=work / "home", sources=(src,), encoders=(EncoderConfig("clip", model=str(work)),))
+    sensor = build_definitions(settings).resolve_sensor_def("new_files_sensor")
+    storage = Storage(home=str(settings.home))
+
+    def tick(label: str) -> None:
+        with dg.instance_for_test() as instance:
+            context = dg.build_sensor_context(instance=instance, resources={"storage": storage})
+            t0 = time.perf_counter()
+            result = sensor(context)
+            seconds = time.perf_counter() - t0
+        files = "skipped" if isinstance(result, dg.SkipReason) else f"batch {result.run_requests[0].partition_key}"
+        print(f"{label}: {seconds:.2f}s ({files})")
+
+    tick("first tick, all new")
+    tick("tick, nothing new")
+    for i in range(10):
+        (src / "d000" / f"added_{i}.txt").write_text("new")
+    tick("tick after adding 10 files")
+    layout = Layout(settings.home)
+    manifests = sorted(layout.manifests.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    print(
+        f"manifests: first {manifests[0].stat().st_size / 1e6:.1f} MB, last {manifests[-1].stat().st_size} bytes; "
+        f"seen index {layout.seen_index.stat().st_size / 1e6:.1f} MB; sensor cursor: none (state is the index)"
+    )
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
