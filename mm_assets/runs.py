@@ -19,6 +19,7 @@ from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest.batches import create_batch
 from mm_assets.store.layout import Layout
+from mm_assets.store.vector_db import is_up_to_date
 
 
 @dataclass
@@ -135,7 +136,7 @@ def run_pipeline(
     if untrained:
         run_pending_batches()  # embed every batch with the newly trained models
 
-    if summary.batches_run or not layout.db_path.exists():
+    if not is_up_to_date(layout):
         summary.vector_tables_rebuilt = runner.unpartitioned([dg.AssetKey("vector_tables")])
         if not summary.vector_tables_rebuilt:
             summary.failed_runs.append("vector_tables")

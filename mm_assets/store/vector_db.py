@@ -82,6 +82,28 @@ def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, 
     return path
 
 
+def _shard_names(layout: Layout) -> list[str]:
+    """Every shard the database is built from, relative to the home folder."""
+    root = layout.shard_dir("")
+    return sorted(str(p.relative_to(layout.home)) for p in root.rglob("*.parquet") if not p.name.startswith("."))
+
+
+def is_up_to_date(layout: Layout) -> bool:
+    """Whether the database exists, opens, and was built from exactly the shards now on disk (False
+    after a killed rebuild or new shards, so rerunning `mm-assets run` finishes the job)."""
+    try:
+        con = open_read_only(layout.db_path)
+    except VectorDBError:
+        return False
+    try:
+        built_from = {r[0] for r in con.execute("SELECT shard FROM build_inputs").fetchall()}
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+    return built_from == set(_shard_names(layout))
+
+
 def _remove_old_serving_dirs(layout: Layout, keep: Path) -> None:
     """Keep this build's matrices and the previous build's (a reader may still be using it)."""
     builds = sorted((p for p in layout.serving_dir("").glob("*") if p.is_dir()), key=lambda p: int(p.name))
@@ -184,6 +206,9 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                     json.dumps(record, sort_keys=True),
                 ],
             )
+        # What this build read: a later run compares it with the shards on disk (see is_up_to_date).
+        con.execute("CREATE TABLE build_inputs (shard VARCHAR)")
+        con.executemany("INSERT INTO build_inputs VALUES (?)", [[name] for name in _shard_names(layout)])
         for name in ("files", "chunks", "quarantine", "file_versions"):
             tables[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
         con.execute("CHECKPOINT")

@@ -1,0 +1,67 @@
+"""A run killed with SIGKILL mid-embedding or mid-rebuild is completed by rerunning it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mm_assets.config import load_settings
+from mm_assets_tests.corpus import gradient
+from mm_assets_tests.helpers import db_rows
+
+
+def start_run(home: Path, model: Path, source: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mm_assets.cli", "--home", str(home), "--model", str(model), "run", str(source)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def kill_when(process: subprocess.Popen, appears, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not appears():
+        assert process.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline, "timed out waiting for the moment to kill"
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def many_images(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        gradient(200, 150, seed=i).save(folder / f"img_{i}.png")
+    return folder
+
+
+def test_killed_mid_embedding_then_rerun_completes(tmp_path, tiny_clip):
+    home, source = tmp_path / "home", many_images(tmp_path / "src", 400)
+    run = start_run(home, tiny_clip, source)
+    shards = home / "shards" / "embeddings"
+    kill_when(run, lambda: any(p.name.endswith(".tmp") for p in shards.rglob("*")) if shards.exists() else False)
+
+    assert not list(shards.rglob("*.parquet")), "a killed embedding leaves no shard that looks complete"
+    assert not (home / "vectors.duckdb").exists()
+    assert start_run(home, tiny_clip, source).wait() == 0
+    settings = load_settings(home=home, model=str(tiny_clip))
+    table = db_rows(settings, "SELECT table_name FROM encoders")[0][0]
+    assert db_rows(settings, f"SELECT count(*), count(DISTINCT chunk_id) FROM {table}")[0] == (400, 400)
+
+
+def test_killed_mid_rebuild_keeps_serving_the_last_complete_state(tmp_path, tiny_clip):
+    home, source = tmp_path / "home", many_images(tmp_path / "src", 20)
+    assert start_run(home, tiny_clip, source).wait() == 0
+    settings = load_settings(home=home, model=str(tiny_clip))
+    before = db_rows(settings, "SELECT count(*) FROM chunks")[0][0]
+
+    for i in range(200):
+        gradient(120, 90, seed=1000 + i).save(source / f"more_{i}.png")
+    run = start_run(home, tiny_clip, source)
+    kill_when(run, lambda: any(p.name.endswith(".building") for p in home.iterdir()))
+    assert db_rows(settings, "SELECT count(*) FROM chunks")[0][0] == before, "the old database still answers"
+
+    assert start_run(home, tiny_clip, source).wait() == 0
+    assert db_rows(settings, "SELECT count(*) FROM chunks")[0][0] == before + 200
