@@ -22,7 +22,6 @@ import torch
 from PIL import Image, ImageFilter
 
 SIZES = [(640, 480), (1600, 1200), (1920, 1080), (3000, 2000), (4032, 3024)]
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def write_photos(folder: Path, n: int) -> list[Path]:
@@ -69,7 +68,7 @@ def pipeline_run(settings, photos: Path) -> tuple[float, dict]:
 
     with dg.DagsterInstance.ephemeral() as instance:
         start = time.perf_counter()
-        summary = run_pipeline(settings, [photos], instance=instance, run_config=QUIET)
+        summary = run_pipeline(settings, [photos], instance=instance)
         wall = time.perf_counter() - start
         assert summary.ok, summary.lines()
         (record,) = instance.fetch_materializations(dg.AssetKey(["embeddings", "clip"]), limit=1).records

@@ -12,8 +12,6 @@ from mm_assets.encoders.resolve import ModelNotFoundError
 from mm_assets.store.layout import Layout
 from mm_assets.store.vector_db import VectorDBError, open_read_only
 
-_QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mm-assets", description=__doc__)
@@ -66,7 +64,7 @@ def cmd_run(settings: Settings, args) -> int:
     sources = [Path(d) for d in args.dirs] or list(settings.sources)
     if not sources:
         raise ValueError("give one or more folders (`mm-assets run DIR ...`) or set `sources:` in mm_assets.yaml")
-    summary = run_pipeline(settings, sources, run_config=_QUIET_RUN)
+    summary = run_pipeline(settings, sources)
     for line in summary.lines():
         print(line)
     return 0 if summary.ok else 1
@@ -142,7 +140,7 @@ def cmd_eval(settings: Settings, args) -> int:
     from mm_assets.evaluation.retrieval import comparison_markdown
     from mm_assets.runs import run_evaluation
 
-    if not run_evaluation(settings, run_config=_QUIET_RUN):
+    if not run_evaluation(settings):
         print("mm-assets: error: the retrieval_eval run failed (see its logs in the Dagster UI)", file=sys.stderr)
         return 1
     results = latest_results(Layout(settings.home).evaluations)

@@ -99,6 +99,11 @@ class EncoderConfig:
         )
 
     @property
+    def awaiting_training(self) -> bool:
+        """A fine-tuned encoder whose model the fine_tuned asset has not written yet."""
+        return self.fine_tune is not None and not Path(self.model).exists()
+
+    @property
     def key(self) -> str:
         """Directory and table suffix: readable name plus fingerprint, so old and new live side by side."""
         return f"{self.name}_{self.fingerprint}"

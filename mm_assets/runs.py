@@ -21,6 +21,10 @@ from mm_assets.ingest.batches import create_batch
 from mm_assets.store.layout import Layout
 from mm_assets.store.vector_db import is_up_to_date
 
+# Runs started from the command line print warnings only (quarantined files, failures); the full
+# event log is in the instance, visible in the UI.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 
 @dataclass
 class RunSummary:
@@ -55,14 +59,9 @@ def default_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _ready(encoder) -> bool:
-    """A fine-tuned encoder can embed only once its model has been trained."""
-    return not encoder.fine_tune or Path(encoder.model).exists()
-
-
 def pending_assets(layout: Layout, settings: Settings, batch: str) -> list[dg.AssetKey]:
     """The assets of a batch whose shards are missing (new batch, a killed run, or a new encoder)."""
-    ready = [e for e in settings.encoders if _ready(e)]
+    ready = [e for e in settings.encoders if not e.awaiting_training]
     if not layout.shard("raw_files", batch).exists():
         return [dg.AssetKey("raw_files"), dg.AssetKey("chunks"), *map(embedding_asset_key, ready)]
     if not layout.shard("chunks", batch).exists():
@@ -103,7 +102,10 @@ class _Runner:
 
 
 def run_pipeline(
-    settings: Settings, sources: list[Path], run_config: dict | None = None, instance: dg.DagsterInstance | None = None
+    settings: Settings,
+    sources: list[Path],
+    run_config: dict | None = QUIET_RUN_CONFIG,
+    instance: dg.DagsterInstance | None = None,
 ) -> RunSummary:
     """Discover new files, then materialize whatever is missing: batches, fine-tuned models, their
     embeddings, and the vector tables."""
@@ -129,7 +131,7 @@ def run_pipeline(
                 (summary.batches_run if ok else summary.failed_runs).append(batch)
 
     run_pending_batches()
-    untrained = [e for e in settings.encoders if not _ready(e)]
+    untrained = [e for e in settings.encoders if e.awaiting_training]
     for enc in untrained:
         key = fine_tuned_asset_key(enc)
         (summary.trained if runner.unpartitioned([key]) else summary.failed_runs).append(key.to_user_string())
@@ -144,7 +146,7 @@ def run_pipeline(
 
 
 def run_evaluation(
-    settings: Settings, run_config: dict | None = None, instance: dg.DagsterInstance | None = None
+    settings: Settings, run_config: dict | None = QUIET_RUN_CONFIG, instance: dg.DagsterInstance | None = None
 ) -> bool:
     instance = instance or default_instance(settings)
     return _Runner(settings, instance, run_config).unpartitioned([dg.AssetKey("retrieval_eval")])

@@ -1,7 +1,5 @@
 """One embedding asset per configured encoder (an asset factory over the config)."""
 
-from pathlib import Path
-
 import dagster as dg
 import numpy as np
 import pyarrow as pa
@@ -65,7 +63,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         # Content addressing: chunks another batch already embedded with this encoder are never redone.
         done = existing_ids(layout.shard_dir("embeddings", enc_key), "chunk_id", exclude=out)
         todo = list({c["chunk_id"]: c for c in chunks if c["chunk_id"] not in done}.values())
-        if encoder_config.fine_tune and not Path(encoder_config.model).exists():
+        if encoder_config.awaiting_training:
             # Not trained yet: write nothing (so `mm-assets run` fills it in later) and let the check say so.
             context.log.warning(
                 f"{encoder_config.name} is not trained yet: materialize fine_tuned/{encoder_config.name}"

@@ -6,10 +6,10 @@ import dagster as dg
 
 from mm_assets.assets.common import Storage
 from mm_assets.config import EncoderConfig, Settings
-from mm_assets.encoders.clip import LINEAGE_FILE
+from mm_assets.encoders.clip import LINEAGE_FILE, ImagePreprocessing
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.store.shards import read_all_shards, write_json
-from mm_assets.training.contrastive import fine_tune, preprocessing_of
+from mm_assets.training.contrastive import fine_tune
 from mm_assets.training.pairs import training_pairs
 
 
@@ -37,7 +37,7 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
         pairs, skipped = training_pairs(
             read_all_shards(layout.shard_dir("raw_files")),
             settings.eval_test_percent,
-            preprocessing_of(base.local_dir),
+            ImagePreprocessing.from_model_dir(base.local_dir),
             settings.max_image_pixels,
         )
         context.log.info(f"training on {len(pairs)} captioned images ({len(skipped)} unreadable, skipped)")

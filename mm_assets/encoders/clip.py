@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +34,9 @@ class ImagePreprocessing:
     resample: int
 
     @classmethod
-    def from_processor(cls, processor) -> ImagePreprocessing:
+    def from_model_dir(cls, model_dir: Path) -> ImagePreprocessing:
+        """The preprocessing a saved model declares (its processor config)."""
+        processor = AutoImageProcessor.from_pretrained(model_dir)
         size, crop = processor.size, processor.crop_size
         edge = size.get("shortest_edge") if hasattr(size, "get") else size.shortest_edge
         return cls(
@@ -76,7 +79,7 @@ class ClipEncoder:
         self.model.to(self.device).eval()
         self.dtype = torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.local_dir)
-        self.preprocess = ImagePreprocessing.from_processor(AutoImageProcessor.from_pretrained(self.resolved.local_dir))
+        self.preprocess = ImagePreprocessing.from_model_dir(self.resolved.local_dir)
         self.max_tokens = int(self.model.config.text_config.max_position_embeddings)
         self.dim = int(self.model.config.projection_dim)
         self.calibration_cosine: float | None = None

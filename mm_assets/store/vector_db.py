@@ -82,10 +82,14 @@ def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, 
     return path
 
 
-def _shard_names(layout: Layout) -> list[str]:
-    """Every shard the database is built from, relative to the home folder."""
+def _shard_name(layout: Layout, shard: Path) -> str:
+    return str(shard.relative_to(layout.home))
+
+
+def _shard_names(layout: Layout) -> set[str]:
+    """Every complete shard on disk, relative to the home folder."""
     root = layout.shard_dir("")
-    return sorted(str(p.relative_to(layout.home)) for p in root.rglob("*.parquet") if not p.name.startswith("."))
+    return {_shard_name(layout, p) for p in root.rglob("*.parquet") if not p.name.startswith(".")}
 
 
 def is_up_to_date(layout: Layout) -> bool:
@@ -101,7 +105,7 @@ def is_up_to_date(layout: Layout) -> bool:
         return False
     finally:
         con.close()
-    return built_from == set(_shard_names(layout))
+    return built_from == _shard_names(layout)
 
 
 def _remove_old_serving_dirs(layout: Layout, keep: Path) -> None:
@@ -134,6 +138,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
     serving = layout.serving_dir(f"{time.time_ns()}")
     serving.mkdir(parents=True)
     tables: dict[str, int] = {}
+    inputs = [*raw, *chunk_shards]  # every shard this build reads, recorded for is_up_to_date
     hnsw_seconds = 0.0
     try:
         con = duckdb.connect(str(tmp))
@@ -171,6 +176,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
             if not shards or not record_path.exists():
                 continue
             record = read_json(record_path)
+            inputs += shards
             key, table, dim = enc_dir.name, embedding_table(enc_dir.name), int(record["embedding_dim"])
             # `row` numbers the vectors in chunk-id order: the row of the serving matrix below.
             con.execute(f"""
@@ -208,7 +214,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
             )
         # What this build read: a later run compares it with the shards on disk (see is_up_to_date).
         con.execute("CREATE TABLE build_inputs (shard VARCHAR)")
-        con.executemany("INSERT INTO build_inputs VALUES (?)", [[name] for name in _shard_names(layout)])
+        con.executemany("INSERT INTO build_inputs VALUES (?)", [[_shard_name(layout, p)] for p in inputs])
         for name in ("files", "chunks", "quarantine", "file_versions"):
             tables[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
         con.execute("CHECKPOINT")

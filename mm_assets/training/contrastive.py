@@ -20,7 +20,6 @@ import torch
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
 from mm_assets.config import FineTuneConfig, short_hash
-from mm_assets.encoders.clip import ImagePreprocessing
 from mm_assets.encoders.resolve import ResolvedModel, weights_hash
 
 
@@ -52,10 +51,6 @@ class TrainingReport:
             "wall_seconds": round(self.seconds, 2),
             "revision": self.revision,
         }
-
-
-def preprocessing_of(model_dir: Path) -> ImagePreprocessing:
-    return ImagePreprocessing.from_processor(AutoImageProcessor.from_pretrained(model_dir))
 
 
 def data_fingerprint(pairs: list[TrainingPair]) -> str:
