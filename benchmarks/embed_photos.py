@@ -85,8 +85,6 @@ def main() -> None:
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.encoders.clip import ClipEncoder
     from mm_assets.ingest.images import decode_rgb
-    from mm_assets.store.layout import Layout
-    from mm_assets.store.shards import read_table
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
     work = Path(tempfile.mkdtemp(prefix="mm-bench-"))
@@ -111,16 +109,10 @@ def main() -> None:
         model_rate = forward_only(encoder, pixels, repeats=3)
         settings = Settings(home=work / f"home-{dtype}", encoders=(config,), decode_workers=os.cpu_count() or 1)
         wall, meta = pipeline_run(settings, work / "photos")
-        layout = Layout(settings.home)
-        table = read_table(next(layout.shard_dir("embeddings", config.key).glob("*.parquet")))
-        raw = {
-            r["file_id"]: r["path"]
-            for r in read_table(next(layout.shard_dir("raw_files").glob("*.parquet"))).to_pylist()
-        }
-        chunks = {
-            r["chunk_id"]: raw[r["file_id"]]
-            for r in read_table(next(layout.shard_dir("chunks").glob("*.parquet"))).to_pylist()
-        }
+        store = settings.layout.store
+        table = store.read_all(store.shard_dir("embeddings", config.key))
+        raw = {r["file_id"]: r["path"] for r in store.read_all(store.shard_dir("raw_files")).to_pylist()}
+        chunks = {r["chunk_id"]: raw[r["file_id"]] for r in store.read_all(store.shard_dir("chunks")).to_pylist()}
         by_path = {
             chunks[c]: np.asarray(v, np.float32)
             for c, v in zip(table.column("chunk_id").to_pylist(), table.column("embedding").to_pylist())

@@ -25,8 +25,8 @@ def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> No
     """n text chunks over n/10 files, clustered unit vectors: what vector_tables reads."""
     from mm_assets.chunking.files import CHUNKS_SCHEMA
     from mm_assets.ingest.files import RAW_FILES_SCHEMA
-    from mm_assets.store.shards import write_json, write_table
 
+    store = layout.store
     rng = np.random.default_rng(0)
     n_files = max(1, n // 10)
     files = [
@@ -41,7 +41,7 @@ def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> No
         }
         for i in range(n_files)
     ]
-    write_table(layout.shard("raw_files", "b0"), pa.Table.from_pylist(files, schema=RAW_FILES_SCHEMA))
+    store.write_table(store.shard("raw_files", "b0"), pa.Table.from_pylist(files, schema=RAW_FILES_SCHEMA))
     chunk_ids = [f"{i:032x}" for i in range(n)]
     chunks = pa.table(
         {
@@ -56,14 +56,16 @@ def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> No
         [chunks.column(f.name) if f.name in chunks.column_names else pa.nulls(n, f.type) for f in CHUNKS_SCHEMA],
         schema=CHUNKS_SCHEMA,
     )
-    write_table(layout.shard("chunks", "b0"), chunks)
+    store.write_table(store.shard("chunks", "b0"), chunks)
     # Clustered like real embeddings (uniform random 512-d vectors are a worst case no index is built for).
     centroids = rng.normal(size=(max(1, n // 100), DIM)).astype(np.float32)
     vectors = centroids[rng.integers(0, len(centroids), n)] + 0.6 * rng.normal(size=(n, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     flat = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)
-    write_table(layout.shard("embeddings", "b0", encoder_key), pa.table({"chunk_id": chunk_ids, "embedding": flat}))
-    write_json(layout.encoder_record(encoder_key), record)
+    store.write_table(
+        store.shard("embeddings", "b0", encoder_key), pa.table({"chunk_id": chunk_ids, "embedding": flat})
+    )
+    store.write_json(store.encoder_record(encoder_key), record)
 
 
 def percentiles(fn, queries) -> tuple[float, float, list]:
@@ -85,7 +87,6 @@ def main() -> None:
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.encoders.clip import ClipEncoder
     from mm_assets.search.query import Searcher, list_encoder_tables, recorded_encoder, search
-    from mm_assets.store.layout import Layout
     from mm_assets.store.vector_db import build_vector_db, open_read_only
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
@@ -93,7 +94,7 @@ def main() -> None:
     model = build_vit_b32_clip(work / "vit-b32")
     config = EncoderConfig("clip", model=str(model))  # default precision, as users get it
     settings = Settings(home=work / "home", encoders=(config,))
-    layout = Layout(settings.home)
+    layout = settings.layout
     t0 = time.perf_counter()
     write_synthetic_shards(layout, config.key, ClipEncoder(config).metadata(), args.vectors)
     report = build_vector_db(layout, {"clip": config.key}, config.key, hnsw=False, log=lambda _: None)

@@ -25,7 +25,6 @@ def main() -> None:
     from mm_assets.assets.common import Storage
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.definitions import build_definitions
-    from mm_assets.store.layout import Layout
 
     work = Path(tempfile.mkdtemp(prefix="mm-sensor-"))
     src = work / "src"
@@ -55,11 +54,13 @@ def main() -> None:
     for i in range(10):
         (src / "d000" / f"added_{i}.txt").write_text("new")
     tick("tick after adding 10 files")
-    layout = Layout(settings.home)
-    manifests = sorted(layout.manifests.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    store = settings.layout.store
+    manifests = [Path(store.path(key)) for key in store.list("manifests", ".json")]
+    manifests.sort(key=lambda p: p.stat().st_mtime)
+    seen_index = Path(store.path(store.SEEN_INDEX))
     print(
         f"manifests: first {manifests[0].stat().st_size / 1e6:.1f} MB, last {manifests[-1].stat().st_size} bytes; "
-        f"seen index {layout.seen_index.stat().st_size / 1e6:.1f} MB; sensor cursor: none (state is the index)"
+        f"seen index {seen_index.stat().st_size / 1e6:.1f} MB; sensor cursor: none (state is the index)"
     )
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from mm_assets.config import Settings, load_settings
 from mm_assets.encoders.resolve import ModelNotFoundError
-from mm_assets.store.layout import Layout
 from mm_assets.store.vector_db import VectorDBError, open_read_only
 
 
@@ -103,7 +102,7 @@ def cmd_search(settings: Settings, args) -> int:
 
 
 def cmd_status(settings: Settings, args) -> int:
-    layout = Layout(settings.home)
+    layout = settings.layout
     con = open_read_only(layout.db_path)
     try:
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("files", "chunks", "quarantine")}
@@ -118,7 +117,7 @@ def cmd_status(settings: Settings, args) -> int:
         ]
     finally:
         con.close()
-    batches = len(list(layout.manifests.glob("*.json")))
+    batches = len(layout.batches())
     report = {"home": str(settings.home), "batches": batches, **counts, "encoders": encoders, "quarantined": quarantine}
     if args.json:
         print(json.dumps(report, indent=1))
@@ -143,7 +142,7 @@ def cmd_eval(settings: Settings, args) -> int:
     if not run_evaluation(settings):
         print("mm-assets: error: the retrieval_eval run failed (see its logs in the Dagster UI)", file=sys.stderr)
         return 1
-    results = latest_results(Layout(settings.home).evaluations)
+    results = latest_results(settings.layout.evaluations)
     if args.json:
         print(json.dumps(results, indent=1))
     elif results:

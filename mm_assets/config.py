@@ -23,6 +23,7 @@ DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 EMBEDDING_CODE_VERSION = "1"
 MODALITIES = ("image", "text")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
 
 
 def short_hash(payload: object, length: int = 12) -> str:
@@ -126,9 +127,26 @@ class ChunkingConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    """Which Dagster executor runs the steps of a run: ``multiprocess`` (one process per step, the
+    default), ``in_process``, or on a cluster ``docker`` (dagster-docker) or ``k8s`` (dagster-k8s),
+    each step in its own container. ``config`` is the executor's own config (image, namespace, env)."""
+
+    kind: str = "multiprocess"
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in EXECUTORS:
+            raise ValueError(f"executor.kind must be one of {EXECUTORS}, not {self.kind!r}")
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     sources: tuple[Path, ...] = ()
+    # Manifests and shards: a folder or an fsspec URL (s3://bucket/prefix); None = the home folder.
+    store_url: str | None = None
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     encoders: tuple[EncoderConfig, ...] = (EncoderConfig(name="clip"),)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     max_image_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
@@ -153,7 +171,7 @@ class Settings:
                     raise ValueError(f"encoder {enc.name!r}: fine_tune.base must name a plain encoder listed before it")
                 enc = replace(
                     enc,
-                    model=str(Layout(self.home).model_dir(enc.name)),
+                    model=str(self.layout.model_dir(enc.name)),
                     revision=None,
                     base_fingerprint=base.fingerprint,
                 )
@@ -175,8 +193,12 @@ class Settings:
         return self.chunking.tokenizer or encoder.model
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.home, self.store_url)
+
+    @property
     def db_path(self) -> Path:
-        return Layout(self.home).db_path
+        return self.layout.db_path
 
     def encoder(self, name: str) -> EncoderConfig:
         for enc in self.encoders:
@@ -208,6 +230,11 @@ def _path(value: str | os.PathLike, base: Path) -> Path:
     return (p if p.is_absolute() else base / p).resolve()
 
 
+def _store_url(value: str, base: Path) -> str:
+    """URLs (``s3://…``, ``file:///…``) stay as they are; plain folders become absolute paths."""
+    return value if "://" in value else str(_path(value, base))
+
+
 def load_settings(
     config_file: str | os.PathLike | None = None,
     *,
@@ -231,6 +258,8 @@ def load_settings(
         base = config_path.parent
     unknown = set(raw) - {
         "home",
+        "store",
+        "executor",
         "sources",
         "encoders",
         "chunking",
@@ -267,10 +296,14 @@ def load_settings(
         sources=tuple(_path(s, base) for s in raw.get("sources", [])),
         encoders=encoders,
         chunking=ChunkingConfig(**raw.get("chunking", {})),
+        store_url=_store_url(str(raw["store"]), base) if raw.get("store") else None,
+        executor=ExecutorConfig(**raw.get("executor", {})),
         **kwargs,
     )
     if home or env.get("MM_ASSETS_HOME"):
         settings = replace(settings, home=_path(home or env["MM_ASSETS_HOME"], Path.cwd()))
+    if env.get("MM_ASSETS_STORE"):
+        settings = replace(settings, store_url=_store_url(env["MM_ASSETS_STORE"], Path.cwd()))
     if sources or env.get("MM_ASSETS_SOURCES"):
         chosen = sources or env["MM_ASSETS_SOURCES"].split(os.pathsep)
         settings = replace(settings, sources=tuple(_path(s, Path.cwd()) for s in chosen))

@@ -8,10 +8,26 @@ from mm_assets.assets.evaluation import build_retrieval_eval_asset
 from mm_assets.assets.ingest import build_ingest_assets
 from mm_assets.assets.training import build_fine_tuned_asset
 from mm_assets.assets.vector_tables import build_vector_tables_asset
-from mm_assets.config import Settings, load_settings
+from mm_assets.config import ExecutorConfig, Settings, load_settings
 from mm_assets.sensors import build_new_files_sensor
 
 INGEST_JOB = "ingest_job"
+
+
+def build_executor(config: ExecutorConfig) -> dg.ExecutorDefinition:
+    """The executor named in the settings; the cluster ones come from their optional packages
+    (`pip install "mm-assets[cluster]"`), imported only when chosen."""
+    if config.kind == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor.configured(config.config) if config.config else k8s_job_executor
+    if config.kind == "docker":
+        from dagster_docker import docker_executor
+
+        return docker_executor.configured(config.config) if config.config else docker_executor
+    if config.kind == "in_process":
+        return dg.in_process_executor
+    return dg.multiprocess_executor.configured(config.config) if config.config else dg.multiprocess_executor
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -38,7 +54,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval],
         jobs=[ingest_job],
         sensors=[build_new_files_sensor(settings, ingest_job)],
-        resources={"storage": Storage(home=str(settings.home))},
+        resources={"storage": Storage(home=str(settings.home), store_url=settings.store_url or "")},
+        executor=build_executor(settings.executor),
     )
 
 

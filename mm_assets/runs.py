@@ -62,11 +62,12 @@ def default_instance(settings: Settings) -> dg.DagsterInstance:
 def pending_assets(layout: Layout, settings: Settings, batch: str) -> list[dg.AssetKey]:
     """The assets of a batch whose shards are missing (new batch, a killed run, or a new encoder)."""
     ready = [e for e in settings.encoders if not e.awaiting_training]
-    if not layout.shard("raw_files", batch).exists():
+    store = layout.store
+    if not store.exists(store.shard("raw_files", batch)):
         return [dg.AssetKey("raw_files"), dg.AssetKey("chunks"), *map(embedding_asset_key, ready)]
-    if not layout.shard("chunks", batch).exists():
+    if not store.exists(store.shard("chunks", batch)):
         return [dg.AssetKey("chunks"), *map(embedding_asset_key, ready)]
-    return [embedding_asset_key(e) for e in ready if not layout.shard("embeddings", batch, e.key).exists()]
+    return [embedding_asset_key(e) for e in ready if not store.exists(store.shard("embeddings", batch, e.key))]
 
 
 class _Runner:
@@ -115,11 +116,11 @@ def run_pipeline(
             resolve_model(enc.model, enc.revision)
     resolve_model(settings.tokenizer_source)
     instance = instance or default_instance(settings)
-    layout = Layout(settings.home)
+    layout = settings.layout
     runner = _Runner(settings, instance, run_config)
     summary = RunSummary(new_batch=create_batch(layout, sources))
 
-    batches = sorted(p.stem for p in layout.manifests.glob("*.json"))
+    batches = layout.batches()
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
     instance.add_dynamic_partitions(ingest_batches.name, [b for b in batches if b not in known])
 

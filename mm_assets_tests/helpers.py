@@ -9,13 +9,12 @@ from mm_assets.assets.common import ingest_batches
 from mm_assets.config import Settings
 from mm_assets.definitions import build_definitions
 from mm_assets.ingest.batches import create_batch
-from mm_assets.store.layout import Layout
 from mm_assets.store.vector_db import open_read_only
 
 
 def ingest_with_dagster(settings: Settings, instance: dg.DagsterInstance) -> tuple[str, dg.ExecuteInProcessResult]:
     """Discover new files into a batch and materialize every asset for it with ``dagster.materialize``."""
-    batch = create_batch(Layout(settings.home), settings.sources)
+    batch = create_batch(settings.layout, settings.sources)
     assert batch is not None, "expected new files"
     instance.add_dynamic_partitions(ingest_batches.name, [batch])
     defs = build_definitions(settings)

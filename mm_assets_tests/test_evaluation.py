@@ -17,7 +17,6 @@ from mm_assets.evaluation.history import latest_results
 from mm_assets.evaluation.retrieval import in_test_split
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.runs import run_evaluation, run_pipeline
-from mm_assets.store.layout import Layout
 from mm_assets.training.contrastive import TrainingPair, fine_tune
 from mm_assets_tests.corpus import gradient
 from mm_assets_tests.helpers import db_rows
@@ -120,7 +119,7 @@ def test_fine_tuned_encoder_is_trained_embedded_and_evaluated_beside_its_base(la
     assert lineage["data_fingerprint"] and lineage["steps"] > 0 and lineage["wall_seconds"] > 0
 
     # both encoders, every task, in the history table and as floats in the UI metadata
-    results = latest_results(Layout(labelled.home).evaluations)
+    results = latest_results(labelled.layout.evaluations)
     assert {(r["encoder"], r["task"]) for r in results} == {
         (e, t) for e in ("base", "tuned") for t in ("text->image", "image->text", "text->text", "image->image")
     }

@@ -1,6 +1,9 @@
 """Search exactness against NumPy, image self-retrieval, HNSW, and clear errors."""
 
+import os
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -107,28 +110,33 @@ def test_rematerializing_vector_tables_restores_a_deleted_database(indexed):
     assert np.allclose([h.distance for h in after], [h.distance for h in before], atol=1e-7)
 
 
-def test_a_half_written_shard_is_never_read(indexed):
-    from mm_assets.store.layout import Layout
-    from mm_assets.store.shards import list_shards
+def test_a_half_written_shard_is_never_read_and_stale_ones_are_cleaned_up(indexed):
+    from mm_assets.definitions import build_definitions
 
-    layout = Layout(indexed.home)
-    chunk_dir = layout.shard_dir("chunks")
-    (chunk_dir / ".b-killed.parquet.1234abcd.tmp").write_bytes(b"PAR1 half a shard")
-    assert all(not p.name.startswith(".") for p in list_shards(chunk_dir))
+    store = indexed.layout.store
+    chunk_dir = Path(store.path(store.shard_dir("chunks")))
+    stale, live = chunk_dir / ".b-killed.parquet.1234abcd.tmp", chunk_dir / ".b-writing.parquet.5678abcd.tmp"
+    for tmp in (stale, live):
+        tmp.write_bytes(b"PAR1 half a shard")
+    day_ago = time.time() - 86400
+    os.utime(stale, (day_ago, day_ago))
+    assert all(".tmp" not in key for key in store.list(store.shard_dir("chunks")))
+    defs = build_definitions(indexed)
     with dg.instance_for_test() as instance:
-        from mm_assets.definitions import build_definitions
-
-        defs = build_definitions(indexed)
-        assert dg.materialize(
+        result = dg.materialize(
             list(defs.assets), selection=["vector_tables"], instance=instance, resources=dict(defs.resources)
-        ).success
+        )
+    assert result.success
+    assert not stale.exists(), "a temporary untouched for hours is a killed writer's: removed"
+    assert live.exists(), "a recent temporary may belong to a writer still running: kept"
+    [materialization] = result.asset_materializations_for_node("vector_tables")
+    assert materialization.metadata["stale_temporaries_removed"].value == 1
 
 
 def test_each_rebuild_serves_its_own_matrix_and_prunes_old_ones(indexed):
-    from mm_assets.store.layout import Layout
     from mm_assets.store.vector_db import build_vector_db
 
-    layout = Layout(indexed.home)
+    layout = indexed.layout
     keys = {"clip": indexed.default_encoder.key}
     for _ in range(3):
         build_vector_db(layout, keys, indexed.default_encoder.key, hnsw=False, log=lambda _: None)

@@ -11,20 +11,22 @@ ingest_batches = dg.DynamicPartitionsDefinition(name="ingest_batches")
 
 
 class Storage(dg.ConfigurableResource):
-    """The home folder holding manifests, shards and the DuckDB file (a local path or a mount)."""
+    """Where the project's data lives: the shard store (a local folder or an fsspec URL such as
+    ``s3://bucket/prefix``; empty = the home folder) and the local home folder (the DuckDB file)."""
 
     home: str
+    store_url: str = ""
 
     @property
     def layout(self) -> Layout:
-        return Layout(Path(self.home))
+        return Layout(Path(self.home), self.store_url or None)
 
 
-def table_metadata(table: pa.Table, location: Path) -> dict:
+def table_metadata(table: pa.Table, location: str) -> dict:
     return {
         "dagster/row_count": table.num_rows,
         "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema]),
-        "shard": dg.MetadataValue.path(str(location)),
+        "shard": dg.MetadataValue.path(location),
     }
 
 

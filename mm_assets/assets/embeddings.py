@@ -6,10 +6,8 @@ import pyarrow as pa
 
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.clip import ClipEncoder
-from mm_assets.encoders.embed import ImageJob, embed_images, embed_texts
+from mm_assets.encoders.embed import ImageJob
 from mm_assets.progress import Progress
-from mm_assets.store.shards import existing_ids, read_table, shard_writer, write_json
 from mm_assets.store.vector_db import embedding_table
 
 UNIT_NORM_TOLERANCE = 1e-3
@@ -48,20 +46,20 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         ],
     )
     def embeddings(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
-        layout, batch, enc_key = storage.layout, context.partition_key, encoder_config.key
+        store, batch, enc_key = storage.layout.store, context.partition_key, encoder_config.key
         chunks = [
             c
-            for c in read_table(layout.shard("chunks", batch)).to_pylist()
+            for c in store.read_table(store.shard("chunks", batch)).to_pylist()
             if c["modality"] in encoder_config.modalities
         ]
         paths = {
             r["file_id"]: r["path"]
-            for r in read_table(layout.shard("raw_files", batch)).to_pylist()
+            for r in store.read_table(store.shard("raw_files", batch)).to_pylist()
             if r["status"] == "ok"
         }
-        out = layout.shard("embeddings", batch, enc_key)
+        out = store.shard("embeddings", batch, enc_key)
         # Content addressing: chunks another batch already embedded with this encoder are never redone.
-        done = existing_ids(layout.shard_dir("embeddings", enc_key), "chunk_id", exclude=out)
+        done = store.existing_ids(store.shard_dir("embeddings", enc_key), "chunk_id", exclude=out)
         todo = list({c["chunk_id"]: c for c in chunks if c["chunk_id"] not in done}.values())
         if encoder_config.awaiting_training:
             # Not trained yet: write nothing (so `mm-assets run` fills it in later) and let the check say so.
@@ -74,14 +72,19 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
             )
         context.log.info(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already embedded, {len(todo)} to embed")
 
+        # torch/transformers are imported by the step that uses them, not by every process that only
+        # loads the definitions (daemon, webserver, run and step workers): that saves seconds per process.
+        from mm_assets.encoders.clip import ClipEncoder
+        from mm_assets.encoders.embed import embed_images, embed_texts
+
         encoder = ClipEncoder(encoder_config)
         info = encoder.metadata()
-        write_json(layout.encoder_record(enc_key), info)
+        store.write_json(store.encoder_record(enc_key), info)
         image_jobs = _image_jobs([c for c in todo if c["modality"] == "image"], paths)
         texts = [(c["chunk_id"], c["text"]) for c in todo if c["modality"] == "text"]
         with (
             Progress(len(todo), f"embed {encoder_config.name}", context.log.info) as progress,
-            shard_writer(out, embeddings_schema(encoder.dim)) as write,
+            store.writer(out, embeddings_schema(encoder.dim)) as write,
         ):
 
             def write_batch(ids: list[str], vectors: np.ndarray) -> None:
@@ -96,13 +99,13 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
             )
             text_stats = embed_texts(encoder, texts, write_batch, progress=progress)
 
-        written = read_table(out)
+        written = store.read_table(out)
         failures = [{"chunk_id": cid, "reason": reason} for cid, reason in image_stats.failures]
         for f in failures:
             context.log.warning(f"could not embed chunk {f['chunk_id']}: {f['reason']}")
         return dg.MaterializeResult(
             metadata={
-                **table_metadata(written, out),
+                **table_metadata(written, store.uri(out)),
                 **info,
                 "table_name": embedding_table(enc_key),
                 "chunks_in_batch": len(chunks),

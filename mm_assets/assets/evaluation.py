@@ -5,8 +5,6 @@ import dagster as dg
 from mm_assets.assets.common import Storage
 from mm_assets.config import MODALITIES, Settings
 from mm_assets.evaluation.history import record_results
-from mm_assets.evaluation.retrieval import comparison_markdown, evaluate_encoder_table
-from mm_assets.search.query import list_encoder_tables, recorded_encoder
 from mm_assets.store.vector_db import open_read_only
 
 EVAL_VERSION = "1"
@@ -22,6 +20,11 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         "captioned images (fixed by content hash); history in evaluations.duckdb.",
     )
     def retrieval_eval(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
+        # torch/transformers are imported by the step that uses them, not by every process that only
+        # loads the definitions (daemon, webserver, run and step workers): that saves seconds per process.
+        from mm_assets.evaluation.retrieval import comparison_markdown, evaluate_encoder_table
+        from mm_assets.search.query import list_encoder_tables, recorded_encoder
+
         layout = storage.layout
         con = open_read_only(layout.db_path)
         try:

@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pyarrow as pa
-from transformers import AutoTokenizer
 
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
 from mm_assets.chunking import CHUNKER_VERSION, chunking_params
@@ -19,7 +18,6 @@ from mm_assets.ingest.files import RAW_FILES_SCHEMA, inspect_file, read_ingested
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.ingest.text import decode_text
 from mm_assets.progress import Progress
-from mm_assets.store.shards import read_table, write_table
 
 # Bumped when ingest code changes what it records for the same file.
 INGEST_VERSION = "1"
@@ -57,15 +55,15 @@ def build_ingest_assets(settings: Settings) -> list:
         for row in rows:
             row.update(batch=batch, ingested_at=now)
         table = pa.Table.from_pylist(rows, schema=RAW_FILES_SCHEMA)
-        path = layout.shard("raw_files", batch)
-        write_table(path, table)
+        key = layout.store.shard("raw_files", batch)
+        layout.store.write_table(key, table)
         bad = [r for r in rows if r["status"] == "quarantined"]
         ok = [r for r in rows if r["status"] == "ok"]
         for r in bad:
             context.log.warning(f"quarantined {r['path']}: {r['reason']}")
         return dg.MaterializeResult(
             metadata={
-                **table_metadata(table, path),
+                **table_metadata(table, layout.store.uri(key)),
                 "files_ok": len(ok),
                 "files_quarantined": len(bad),
                 "by_modality": dict(Counter(r["modality"] for r in ok)),
@@ -89,8 +87,12 @@ def build_ingest_assets(settings: Settings) -> list:
         check_specs=[dg.AssetCheckSpec("every_file_has_chunks", asset="chunks")],
     )
     def chunks(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
-        layout, batch = storage.layout, context.partition_key
-        files = [r for r in read_table(layout.shard("raw_files", batch)).to_pylist() if r["status"] == "ok"]
+        store, batch = storage.layout.store, context.partition_key
+        files = [r for r in store.read_table(store.shard("raw_files", batch)).to_pylist() if r["status"] == "ok"]
+        # transformers is imported by the step that uses them, not by every process that only
+        # loads the definitions (daemon, webserver, run and step workers): that saves seconds per process.
+        from transformers import AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(settings.tokenizer_source).local_dir)
         rows, failures = [], []
         with Progress(len(files), f"chunk {batch}", context.log.info) as progress:
@@ -102,13 +104,13 @@ def build_ingest_assets(settings: Settings) -> list:
                     context.log.warning(f"could not chunk {f['path']}: {exc}")
                 progress()
         table = pa.Table.from_pylist(rows, schema=CHUNKS_SCHEMA)
-        path = layout.shard("chunks", batch)
-        write_table(path, table)
+        key = store.shard("chunks", batch)
+        store.write_table(key, table)
         chunked = {r["file_id"] for r in rows}
         missing = [f for f in files if f["file_id"] not in chunked]
         return dg.MaterializeResult(
             metadata={
-                **table_metadata(table, path),
+                **table_metadata(table, store.uri(key)),
                 "by_modality": dict(Counter(r["modality"] for r in rows)),
                 "chunker_version": CHUNKER_VERSION,
                 "params": params,

@@ -6,11 +6,8 @@ import dagster as dg
 
 from mm_assets.assets.common import Storage
 from mm_assets.config import EncoderConfig, Settings
-from mm_assets.encoders.clip import LINEAGE_FILE, ImagePreprocessing
 from mm_assets.encoders.resolve import resolve_model
-from mm_assets.store.shards import read_all_shards, write_json
-from mm_assets.training.contrastive import fine_tune
-from mm_assets.training.pairs import training_pairs
+from mm_assets.store.shards import ShardStore
 
 
 def fine_tuned_asset_key(encoder: EncoderConfig) -> dg.AssetKey:
@@ -32,10 +29,16 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
         f"({ft.epochs} epochs, lr {ft.learning_rate}, seed {ft.seed}).",
     )
     def fine_tuned(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
+        # torch/transformers are imported by the step that uses them, not by every process that only
+        # loads the definitions (daemon, webserver, run and step workers): that saves seconds per process.
+        from mm_assets.encoders.clip import LINEAGE_FILE, ImagePreprocessing
+        from mm_assets.training.contrastive import fine_tune
+        from mm_assets.training.pairs import training_pairs
+
         layout = storage.layout
         base = resolve_model(base_config.model, base_config.revision)
         pairs, skipped = training_pairs(
-            read_all_shards(layout.shard_dir("raw_files")),
+            layout.store.read_all(layout.store.shard_dir("raw_files")),
             settings.eval_test_percent,
             ImagePreprocessing.from_model_dir(base.local_dir),
             settings.max_image_pixels,
@@ -44,7 +47,7 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
         out_dir = Path(encoder.model)
         report = fine_tune(base, pairs, ft, out_dir, context.log.info)
         lineage = report.lineage(base, ft)
-        write_json(out_dir / LINEAGE_FILE, lineage)
+        ShardStore(out_dir).write_json(LINEAGE_FILE, lineage)
         return dg.MaterializeResult(
             metadata={
                 "model_dir": dg.MetadataValue.path(str(out_dir)),

@@ -15,7 +15,7 @@ from mm_assets.store.vector_db import build_vector_db, open_read_only
 def single_writer(layout: Layout):
     """Serialise rebuilds: each starts after the previous one, so the last rebuild sees every shard."""
     layout.home.mkdir(parents=True, exist_ok=True)
-    with open(layout.home / ".vector_tables.lock", "w") as fh:
+    with open(layout.writer_lock, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
@@ -38,6 +38,9 @@ def build_vector_tables_asset(settings: Settings, upstream: list):
         current = {e.name: e.key for e in settings.encoders}
         with single_writer(layout):
             report = build_vector_db(layout, current, settings.default_encoder.key, settings.hnsw, context.log.info)
+            leftovers = layout.store.remove_stale_temporaries()
+        for key in leftovers:
+            context.log.info(f"removed {key}, left by a killed writer")
         con = open_read_only(layout.db_path)
         try:
             encoders = [
@@ -57,6 +60,7 @@ def build_vector_tables_asset(settings: Settings, upstream: list):
                 "hnsw_build_seconds": round(report.hnsw_seconds, 3),
                 "build_seconds": round(report.seconds, 3),
                 "size_bytes": layout.db_path.stat().st_size,
+                "stale_temporaries_removed": len(leftovers),
             }
         )
 

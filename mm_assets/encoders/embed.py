@@ -11,10 +11,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mm_assets.encoders.clip import ClipEncoder
+if TYPE_CHECKING:
+    from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.ingest import BadFile
 from mm_assets.ingest.files import read_ingested_file
 from mm_assets.ingest.images import decode_rgb

@@ -10,20 +10,20 @@ import pyarrow as pa
 from mm_assets.config import short_hash
 from mm_assets.ingest.discover import FoundFile, Rejected, new_or_changed, walk_sources
 from mm_assets.store.layout import Layout
-from mm_assets.store.shards import read_json, read_table, write_json, write_table
 
 
 def load_seen(layout: Layout) -> dict[str, tuple[int, int]]:
-    if not layout.seen_index.exists():
+    store = layout.store
+    if not store.exists(store.SEEN_INDEX):
         return {}
-    t = read_table(layout.seen_index).to_pydict()
+    t = store.read_table(store.SEEN_INDEX).to_pydict()
     return dict(zip(t["path"], zip(t["size"], t["mtime_ns"])))
 
 
 def _save_seen(layout: Layout, seen: dict[str, tuple[int, int]]) -> None:
     paths = list(seen)
-    write_table(
-        layout.seen_index,
+    layout.store.write_table(
+        layout.store.SEEN_INDEX,
         pa.table(
             {
                 "path": pa.array(paths, pa.string()),
@@ -48,8 +48,8 @@ def create_batch(layout: Layout, sources, max_files: int | None = None) -> str |
         return None
     now = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     batch = f"b{now}-{short_hash([[asdict(f) for f in files], [asdict(r) for r in rejected]], 8)}"
-    write_json(
-        layout.manifest(batch),
+    layout.store.write_json(
+        layout.store.manifest(batch),
         {
             "batch": batch,
             "created_at": time.time(),
@@ -65,8 +65,10 @@ def create_batch(layout: Layout, sources, max_files: int | None = None) -> str |
 
 
 def read_manifest(layout: Layout, batch: str) -> tuple[list[FoundFile], list[Rejected]]:
-    path = layout.manifest(batch)
-    if not path.exists():
-        raise FileNotFoundError(f"no manifest for batch {batch!r} at {path}; batches are created by discovery")
-    m = read_json(path)
+    key = layout.store.manifest(batch)
+    if not layout.store.exists(key):
+        raise FileNotFoundError(
+            f"no manifest for batch {batch!r} at {layout.store.uri(key)}; batches are created by discovery"
+        )
+    m = layout.store.read_json(key)
     return [FoundFile(**f) for f in m["files"]], [Rejected(**r) for r in m["rejected"]]

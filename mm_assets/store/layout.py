@@ -1,22 +1,26 @@
-"""Where everything lives under the home folder (one place, so paths are never spelled twice)."""
+"""Where everything lives (one place, so paths are never spelled twice).
+
+Two roots: the shard store (manifests, shards, encoder records, discovery state: the source of truth,
+local or on object storage) and the local home folder (the derived DuckDB file and its serving
+matrices, evaluation history, fine-tuned models). By default the store is the home folder itself.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from mm_assets.store.shards import ShardStore
 
 
 @dataclass(frozen=True)
 class Layout:
     home: Path
+    store_url: str | None = None
+    store: ShardStore = field(init=False, repr=False, compare=False)
 
-    @property
-    def manifests(self) -> Path:
-        return self.home / "manifests"
-
-    @property
-    def seen_index(self) -> Path:
-        return self.home / "state" / "seen.parquet"
+    def __post_init__(self):
+        object.__setattr__(self, "store", ShardStore(self.store_url or self.home))
 
     @property
     def db_path(self) -> Path:
@@ -35,16 +39,11 @@ class Layout:
         """Where a fine-tuned encoder's model is written."""
         return self.home / "models" / encoder_name
 
-    def manifest(self, batch: str) -> Path:
-        return self.manifests / f"{batch}.json"
+    @property
+    def writer_lock(self) -> Path:
+        """Held by the one process rebuilding the vector database."""
+        return self.home / ".vector_tables.lock"
 
-    def shard_dir(self, asset: str, encoder_key: str | None = None) -> Path:
-        base = self.home / "shards" / asset
-        return base / encoder_key if encoder_key else base
-
-    def shard(self, asset: str, batch: str, encoder_key: str | None = None) -> Path:
-        return self.shard_dir(asset, encoder_key) / f"{batch}.parquet"
-
-    def encoder_record(self, encoder_key: str) -> Path:
-        """Metadata of the model that wrote an embeddings shard folder (read by vector_tables)."""
-        return self.shard_dir("embeddings", encoder_key) / "encoder.json"
+    def batches(self) -> list[str]:
+        """Every ingest batch ever created, oldest first (ids start with their creation time)."""
+        return [key.rpartition("/")[2].removesuffix(".json") for key in self.store.list("manifests", ".json")]

@@ -1,83 +1,181 @@
-"""Immutable Parquet shards under ``<home>``: written to a temporary name, then renamed into place.
+"""Immutable files (Parquet shards, batch manifests, encoder records) under one root: a local folder
+or any fsspec URL (``s3://bucket/prefix``, ``gs://…``, ``file:///…``), so many processes or machines
+can write them at once.
 
-Readers only ever list ``*.parquet``, so a half-written shard (``.*.tmp``) is never read, and a
-killed writer leaves nothing but a temporary file that the next write of that shard replaces.
+Every write goes to a temporary name (``.<name>.<random>.tmp``) and is moved into place when
+complete. Readers only list names that do not start with a dot, so a half-written file is never
+read, and a killed writer leaves nothing but a temporary file (``remove_stale_temporaries``).
+On object storage an object only appears when its upload completes, which gives the same guarantee.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+class ShardStore:
+    """Keys are relative POSIX paths such as ``shards/chunks/<batch>.parquet``."""
 
+    def __init__(self, url: str | Path):
+        self.url = str(url).rstrip("/")
+        self.fs, root = fsspec.core.url_to_fs(self.url)
+        self.root = root.rstrip("/")
+        self.is_local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # --- where things are ---------------------------------------------------------------------
 
+    @staticmethod
+    def manifest(batch: str) -> str:
+        return f"manifests/{batch}.json"
 
-def write_json(path: Path, payload: object) -> None:
-    atomic_write_bytes(path, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
+    @staticmethod
+    def shard_dir(asset: str, encoder_key: str | None = None) -> str:
+        return f"shards/{asset}/{encoder_key}" if encoder_key else f"shards/{asset}"
 
+    def shard(self, asset: str, batch: str, encoder_key: str | None = None) -> str:
+        return f"{self.shard_dir(asset, encoder_key)}/{batch}.parquet"
 
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+    def encoder_record(self, encoder_key: str) -> str:
+        """Metadata of the model that wrote an embeddings shard folder (read by vector_tables)."""
+        return f"{self.shard_dir('embeddings', encoder_key)}/encoder.json"
 
+    SEEN_INDEX = "state/seen.parquet"  # what discovery has batched already: path -> (size, mtime)
 
-def write_table(path: Path, table: pa.Table) -> None:
-    with shard_writer(path, table.schema) as write:
-        write(table)
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}"
 
+    def uri(self, key: str) -> str:
+        """The key as a user would paste it (a local path, or the URL on object storage)."""
+        return self.path(key) if self.is_local else f"{self.url}/{key}"
 
-@contextmanager
-def shard_writer(path: Path, schema: pa.Schema):
-    """Stream record batches into one shard; it appears under its name only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    writer = pq.ParquetWriter(tmp, schema)
-    try:
-        yield writer.write_table
-        writer.close()
-        os.replace(tmp, path)
-    finally:
-        writer.close()
-        tmp.unlink(missing_ok=True)
+    def _key(self, path: str) -> str:
+        return path[len(self.root) + 1 :]
 
+    # --- writing ------------------------------------------------------------------------------
 
-def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(path, columns=columns)
+    def _tmp(self, key: str) -> str:
+        directory, _, name = self.path(key).rpartition("/")
+        return f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
 
+    @contextmanager
+    def _atomic(self, key: str):
+        """An open binary file that appears under ``key`` only if the block succeeds."""
+        final, tmp = self.path(key), self._tmp(key)
+        self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
+        try:
+            with self.fs.open(tmp, "wb") as fh:
+                yield fh
+                if self.is_local:  # durable before it becomes visible
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            self.fs.mv(tmp, final)
+        finally:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
 
-def list_shards(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
+    @contextmanager
+    def writer(self, key: str, schema: pa.Schema):
+        """Stream record batches into one shard; it appears under its name only if the block succeeds."""
+        with self._atomic(key) as fh:
+            writer = pq.ParquetWriter(fh, schema)
+            try:
+                yield writer.write_table
+            finally:
+                writer.close()
 
+    def write_table(self, key: str, table: pa.Table) -> None:
+        with self.writer(key, table.schema) as write:
+            write(table)
 
-def read_all_shards(directory: Path, columns: list[str] | None = None) -> pa.Table | None:
-    shards = list_shards(directory)
-    return pa.concat_tables([read_table(p, columns) for p in shards], promote_options="default") if shards else None
+    def write_json(self, key: str, payload: object) -> None:
+        with self._atomic(key) as fh:
+            fh.write(json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
 
+    # --- reading ------------------------------------------------------------------------------
 
-def existing_ids(directory: Path, column: str, exclude: Path | None = None) -> set[str]:
-    """Ids already written by other shards of a folder (content addressing: never redo them)."""
-    ids: set[str] = set()
-    for shard in list_shards(directory):
-        if shard != exclude:
-            ids.update(read_table(shard, [column]).column(column).to_pylist())
-    return ids
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    def read_json(self, key: str) -> dict:
+        with self.fs.open(self.path(key), "rb") as fh:
+            return json.loads(fh.read())
+
+    def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.path(key), columns=columns, filesystem=self.fs)
+
+    def list(self, directory: str, suffix: str = ".parquet") -> list[str]:
+        """Complete files directly in ``directory`` (never temporaries), as sorted keys."""
+        try:
+            names = self.fs.ls(self.path(directory), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            self._key(p.rstrip("/"))
+            for p in names
+            if p.endswith(suffix) and not p.rstrip("/").rpartition("/")[2].startswith(".")
+        )
+
+    def subdirectories(self, directory: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self.path(directory), detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(e["name"].rstrip("/").rpartition("/")[2] for e in entries if e["type"] == "directory")
+
+    def all_shards(self) -> set[str]:
+        """Every complete shard of every asset."""
+        if not self.exists("shards"):
+            return set()
+        return {
+            self._key(p)
+            for p in self.fs.find(self.path("shards"))
+            if p.endswith(".parquet") and not p.rpartition("/")[2].startswith(".")
+        }
+
+    def read_all(self, directory: str, columns: list[str] | None = None) -> pa.Table | None:
+        keys = self.list(directory)
+        if not keys:
+            return None
+        return pa.concat_tables([self.read_table(k, columns) for k in keys], promote_options="default")
+
+    def dataset(self, keys: list[str], schema: pa.Schema | None = None) -> ds.Dataset:
+        """Shards as one lazily scanned dataset (DuckDB streams it without reading it all first)."""
+        return ds.dataset([self.path(k) for k in keys], schema=schema, format="parquet", filesystem=self.fs)
+
+    def existing_ids(self, directory: str, column: str, exclude: str | None = None) -> set[str]:
+        """Ids already written by other shards of a folder (content addressing: never redo them)."""
+        ids: set[str] = set()
+        for key in self.list(directory):
+            if key != exclude:
+                ids.update(self.read_table(key, [column]).column(column).to_pylist())
+        return ids
+
+    # --- housekeeping -------------------------------------------------------------------------
+
+    def remove_stale_temporaries(self, older_than_seconds: float = 6 * 3600) -> list[str]:
+        """Delete temporaries left by killed writers. A live writer's temporary keeps being written
+        (recent mtime), so only ones untouched for hours are removed."""
+        if not self.exists(""):
+            return []
+        removed = []
+        now = time.time()
+        for path, info in self.fs.find(self.root, detail=True).items():
+            name = path.rpartition("/")[2]
+            if not (name.startswith(".") and name.endswith(".tmp")):
+                continue
+            modified = info.get("mtime") or info.get("LastModified") or info.get("updated")
+            stamp = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or now)
+            if now - stamp > older_than_seconds:
+                self.fs.rm(path)
+                removed.append(self._key(path))
+        return removed

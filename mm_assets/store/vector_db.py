@@ -19,8 +19,9 @@ import duckdb
 import duckdb_extension_vss
 import numpy as np
 
+from mm_assets.chunking.files import CHUNKS_SCHEMA
+from mm_assets.ingest.files import RAW_FILES_SCHEMA
 from mm_assets.store.layout import Layout
-from mm_assets.store.shards import list_shards, read_json
 
 
 class VectorDBError(RuntimeError):
@@ -59,10 +60,6 @@ def embedding_table(encoder_key: str) -> str:
     return f"emb_{encoder_key}"
 
 
-def _parquet(paths: list[Path]) -> str:
-    return "read_parquet([" + ", ".join(f"'{p}'" for p in paths) + "], union_by_name = true)"
-
-
 MODALITY_CODES = {"image": 0, "text": 1}
 
 
@@ -82,16 +79,6 @@ def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, 
     return path
 
 
-def _shard_name(layout: Layout, shard: Path) -> str:
-    return str(shard.relative_to(layout.home))
-
-
-def _shard_names(layout: Layout) -> set[str]:
-    """Every complete shard on disk, relative to the home folder."""
-    root = layout.shard_dir("")
-    return {_shard_name(layout, p) for p in root.rglob("*.parquet") if not p.name.startswith(".")}
-
-
 def is_up_to_date(layout: Layout) -> bool:
     """Whether the database exists, opens, and was built from exactly the shards now on disk (False
     after a killed rebuild or new shards, so rerunning `mm-assets run` finishes the job)."""
@@ -105,7 +92,7 @@ def is_up_to_date(layout: Layout) -> bool:
         return False
     finally:
         con.close()
-    return built_from == _shard_names(layout)
+    return built_from == layout.store.all_shards()
 
 
 def _remove_old_serving_dirs(layout: Layout, keep: Path) -> None:
@@ -130,10 +117,11 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
     are kept as their own tables (marked not current) so configurations can be compared.
     """
     start = time.perf_counter()
-    raw = list_shards(layout.shard_dir("raw_files"))
-    chunk_shards = list_shards(layout.shard_dir("chunks"))
+    store = layout.store
+    raw = store.list(store.shard_dir("raw_files"))
+    chunk_shards = store.list(store.shard_dir("chunks"))
     if not raw or not chunk_shards:
-        raise VectorDBError("nothing ingested yet: no raw_files/chunks shards under " + str(layout.home))
+        raise VectorDBError("nothing ingested yet: no raw_files/chunks shards under " + store.url)
     tmp = layout.db_path.with_name(f".{layout.db_path.stem}.{uuid.uuid4().hex[:8]}.building")
     serving = layout.serving_dir(f"{time.time_ns()}")
     serving.mkdir(parents=True)
@@ -143,7 +131,11 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
     try:
         con = duckdb.connect(str(tmp))
         load_extensions(con)
-        con.execute(f"CREATE TABLE file_versions AS SELECT * FROM {_parquet(raw)}")
+        # Shards are scanned as Arrow datasets, so they may live on any filesystem fsspec reaches;
+        # the declared schemas fill columns that older shards lack with NULL.
+        con.register("raw_shards", store.dataset(raw, RAW_FILES_SCHEMA))
+        con.register("chunk_shards", store.dataset(chunk_shards, CHUNKS_SCHEMA))
+        con.execute("CREATE TABLE file_versions AS SELECT * FROM raw_shards")
         # A path's latest version wins (an edited file replaces its old content); a file id seen under
         # several paths (a rename or a copy) is served under its most recently ingested path.
         con.execute("""
@@ -160,8 +152,8 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
         con.execute("""
             CREATE TABLE quarantine AS
             SELECT path, reason, batch, ingested_at FROM file_versions WHERE status = 'quarantined'""")
-        con.execute(f"""
-            CREATE TABLE chunks AS SELECT DISTINCT ON (chunk_id) * FROM {_parquet(chunk_shards)}
+        con.execute("""
+            CREATE TABLE chunks AS SELECT DISTINCT ON (chunk_id) * FROM chunk_shards
             WHERE file_id IN (SELECT file_id FROM files) ORDER BY chunk_id""")
         # Search looks results up by id: point lookups through these indexes, not scans.
         con.execute("CREATE UNIQUE INDEX chunks_by_id ON chunks (chunk_id)")
@@ -170,20 +162,20 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
             CREATE TABLE encoders (key VARCHAR PRIMARY KEY, name VARCHAR, fingerprint VARCHAR, table_name VARCHAR,
                 model_id VARCHAR, revision VARCHAR, embedding_dim INTEGER, dtype VARCHAR, is_current BOOLEAN,
                 is_default BOOLEAN, n_vectors BIGINT, matrix VARCHAR, metadata JSON)""")
-        for enc_dir in sorted(p for p in layout.shard_dir("embeddings").glob("*") if p.is_dir()):
-            shards = list_shards(enc_dir)
-            record_path = layout.encoder_record(enc_dir.name)
-            if not shards or not record_path.exists():
+        for key in store.subdirectories(store.shard_dir("embeddings")):
+            shards = store.list(store.shard_dir("embeddings", key))
+            if not shards or not store.exists(store.encoder_record(key)):
                 continue
-            record = read_json(record_path)
+            record = store.read_json(store.encoder_record(key))
             inputs += shards
-            key, table, dim = enc_dir.name, embedding_table(enc_dir.name), int(record["embedding_dim"])
+            table, dim = embedding_table(key), int(record["embedding_dim"])
+            con.register(f"{table}_shards", store.dataset(shards))
             # `row` numbers the vectors in chunk-id order: the row of the serving matrix below.
             con.execute(f"""
                 CREATE TABLE {table} AS
                 SELECT (row_number() OVER (ORDER BY chunk_id) - 1)::INTEGER AS row, chunk_id, embedding
                 FROM (SELECT DISTINCT ON (chunk_id) chunk_id, embedding::FLOAT[{dim}] AS embedding
-                      FROM {_parquet(shards)} WHERE chunk_id IN (SELECT chunk_id FROM chunks))
+                      FROM {table}_shards WHERE chunk_id IN (SELECT chunk_id FROM chunks))
                 ORDER BY chunk_id""")
             n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             tables[table] = n
@@ -214,7 +206,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
             )
         # What this build read: a later run compares it with the shards on disk (see is_up_to_date).
         con.execute("CREATE TABLE build_inputs (shard VARCHAR)")
-        con.executemany("INSERT INTO build_inputs VALUES (?)", [[_shard_name(layout, p)] for p in inputs])
+        con.executemany("INSERT INTO build_inputs VALUES (?)", [[key] for key in inputs])
         for name in ("files", "chunks", "quarantine", "file_versions"):
             tables[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
         con.execute("CHECKPOINT")
