@@ -7,7 +7,8 @@ matrices, evaluation history, fine-tuned models). By default the store is the ho
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from mm_assets.store.shards import ShardStore
@@ -17,10 +18,11 @@ from mm_assets.store.shards import ShardStore
 class Layout:
     home: Path
     store_url: str | None = None
-    store: ShardStore = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self):
-        object.__setattr__(self, "store", ShardStore(self.store_url or self.home))
+    @cached_property
+    def store(self) -> ShardStore:
+        # Opened on first use: loading the definitions must not need s3fs or credentials.
+        return ShardStore(self.store_url or self.home)
 
     @property
     def db_path(self) -> Path:
