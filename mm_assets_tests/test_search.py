@@ -85,29 +85,63 @@ def test_search_without_a_database_says_how_to_build_it(settings):
         search(settings.db_path, text="x")
 
 
-def test_a_damaged_database_says_how_to_rebuild_it(indexed):
-    indexed.db_path.write_bytes(b"not a database" * 100)
-    with pytest.raises(VectorDBError, match="rematerialize vector_tables"):
-        search(indexed.db_path, text="x", default_key=indexed.default_encoder.key)
-
-
-def test_rematerializing_vector_tables_restores_a_deleted_database(indexed):
-    photo = indexed.sources[0] / "images" / "photo.jpg"
-    before = search(indexed.db_path, image=photo, k=10, default_key=indexed.default_encoder.key)
-    indexed.db_path.unlink()
-    with pytest.raises(VectorDBError, match="no vector database"):
-        search(indexed.db_path, image=photo, k=10)
+def rematerialize_vector_tables(settings) -> None:
     from mm_assets.definitions import build_definitions
 
-    defs = build_definitions(indexed)
+    defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             list(defs.assets), selection=["vector_tables"], instance=instance, resources=dict(defs.resources)
         )
     assert result.success
-    after = search(indexed.db_path, image=photo, k=10, default_key=indexed.default_encoder.key)
+
+
+def _garbage(db: Path) -> None:
+    db.write_bytes(b"not a database" * 100)
+
+
+def _truncated(db: Path) -> None:
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 3])
+
+
+def _zeroed_tail(db: Path) -> None:
+    """Blocks lost at the end of the file (where the last tables and the HNSW index were written)."""
+    data = bytearray(db.read_bytes())
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)
+    db.write_bytes(bytes(data))
+
+
+def _matrix_deleted(db: Path) -> None:
+    for matrix in (db.parent / "serving").rglob("*.npy"):
+        matrix.unlink()
+
+
+def _matrix_truncated(db: Path) -> None:
+    for matrix in (db.parent / "serving").rglob("emb_*[!sd].npy"):
+        matrix.write_bytes(matrix.read_bytes()[:200])
+
+
+@pytest.mark.parametrize("damage", [None, _garbage, _truncated, _zeroed_tail, _matrix_deleted, _matrix_truncated])
+@pytest.mark.parametrize("hnsw", [False, True])
+def test_damaged_serving_state_gives_a_clear_error_and_rematerializing_restores_it(settings, damage, hnsw):
+    """None stands for deletion of the database file."""
+    settings = replace(settings, hnsw=hnsw)
+    with dg.instance_for_test() as instance:
+        assert ingest_with_dagster(settings, instance)[1].success
+    photo = settings.sources[0] / "images" / "photo.jpg"
+    query = {"image": photo, "k": 10, "default_key": settings.default_encoder.key}
+    before = search(settings.db_path, **query)
+    if damage is None:
+        settings.db_path.unlink()
+    else:
+        damage(settings.db_path)
+    with pytest.raises(VectorDBError, match="no vector database|rematerialize vector_tables"):
+        search(settings.db_path, **query)
+        search(settings.db_path, **query, exact=True)  # when the damage spares the approximate path
+    rematerialize_vector_tables(settings)
+    after = search(settings.db_path, **query)
     assert [(h.chunk_id, h.path) for h in after] == [(h.chunk_id, h.path) for h in before]
-    assert np.allclose([h.distance for h in after], [h.distance for h in before], atol=1e-7)
+    assert np.allclose([h.distance for h in after], [h.distance for h in before], atol=1e-6)
 
 
 def test_a_half_written_shard_is_never_read_and_stale_ones_are_cleaned_up(indexed):

@@ -15,7 +15,7 @@ from mm_assets.config import EncoderConfig
 from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.ingest.files import read_file_bytes
 from mm_assets.ingest.images import decode_rgb
-from mm_assets.store.vector_db import MODALITY_CODES, VectorDBError, open_read_only
+from mm_assets.store.vector_db import MODALITY_CODES, VectorDBError, damaged, open_read_only
 
 _QUERY_IMAGE_MAX_PIXELS = 200_000_000
 
@@ -44,6 +44,7 @@ class EncoderTable:
     has_hnsw: bool
     is_current: bool
     matrix: str  # serving matrix, relative to the home folder
+    n_vectors: int
     metadata: dict
 
 
@@ -51,9 +52,9 @@ def list_encoder_tables(con: duckdb.DuckDBPyConnection) -> list[EncoderTable]:
     rows = con.execute("""
         SELECT e.key, e.name, e.table_name, e.embedding_dim,
                EXISTS (SELECT 1 FROM duckdb_indexes() i WHERE i.table_name = e.table_name) AS has_hnsw,
-               e.is_current, e.matrix, e.metadata
+               e.is_current, e.matrix, e.n_vectors, e.metadata
         FROM encoders e ORDER BY e.is_default DESC, e.is_current DESC, e.name, e.key""").fetchall()
-    return [EncoderTable(*r[:7], json.loads(r[7])) for r in rows]
+    return [EncoderTable(*r[:8], json.loads(r[8])) for r in rows]
 
 
 def pick_encoder_table(tables: list[EncoderTable], encoder: str | None, default_key: str | None) -> EncoderTable:
@@ -162,8 +163,12 @@ class Searcher:
         if self._con is None or identity != self._opened:
             self.close()
             self._con = open_read_only(self.db_path)
+            try:
+                self._tables = list_encoder_tables(self._con)
+            except duckdb.Error as exc:
+                self.close()
+                raise damaged(f"the vector database {self.db_path}", exc) from None
             self._opened = identity
-            self._tables = list_encoder_tables(self._con)
         return self._con
 
     def close(self) -> None:
@@ -180,11 +185,17 @@ class Searcher:
     def _serving_matrix(self, table: EncoderTable):
         if table.table_name not in self._matrices:
             path = self.db_path.parent / table.matrix
-            self._matrices[table.table_name] = (
-                np.load(path, mmap_mode="c"),  # copy-on-write: never written, but torch wants writable memory
-                np.load(path.with_suffix(".modality.npy")),
-                np.load(path.with_suffix(".ids.npy")),
-            )
+            try:
+                loaded = (
+                    np.load(path, mmap_mode="c"),  # copy-on-write: never written, but torch wants writable memory
+                    np.load(path.with_suffix(".modality.npy")),
+                    np.load(path.with_suffix(".ids.npy")),
+                )
+            except (OSError, ValueError) as exc:
+                raise damaged(f"the serving matrix {path}", exc) from None
+            if not len(loaded[0]) == len(loaded[1]) == len(loaded[2]) == table.n_vectors:
+                raise damaged(f"the serving matrix {path}", f"{len(loaded[0])} rows, expected {table.n_vectors}")
+            self._matrices[table.table_name] = loaded
         return self._matrices[table.table_name]
 
     def search(
@@ -206,18 +217,21 @@ class Searcher:
         con = self._connection()
         table = pick_encoder_table(self._tables, encoder, default_key)
         query = embed_query(recorded_encoder(table), text, image).astype(np.float32)
-        if table.has_hnsw and not exact:
-            vec = f"$q::FLOAT[{table.dim}]"
-            ranked = con.execute(
-                f"""SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name}
-                    ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch""",
-                {"q": query.tolist(), "fetch": k * 8 if modality else k},
-            ).fetchall()
-        else:
-            matrix, codes, ids = self._serving_matrix(table)
-            top, distances = exact_top_rows(matrix, codes, query, k, modality)
-            ranked = [(str(ids[row]), float(d)) for row, d in zip(top, distances)]
-        details = chunk_details(con, [chunk_id for chunk_id, _ in ranked])
+        try:
+            if table.has_hnsw and not exact:
+                vec = f"$q::FLOAT[{table.dim}]"
+                ranked = con.execute(
+                    f"""SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name}
+                        ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch""",
+                    {"q": query.tolist(), "fetch": k * 8 if modality else k},
+                ).fetchall()
+            else:
+                matrix, codes, ids = self._serving_matrix(table)
+                top, distances = exact_top_rows(matrix, codes, query, k, modality)
+                ranked = [(str(ids[row]), float(d)) for row, d in zip(top, distances)]
+            details = chunk_details(con, [chunk_id for chunk_id, _ in ranked])
+        except duckdb.Error as exc:
+            raise damaged(f"the vector database {self.db_path}", exc) from None
         hits = [
             SearchHit(chunk_id=chunk_id, distance=float(distance), encoder=table.key, **details[chunk_id])
             for chunk_id, distance in ranked

@@ -28,6 +28,14 @@ class VectorDBError(RuntimeError):
     pass
 
 
+def damaged(what: str, exc: BaseException) -> VectorDBError:
+    """The error for any damaged part of the serving state: it is derived, so say how to rebuild it."""
+    return VectorDBError(
+        f"{what} is damaged or incomplete ({exc}). It is derived data: rematerialize vector_tables "
+        "(`mm-assets run` or the Dagster UI) to rebuild it from the shards."
+    )
+
+
 def _extension_file(package) -> str:
     # The pip packages ship the binary for the pinned duckdb version; nothing is downloaded.
     return str(next(Path(package.__path__[0]).rglob("*.duckdb_extension")))
@@ -50,10 +58,7 @@ def open_read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
         con.execute("SELECT count(*) FROM encoders").fetchone()
         return con
     except duckdb.Error as exc:
-        raise VectorDBError(
-            f"the vector database {db_path} is damaged or incomplete ({exc}). It is derived data: "
-            "rematerialize vector_tables (`mm-assets run` or the Dagster UI) to rebuild it from the shards."
-        ) from None
+        raise damaged(f"the vector database {db_path}", exc) from None
 
 
 def embedding_table(encoder_key: str) -> str:
