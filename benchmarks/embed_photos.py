@@ -24,10 +24,10 @@ from PIL import Image, ImageFilter
 SIZES = [(640, 480), (1600, 1200), (1920, 1080), (3000, 2000), (4032, 3024)]
 
 
-def write_photos(folder: Path, n: int) -> list[Path]:
+def write_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
     """Smooth, photo-like JPEGs (blurred noise compresses like real photos, unlike flat colours)."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
         w, h = SIZES[i % len(SIZES)]
@@ -39,16 +39,17 @@ def write_photos(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def tutorial_baseline(model_dir: Path, paths: list[Path]) -> tuple[float, np.ndarray]:
+def tutorial_baseline(model_dir: Path, paths: list[Path], device: str = "cpu") -> tuple[float, np.ndarray]:
     from transformers import CLIPModel, CLIPProcessor
 
-    model = CLIPModel.from_pretrained(model_dir, use_safetensors=True).eval()
+    model = CLIPModel.from_pretrained(model_dir, use_safetensors=True).eval().to(device)
     processor = CLIPProcessor.from_pretrained(model_dir)
     start, out = time.perf_counter(), []
     with torch.inference_mode():
         for i in range(0, len(paths), 16):
             images = [Image.open(p).convert("RGB") for p in paths[i : i + 16]]
-            out.append(model.get_image_features(**processor(images=images, return_tensors="pt")).pooler_output)
+            inputs = processor(images=images, return_tensors="pt").to(device)
+            out.append(model.get_image_features(**inputs).pooler_output.float().cpu())
     rate = len(paths) / (time.perf_counter() - start)
     return rate, torch.nn.functional.normalize(torch.cat(out), dim=-1).numpy()
 

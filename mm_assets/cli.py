@@ -93,6 +93,7 @@ def cmd_search(settings: Settings, args) -> int:
         encoder=args.encoder,
         default_key=None if args.encoder else settings.default_encoder.key,
         exact=args.exact,
+        hnsw_ef_search=settings.hnsw_ef_search,
     )
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=1))

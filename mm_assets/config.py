@@ -152,6 +152,7 @@ class Settings:
     max_image_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
     max_file_bytes: int = 512 * 1024 * 1024
     hnsw: bool = False
+    hnsw_ef_search: int | None = None  # HNSW candidates per query (DuckDB's default 64); more = higher recall
     decode_workers: int = max(1, min(8, os.cpu_count() or 1))
     eval_test_percent: int = 20  # share of captioned images held out for evaluation (by content hash)
     default_encoder_name: str | None = None  # what search uses without --encoder (default: the first)
@@ -266,6 +267,7 @@ def load_settings(
         "max_image_pixels",
         "max_file_bytes",
         "hnsw",
+        "hnsw_ef_search",
         "decode_workers",
         "eval_test_percent",
         "default_encoder",
@@ -286,7 +288,7 @@ def load_settings(
     )
     kwargs = {
         k: raw[k]
-        for k in ("max_image_pixels", "max_file_bytes", "hnsw", "decode_workers", "eval_test_percent")
+        for k in ("max_image_pixels", "max_file_bytes", "hnsw", "hnsw_ef_search", "decode_workers", "eval_test_percent")
         if k in raw
     }
     if "default_encoder" in raw:

@@ -29,7 +29,8 @@ def build_executor(config: ExecutorConfig) -> dg.ExecutorDefinition:
         return dg.in_process_executor
     # forkserver: each step forks from a process that has already imported the definitions (and
     # torch), instead of paying seconds of imports per step as with spawn.
-    return dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}, **config.config})
+    preloaded = {"forkserver": {"preload_modules": ["dagster", __name__]}}
+    return dg.multiprocess_executor.configured({"start_method": preloaded, **config.config})
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -110,7 +110,7 @@ def test_a_configured_pixel_limit_applies(source):
 
 
 def test_a_file_edited_after_ingest_is_not_read_as_its_old_self(tmp_path):
-    from mm_assets.ingest.files import file_id_of, read_ingested_file
+    from mm_assets.ingest.reading import file_id_of, read_ingested_file
 
     path = tmp_path / "note.txt"
     path.write_text("first version")

@@ -14,8 +14,9 @@ from mm_assets.config import Settings, short_hash
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest import BadFile
 from mm_assets.ingest.batches import read_manifest
-from mm_assets.ingest.files import RAW_FILES_SCHEMA, inspect_file, read_ingested_file, rejected_row
+from mm_assets.ingest.files import RAW_FILES_SCHEMA, inspect_file, rejected_row
 from mm_assets.ingest.labels import CaptionIndex
+from mm_assets.ingest.reading import read_ingested_file
 from mm_assets.ingest.text import decode_text
 from mm_assets.progress import Progress
 

@@ -18,8 +18,8 @@ import numpy as np
 if TYPE_CHECKING:
     from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.ingest import BadFile
-from mm_assets.ingest.files import read_ingested_file
 from mm_assets.ingest.images import decode_rgb
+from mm_assets.ingest.reading import read_ingested_file
 
 WriteBatch = Callable[[list[str], np.ndarray], None]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pyarrow as pa
@@ -10,37 +9,11 @@ import pyarrow as pa
 from mm_assets.ingest import IMAGE_EXTENSIONS, BadFile
 from mm_assets.ingest.discover import FoundFile
 from mm_assets.ingest.images import decode_rgb, open_image
+from mm_assets.ingest.reading import file_id_of, read_file_bytes
 from mm_assets.ingest.text import decode_text
 
 # Validation decodes at reduced JPEG scale: enough to find truncation, far cheaper than a full decode.
 _VALIDATION_SIDE = 64
-
-
-def file_id_of(data: bytes) -> str:
-    """Content address of a file: identical bytes, identical id, wherever the file lives."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def read_file_bytes(path: str, max_bytes: int) -> bytes:
-    try:
-        size = os.path.getsize(path)
-        if size > max_bytes:
-            raise BadFile(f"file too large: {size:,} bytes exceeds the limit of {max_bytes:,}")
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise BadFile("file vanished before it could be read") from None
-    except OSError as exc:
-        raise BadFile(f"cannot read file: {exc.strerror or exc}") from None
-
-
-def read_ingested_file(path: str, file_id: str, max_bytes: int = 2**40) -> bytes:
-    """Bytes of a file ingested earlier; refused if its content changed since (the new content is
-    another file id, picked up by the next discovery)."""
-    data = read_file_bytes(path, max_bytes)
-    if file_id_of(data) != file_id:
-        raise BadFile("file changed since it was ingested; it will be picked up as a new version")
-    return data
 
 
 def _describe_other_content(data: bytes) -> str:

@@ -13,8 +13,8 @@ import torch
 
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.clip import ClipEncoder
-from mm_assets.ingest.files import read_file_bytes
 from mm_assets.ingest.images import decode_rgb
+from mm_assets.ingest.reading import read_file_bytes
 from mm_assets.store.vector_db import MODALITY_CODES, VectorDBError, damaged, open_read_only
 
 _QUERY_IMAGE_MAX_PIXELS = 200_000_000
@@ -147,8 +147,9 @@ class Searcher:
     matrices between queries. If a rebuild replaces the file, the next query reopens it; until then
     queries see the complete previous state (the old file stays readable after the rename)."""
 
-    def __init__(self, db_path: Path):
+    def __init__(self, db_path: Path, hnsw_ef_search: int | None = None):
         self.db_path = Path(db_path)
+        self.hnsw_ef_search = hnsw_ef_search  # HNSW candidate list size: higher = better recall, slower
         self._con: duckdb.DuckDBPyConnection | None = None
         self._opened: tuple[int, int] | None = None
         self._matrices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -164,6 +165,8 @@ class Searcher:
             self.close()
             self._con = open_read_only(self.db_path)
             try:
+                if self.hnsw_ef_search:
+                    self._con.execute(f"SET hnsw_ef_search = {int(self.hnsw_ef_search)}")
                 self._tables = list_encoder_tables(self._con)
             except duckdb.Error as exc:
                 self.close()
@@ -203,6 +206,7 @@ class Searcher:
         *,
         text: str | None = None,
         image: str | Path | None = None,
+        vector: np.ndarray | None = None,
         k: int = 10,
         modality: str | None = None,
         encoder: str | None = None,
@@ -211,12 +215,18 @@ class Searcher:
     ) -> list[SearchHit]:
         """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving
         matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
-        over-fetching when a modality filter applies)."""
+        over-fetching when a modality filter applies). ``vector``: an embedding from the same encoder
+        instead of a text or an image (e.g. to find the neighbours of a stored chunk)."""
         if k < 1:
             raise ValueError("k must be at least 1")
         con = self._connection()
         table = pick_encoder_table(self._tables, encoder, default_key)
-        query = embed_query(recorded_encoder(table), text, image).astype(np.float32)
+        if vector is not None:
+            if vector.shape != (table.dim,):
+                raise ValueError(f"query vector has shape {vector.shape}; {table.key} holds {table.dim}-d vectors")
+            query = np.asarray(vector, dtype=np.float32)
+        else:
+            query = embed_query(recorded_encoder(table), text, image).astype(np.float32)
         try:
             if table.has_hnsw and not exact:
                 vec = f"$q::FLOAT[{table.dim}]"
@@ -240,7 +250,7 @@ class Searcher:
         return sorted(hits, key=lambda h: (h.distance, h.chunk_id))[:k]
 
 
-def search(db_path: Path, **query) -> list[SearchHit]:
+def search(db_path: Path, hnsw_ef_search: int | None = None, **query) -> list[SearchHit]:
     """One query (the CLI's); keep a Searcher for many."""
-    with Searcher(db_path) as searcher:
+    with Searcher(db_path, hnsw_ef_search) as searcher:
         return searcher.search(**query)

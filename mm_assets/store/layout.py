@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mm_assets.store.shards import ShardStore
+if TYPE_CHECKING:
+    from mm_assets.store.shards import ShardStore
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,10 @@ class Layout:
 
     @cached_property
     def store(self) -> ShardStore:
-        # Opened on first use: loading the definitions must not need s3fs or credentials.
+        # Opened on first use: loading the definitions must not need s3fs or credentials, and the
+        # encoders (which use this module through the config) must not need fsspec or pyarrow.
+        from mm_assets.store.shards import ShardStore
+
         return ShardStore(self.store_url or self.home)
 
     @property

@@ -7,8 +7,8 @@ import pyarrow as pa
 from mm_assets.encoders.clip import ImagePreprocessing
 from mm_assets.evaluation.retrieval import in_test_split
 from mm_assets.ingest import BadFile
-from mm_assets.ingest.files import read_ingested_file
 from mm_assets.ingest.images import decode_rgb
+from mm_assets.ingest.reading import read_ingested_file
 from mm_assets.training.contrastive import TrainingPair
 
 
