@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--modality", choices=["image", "text"], help="only return chunks of this modality")
     search.add_argument("--encoder", help="encoder name or table key (default: the configured default encoder)")
     search.add_argument("--exact", action="store_true", help="brute force even when an HNSW index exists")
+    search.add_argument("--context", type=int, default=0, metavar="N", help="show N chunks before and after each hit")
+    search.add_argument("--group-by-file", action="store_true", help="one result per file, at its best chunk")
     search.add_argument("--json", action="store_true", help="print a JSON list")
 
     status = sub.add_parser("status", help="what is ingested, embedded and quarantined")
@@ -75,6 +77,9 @@ def _print_hits(hits) -> None:
         print(
             f"{rank:>3}  {h.distance:.4f}  {h.modality:<5}  {h.path}" + (f"\n       {snippet[:100]}" if snippet else "")
         )
+        for c in h.context:
+            around = (c["text"] or f"[{c['modality']} chunk {c['position']}]").replace("\n", " ")
+            print(f"       {'before' if c['position'] < h.position else 'after '}: {around[:100]}")
     if not hits:
         print("no results")
 
@@ -93,6 +98,8 @@ def cmd_search(settings: Settings, args) -> int:
         encoder=args.encoder,
         default_key=None if args.encoder else settings.default_encoder.key,
         exact=args.exact,
+        context=args.context,
+        group_by_file=args.group_by_file,
         hnsw_ef_search=settings.hnsw_ef_search,
     )
     if args.json:

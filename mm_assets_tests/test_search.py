@@ -180,3 +180,34 @@ def test_each_rebuild_serves_its_own_matrix_and_prunes_old_ones(indexed):
     assert matrix.startswith(f"serving/{builds[-1]}/")
     ids, vectors = stored_vectors(indexed, db_rows(indexed, "SELECT table_name FROM encoders")[0][0])
     assert np.array_equal(np.load(indexed.home / matrix), vectors)
+
+
+def test_a_hit_comes_with_its_neighbouring_chunks_and_results_group_by_file(indexed):
+    from mm_assets.search.query import Searcher
+
+    long_txt = str(indexed.sources[0] / "texts" / "long.txt")
+    windows = db_rows(
+        indexed,
+        "SELECT c.chunk_id, c.position, c.text FROM chunks c JOIN files f USING (file_id) WHERE f.path = ? "
+        "ORDER BY c.position",
+        [long_txt],
+    )
+    assert len(windows) >= 4, "the long text must span several windows"
+    table = db_rows(indexed, "SELECT table_name FROM encoders")[0][0]
+    ids, vectors = stored_vectors(indexed, table)
+    target_id, target_position, _ = windows[2]
+    with Searcher(indexed.db_path) as searcher:
+        query = {"vector": vectors[ids.index(target_id)], "default_key": indexed.default_encoder.key}
+        [hit] = searcher.search(**query, k=1, context=1)
+        assert hit.chunk_id == target_id and hit.path == long_txt and hit.position == target_position
+        assert [(c["position"], c["text"]) for c in hit.context] == [(w[1], w[2]) for w in (windows[1], windows[3])]
+
+        ranked = searcher.search(**query, k=8)
+        grouped = searcher.search(**query, k=8, group_by_file=True)
+    assert len({h.file_id for h in ranked}) < len(ranked), "several windows of the long text rank high"
+    assert len({h.file_id for h in grouped}) == len(grouped)
+    assert grouped[0].chunk_id == ranked[0].chunk_id
+    best = {}
+    for h in ranked:
+        best.setdefault(h.file_id, h.chunk_id)
+    assert [h.chunk_id for h in grouped][: len(best)] == list(best.values())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +30,13 @@ class SearchHit:
     heading: str | None
     file_id: str
     encoder: str
+    # Where the chunk sits in its file: window number, character range (text), region (images/tiles).
+    position: int = 0
+    char_start: int | None = None
+    char_end: int | None = None
+    bbox: list[float] | None = None
+    # On request: the chunks before and after it in the same file (a paragraph around a hit, say).
+    context: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -123,23 +130,55 @@ def exact_top_rows(matrix: np.ndarray, codes: np.ndarray, query: np.ndarray, k: 
     return ordered, distances[ordered]
 
 
+_DETAIL_COLUMNS = ("chunk_id", "file_id", "modality", "text", "heading", "position", "char_start", "char_end", "bbox")
+
+
 def chunk_details(con: duckdb.DuckDBPyConnection, chunk_ids: list[str]) -> dict[str, dict]:
-    """Path, modality, text and heading per chunk id; literal IN lists so the id indexes are used."""
+    """Path, modality, text, heading and place in the file per chunk id; literal IN lists so the id
+    indexes are used."""
     if not chunk_ids:
         return {}
     marks = ", ".join("?" * len(chunk_ids))
-    chunks = con.execute(
-        f"SELECT chunk_id, file_id, modality, text, heading FROM chunks WHERE chunk_id IN ({marks})", chunk_ids
-    ).fetchall()
-    file_ids = sorted({c[1] for c in chunks})
+    rows = con.execute(f"SELECT {', '.join(_DETAIL_COLUMNS)} FROM chunks WHERE chunk_id IN ({marks})", chunk_ids)
+    chunks = [dict(zip(_DETAIL_COLUMNS, r)) for r in rows.fetchall()]
+    file_ids = sorted({c["file_id"] for c in chunks})
     paths = dict(
         con.execute(
             f"SELECT file_id, path FROM files WHERE file_id IN ({', '.join('?' * len(file_ids))})", file_ids
         ).fetchall()
     )
-    return {
-        c[0]: {"file_id": c[1], "modality": c[2], "text": c[3], "heading": c[4], "path": paths[c[1]]} for c in chunks
-    }
+    return {c.pop("chunk_id"): {**c, "path": paths[c["file_id"]]} for c in chunks}
+
+
+def neighbouring_chunks(con: duckdb.DuckDBPyConnection, hits: list[SearchHit], width: int) -> list[SearchHit]:
+    """Each hit with the chunks up to ``width`` positions before and after it in its file."""
+    if width < 1 or not hits:
+        return hits
+    windows = " OR ".join("(file_id = ? AND position BETWEEN ? AND ?)" for _ in hits)
+    params = [v for h in hits for v in (h.file_id, h.position - width, h.position + width)]
+    columns = ("chunk_id", "file_id", "modality", "position", "text", "heading", "bbox")
+    rows = con.execute(f"SELECT {', '.join(columns)} FROM chunks WHERE {windows} ORDER BY position", params)
+    nearby = [dict(zip(columns, r)) for r in rows.fetchall()]
+
+    def around(h: SearchHit) -> list[dict]:
+        return [
+            {k: v for k, v in c.items() if k != "file_id"}
+            for c in nearby
+            if c["file_id"] == h.file_id and c["chunk_id"] != h.chunk_id and abs(c["position"] - h.position) <= width
+        ]
+
+    return [replace(h, context=around(h)) for h in hits]
+
+
+def best_per_file(hits: list[SearchHit], k: int) -> list[SearchHit]:
+    """Results grouped by file: each file once, at the rank of its best chunk."""
+    seen: set[str] = set()
+    out = []
+    for h in hits:
+        if h.file_id not in seen:
+            seen.add(h.file_id)
+            out.append(h)
+    return out[:k]
 
 
 class Searcher:
@@ -212,11 +251,14 @@ class Searcher:
         encoder: str | None = None,
         default_key: str | None = None,
         exact: bool = False,
+        context: int = 0,
+        group_by_file: bool = False,
     ) -> list[SearchHit]:
         """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving
         matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
         over-fetching when a modality filter applies). ``vector``: an embedding from the same encoder
-        instead of a text or an image (e.g. to find the neighbours of a stored chunk)."""
+        instead of a text or an image (e.g. to find the neighbours of a stored chunk). ``context``: attach
+        that many chunks before and after each hit in its file. ``group_by_file``: one hit per file."""
         if k < 1:
             raise ValueError("k must be at least 1")
         con = self._connection()
@@ -227,27 +269,33 @@ class Searcher:
             query = np.asarray(vector, dtype=np.float32)
         else:
             query = embed_query(recorded_encoder(table), text, image).astype(np.float32)
+        # Grouping keeps the best chunk of each file: look further down the ranking for k distinct files.
+        fetch = k * 8 if group_by_file else k
         try:
             if table.has_hnsw and not exact:
                 vec = f"$q::FLOAT[{table.dim}]"
                 ranked = con.execute(
                     f"""SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name}
                         ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch""",
-                    {"q": query.tolist(), "fetch": k * 8 if modality else k},
+                    {"q": query.tolist(), "fetch": fetch * 8 if modality else fetch},
                 ).fetchall()
             else:
                 matrix, codes, ids = self._serving_matrix(table)
-                top, distances = exact_top_rows(matrix, codes, query, k, modality)
+                top, distances = exact_top_rows(matrix, codes, query, fetch, modality)
                 ranked = [(str(ids[row]), float(d)) for row, d in zip(top, distances)]
             details = chunk_details(con, [chunk_id for chunk_id, _ in ranked])
+            hits = sorted(
+                (
+                    SearchHit(chunk_id=chunk_id, distance=float(distance), encoder=table.key, **details[chunk_id])
+                    for chunk_id, distance in ranked
+                    if modality is None or details[chunk_id]["modality"] == modality
+                ),
+                key=lambda h: (h.distance, h.chunk_id),
+            )
+            hits = best_per_file(hits, k) if group_by_file else hits[:k]
+            return neighbouring_chunks(con, hits, context)
         except duckdb.Error as exc:
             raise damaged(f"the vector database {self.db_path}", exc) from None
-        hits = [
-            SearchHit(chunk_id=chunk_id, distance=float(distance), encoder=table.key, **details[chunk_id])
-            for chunk_id, distance in ranked
-            if modality is None or details[chunk_id]["modality"] == modality
-        ]
-        return sorted(hits, key=lambda h: (h.distance, h.chunk_id))[:k]
 
 
 def search(db_path: Path, hnsw_ef_search: int | None = None, **query) -> list[SearchHit]:
