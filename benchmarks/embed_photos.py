@@ -39,6 +39,17 @@ def write_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
+def write_distinct_jpegs(folder: Path, n: int, first: int = 0) -> None:
+    """n distinct 640×480 JPEGs, quick to write (one marker pixel per file keeps every content hash
+    distinct); ``first`` numbers a later set so it differs from an earlier one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = Image.effect_noise((640, 480), 40).convert("RGB")
+    for i in range(first, first + n):
+        image = base.copy()
+        image.putpixel((i % 640, (i // 640) % 480), (i % 256, (i // 256) % 256, 7))
+        image.save(folder / f"img_{i:06d}.jpg", quality=85)
+
+
 def tutorial_baseline(model_dir: Path, paths: list[Path], device: str = "cpu") -> tuple[float, np.ndarray]:
     from transformers import CLIPModel, CLIPProcessor
 

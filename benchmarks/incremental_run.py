@@ -1,5 +1,5 @@
 """Benchmark: what a run costs when little is new. With --files already processed (ViT-B/32-shaped
-model, photos and notes), add 10 new files and rename one, and time the next `mm-assets run` against
+model, 640×480 photos and notes), add 10 new files and rename one, and time the next `mm-assets run` against
 the full run and against a run with nothing new (the fixed cost), all in one process:
 
     PYTHONPATH=. python benchmarks/incremental_run.py [--files 2000]
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.embed_photos import write_photos
+from benchmarks.embed_photos import write_distinct_jpegs
 
 
 def write_notes(folder: Path, n: int, prefix: str) -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mm-incremental-"))
     src = work / "src"
     photos = args.files * 4 // 5
-    write_photos(src / "photos", photos)
+    write_distinct_jpegs(src / "photos", photos)
     write_notes(src / "notes", args.files - photos, "note")
     config = EncoderConfig("clip", model=str(build_vit_b32_clip(work / "vit-b32")), batch_size=32)
     settings = Settings(home=work / "home", sources=(src,), encoders=(config,))
@@ -54,7 +54,7 @@ def main() -> None:
 
         full, n_full = timed_run(f"full run, {args.files} files")
         noop, _ = timed_run("run with nothing new")
-        write_photos(src / "new_photos", 5, seed=99)
+        write_distinct_jpegs(src / "new_photos", 5, first=photos)
         write_notes(src / "new_notes", 5, "new")
         renamed = next((src / "photos").iterdir())
         renamed.rename(renamed.with_name("renamed_" + renamed.name))

@@ -17,17 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
-
-def write_corpus(folder: Path, n: int) -> None:
-    """n distinct JPEGs (a unique pixel per file keeps every content hash distinct)."""
-    folder.mkdir(parents=True)
-    base = Image.effect_noise((640, 480), 40).convert("RGB")
-    for i in range(n):
-        image = base.copy()
-        image.putpixel((i % 640, (i // 640) % 480), (i % 256, (i // 256) % 256, 7))
-        image.save(folder / f"img_{i:06d}.jpg", quality=85)
+from benchmarks.embed_photos import write_distinct_jpegs
 
 
 def child(home: Path, src: Path, model: Path) -> None:
@@ -60,7 +50,7 @@ def main() -> None:
     model = build_base_model(work / "model")
     for n in args.sizes:
         src = work / f"src{n}"
-        write_corpus(src, n)
+        write_distinct_jpegs(src, n)
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(work / f"home{n}"), str(src), str(model)],
             capture_output=True,
