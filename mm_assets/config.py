@@ -24,6 +24,15 @@ EMBEDDING_CODE_VERSION = "1"
 MODALITIES = ("image", "text")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
+# Settings read from the config file as they are (the others are converted in load_settings).
+_PLAIN_SETTINGS = (
+    "max_image_pixels",
+    "max_file_bytes",
+    "hnsw",
+    "hnsw_ef_search",
+    "decode_workers",
+    "eval_test_percent",
+)
 
 
 def short_hash(payload: object, length: int = 12) -> str:
@@ -257,21 +266,8 @@ def load_settings(
         if not isinstance(raw, dict):
             raise ValueError(f"{config_path}: expected a mapping at the top level")
         base = config_path.parent
-    unknown = set(raw) - {
-        "home",
-        "store",
-        "executor",
-        "sources",
-        "encoders",
-        "chunking",
-        "max_image_pixels",
-        "max_file_bytes",
-        "hnsw",
-        "hnsw_ef_search",
-        "decode_workers",
-        "eval_test_percent",
-        "default_encoder",
-    }
+    unknown = set(raw) - {"home", "store", "executor", "sources", "encoders", "chunking", "default_encoder"}
+    unknown -= set(_PLAIN_SETTINGS)
     if unknown:
         raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
 
@@ -286,11 +282,7 @@ def load_settings(
         )
         for e in raw.get("encoders", [{"name": "clip"}])
     )
-    kwargs = {
-        k: raw[k]
-        for k in ("max_image_pixels", "max_file_bytes", "hnsw", "hnsw_ef_search", "decode_workers", "eval_test_percent")
-        if k in raw
-    }
+    kwargs = {k: raw[k] for k in _PLAIN_SETTINGS if k in raw}
     if "default_encoder" in raw:
         kwargs["default_encoder_name"] = raw["default_encoder"]
     settings = Settings(

@@ -17,20 +17,18 @@ INGEST_JOB = "ingest_job"
 def build_executor(config: ExecutorConfig) -> dg.ExecutorDefinition:
     """The executor named in the settings; the cluster ones come from their optional packages
     (`pip install "mm-assets[cluster]"`), imported only when chosen."""
+    if config.kind == "multiprocess":
+        # forkserver: each step forks from a process that has already imported the definitions (and
+        # torch), instead of paying seconds of imports per step as with spawn.
+        preloaded = {"forkserver": {"preload_modules": ["dagster", __name__]}}
+        return dg.multiprocess_executor.configured({"start_method": preloaded, **config.config})
     if config.kind == "k8s":
-        from dagster_k8s import k8s_job_executor
-
-        return k8s_job_executor.configured(config.config) if config.config else k8s_job_executor
-    if config.kind == "docker":
-        from dagster_docker import docker_executor
-
-        return docker_executor.configured(config.config) if config.config else docker_executor
-    if config.kind == "in_process":
-        return dg.in_process_executor
-    # forkserver: each step forks from a process that has already imported the definitions (and
-    # torch), instead of paying seconds of imports per step as with spawn.
-    preloaded = {"forkserver": {"preload_modules": ["dagster", __name__]}}
-    return dg.multiprocess_executor.configured({"start_method": preloaded, **config.config})
+        from dagster_k8s import k8s_job_executor as executor
+    elif config.kind == "docker":
+        from dagster_docker import docker_executor as executor
+    else:
+        executor = dg.in_process_executor
+    return executor.configured(config.config) if config.config else executor
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -57,7 +55,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval],
         jobs=[ingest_job],
         sensors=[build_new_files_sensor(settings, ingest_job)],
-        resources={"storage": Storage(home=str(settings.home), store_url=settings.store_url or "")},
+        resources={"storage": Storage(home=str(settings.home), store_url=settings.store_url)},
         executor=build_executor(settings.executor),
     )
 

@@ -3,6 +3,7 @@ executor, and the `gpu` pool set to one slot, with batches that share content.""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -151,8 +152,6 @@ def test_eight_batches_in_four_concurrent_runs_embed_each_chunk_once_one_run_on_
 
 
 def _png_bytes() -> bytes:
-    import io
-
     buffer = io.BytesIO()
     gradient(48, 48, seed=7).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -15,11 +15,11 @@ class Storage(dg.ConfigurableResource):
     ``s3://bucket/prefix``; empty = the home folder) and the local home folder (the DuckDB file)."""
 
     home: str
-    store_url: str = ""
+    store_url: str | None = None
 
     @property
     def layout(self) -> Layout:
-        return Layout(Path(self.home), self.store_url or None)
+        return Layout(Path(self.home), self.store_url)
 
 
 def table_metadata(table: pa.Table, location: str) -> dict:

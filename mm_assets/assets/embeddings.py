@@ -72,8 +72,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
             )
         context.log.info(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already embedded, {len(todo)} to embed")
 
-        # torch/transformers are imported by the step that uses them, not by every process that only
-        # loads the definitions (daemon, webserver, run and step workers): that saves seconds per process.
+        # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
         from mm_assets.encoders.clip import ClipEncoder
         from mm_assets.encoders.embed import embed_images, embed_texts
 

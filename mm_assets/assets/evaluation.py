@@ -20,8 +20,7 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         "captioned images (fixed by content hash); history in evaluations.duckdb.",
     )
     def retrieval_eval(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
-        # torch/transformers are imported by the step that uses them, not by every process that only
-        # loads the definitions (daemon, webserver, run and step workers): that saves seconds per process.
+        # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
         from mm_assets.evaluation.retrieval import comparison_markdown, evaluate_encoder_table
         from mm_assets.search.query import list_encoder_tables, recorded_encoder
 

@@ -90,8 +90,7 @@ def build_ingest_assets(settings: Settings) -> list:
     def chunks(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         store, batch = storage.layout.store, context.partition_key
         files = [r for r in store.read_table(store.shard("raw_files", batch)).to_pylist() if r["status"] == "ok"]
-        # transformers is imported by the step that uses them, not by every process that only
-        # loads the definitions (daemon, webserver, run and step workers): that saves seconds per process.
+        # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(settings.tokenizer_source).local_dir)

@@ -7,7 +7,6 @@ import dagster as dg
 from mm_assets.assets.common import Storage
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.encoders.resolve import resolve_model
-from mm_assets.store.shards import ShardStore
 
 
 def fine_tuned_asset_key(encoder: EncoderConfig) -> dg.AssetKey:
@@ -29,9 +28,8 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
         f"({ft.epochs} epochs, lr {ft.learning_rate}, seed {ft.seed}).",
     )
     def fine_tuned(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
-        # torch/transformers are imported by the step that uses them, not by every process that only
-        # loads the definitions (daemon, webserver, run and step workers): that saves seconds per process.
-        from mm_assets.encoders.clip import LINEAGE_FILE, ImagePreprocessing
+        # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
+        from mm_assets.encoders.clip import ImagePreprocessing
         from mm_assets.training.contrastive import fine_tune
         from mm_assets.training.pairs import training_pairs
 
@@ -47,7 +45,6 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
         out_dir = Path(encoder.model)
         report = fine_tune(base, pairs, ft, out_dir, context.log.info)
         lineage = report.lineage(base, ft)
-        ShardStore(out_dir).write_json(LINEAGE_FILE, lineage)
         return dg.MaterializeResult(
             metadata={
                 "model_dir": dg.MetadataValue.path(str(out_dir)),

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.ingest import BadFile
 from mm_assets.ingest.images import decode_rgb
 from mm_assets.ingest.reading import read_ingested_file
+
+if TYPE_CHECKING:  # the encoder is passed in; importing it here would pull torch into every importer
+    from mm_assets.encoders.clip import ClipEncoder
 
 WriteBatch = Callable[[list[str], np.ndarray], None]
 

@@ -21,6 +21,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 
 class ShardStore:
@@ -30,7 +31,7 @@ class ShardStore:
         self.url = str(url).rstrip("/")
         self.fs, root = fsspec.core.url_to_fs(self.url)
         self.root = root.rstrip("/")
-        self.is_local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.is_local = isinstance(self.fs, LocalFileSystem)
 
     # --- where things are ---------------------------------------------------------------------
 
@@ -50,6 +51,7 @@ class ShardStore:
         return f"{self.shard_dir('embeddings', encoder_key)}/encoder.json"
 
     SEEN_INDEX = "state/seen.parquet"  # what discovery has batched already: path -> (size, mtime)
+    WRITTEN_DIRS = ("manifests", "shards", "state")  # everything this store writes lives below these
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -79,9 +81,10 @@ class ShardStore:
                     fh.flush()
                     os.fsync(fh.fileno())
             self.fs.mv(tmp, final)
-        finally:
+        except BaseException:
             if self.fs.exists(tmp):
                 self.fs.rm(tmp)
+            raise
 
     @contextmanager
     def writer(self, key: str, schema: pa.Schema):
@@ -165,17 +168,15 @@ class ShardStore:
     def remove_stale_temporaries(self, older_than_seconds: float = 6 * 3600) -> list[str]:
         """Delete temporaries left by killed writers. A live writer's temporary keeps being written
         (recent mtime), so only ones untouched for hours are removed."""
-        if not self.exists(""):
-            return []
         removed = []
         now = time.time()
-        for path, info in self.fs.find(self.root, detail=True).items():
-            name = path.rpartition("/")[2]
-            if not (name.startswith(".") and name.endswith(".tmp")):
+        for directory in self.WRITTEN_DIRS:
+            if not self.exists(directory):
                 continue
-            modified = info.get("mtime") or info.get("LastModified") or info.get("updated")
-            stamp = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or now)
-            if now - stamp > older_than_seconds:
-                self.fs.rm(path)
-                removed.append(self._key(path))
+            for path in self.fs.find(self.path(directory)):
+                name = path.rpartition("/")[2]
+                if name.startswith(".") and name.endswith(".tmp"):
+                    if now - self.fs.modified(path).timestamp() > older_than_seconds:
+                        self.fs.rm(path)
+                        removed.append(self._key(path))
         return removed

@@ -7,6 +7,7 @@ spread over them) instead of being pushed apart as false negatives.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -20,6 +21,7 @@ import torch
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
 from mm_assets.config import FineTuneConfig, short_hash
+from mm_assets.encoders.clip import LINEAGE_FILE
 from mm_assets.encoders.resolve import ResolvedModel, weights_hash
 
 
@@ -64,7 +66,8 @@ def fine_tune(
     out_dir: Path,
     log: Callable[[str], None] = print,
 ) -> TrainingReport:
-    """Train from ``base`` on ``pairs`` and save a complete model directory (safetensors) at ``out_dir``."""
+    """Train from ``base`` on ``pairs`` and save a complete model directory (safetensors and its
+    lineage) at ``out_dir``."""
     if len(pairs) < 2:
         raise ValueError(f"fine-tuning needs at least 2 captioned training images, found {len(pairs)}")
     start = time.perf_counter()
@@ -125,10 +128,14 @@ def fine_tune(
             steps += 1
         losses.append(float(np.mean(epoch_losses)))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {losses[-1]:.4f}")
-    _save_atomically(model, tokenizer, base.local_dir, out_dir)
-    return TrainingReport(
-        out_dir, weights_hash(out_dir), data_fingerprint(pairs), steps, losses, time.perf_counter() - start
+    staging = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
+    _save_model(model, tokenizer, base.local_dir, staging)
+    report = TrainingReport(
+        out_dir, weights_hash(staging), data_fingerprint(pairs), steps, losses, time.perf_counter() - start
     )
+    (staging / LINEAGE_FILE).write_text(json.dumps(report.lineage(base, config), indent=1, sort_keys=True))
+    _swap_into_place(staging, out_dir)
+    return report
 
 
 def _warmup_cosine(optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -143,15 +150,18 @@ def _warmup_cosine(optimizer, total_steps: int) -> torch.optim.lr_scheduler.Lamb
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _save_atomically(model: CLIPModel, tokenizer, base_dir: Path, out_dir: Path) -> None:
-    """Write beside the target, then swap: a reader never loads half a model."""
-    tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
+def _save_model(model: CLIPModel, tokenizer, base_dir: Path, directory: Path) -> None:
     model.eval()
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    AutoImageProcessor.from_pretrained(base_dir).save_pretrained(tmp)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    AutoImageProcessor.from_pretrained(base_dir).save_pretrained(directory)
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by a complete directory written beside it: a reader never loads half a
+    model, or a model without its lineage."""
     old = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.old")
     if out_dir.exists():
         os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
+    os.replace(staging, out_dir)
     shutil.rmtree(old, ignore_errors=True)
