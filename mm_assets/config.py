@@ -21,7 +21,9 @@ from mm_assets.store.layout import Layout
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 # Bumped when embedding code changes what it produces for the same model (part of every fingerprint).
 EMBEDDING_CODE_VERSION = "1"
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "audio")
+DEFAULT_MODALITIES = ("image", "text")  # a CLIP model's; an audio model (CLAP) lists audio (and text)
+TEXT_STRATEGIES = ("fixed", "heading", "sentence", "semantic")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
 # Settings read from the config file as they are (the others are converted in load_settings).
@@ -76,7 +78,7 @@ class EncoderConfig:
     dtype: str = "auto"  # reduced precision where the hardware has it natively (see encoders/precision.py)
     device: str = "auto"
     batch_size: int = 32
-    modalities: tuple[str, ...] = MODALITIES
+    modalities: tuple[str, ...] = DEFAULT_MODALITIES
     fine_tune: FineTuneConfig | None = None
     base_fingerprint: str | None = None
 
@@ -121,18 +123,38 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class ChunkingConfig:
+    """How each kind of file is cut into chunks (see mm_assets/chunking)."""
+
     tokenizer: str | None = None  # None: the default encoder's model
     max_tokens: int = 77  # CLIP's text context, special tokens included
     overlap_tokens: int = 16
+    text_strategy: str = "heading"  # fixed | heading | sentence | semantic (mm_assets/chunking/text.py)
+    semantic_percentile: float = 90.0  # semantic: break where neighbouring sentences diverge more than this share
     image_tiles: int = 0  # n > 1 adds an n×n grid of tiles per image besides the whole image
+    pdf_render_pages: bool = False  # also embed each PDF page as an image (scans, slides, diagrams)
+    video_every_seconds: float = 5.0  # a frame at least this often
+    video_scene_threshold: float | None = 0.4  # also a frame at each cut (colour histogram change, 0-1); None: off
+    video_max_frames: int = 2000
+    audio_window_seconds: float = 10.0  # CLAP's input length
+    audio_overlap_seconds: float = 2.0
 
     def __post_init__(self):
         if self.max_tokens < 8:
             raise ValueError("chunking.max_tokens must be at least 8")
         if not 0 <= self.overlap_tokens < self.max_tokens // 2:
             raise ValueError("chunking.overlap_tokens must be between 0 and half of max_tokens")
+        if self.text_strategy not in TEXT_STRATEGIES:
+            raise ValueError(f"chunking.text_strategy must be one of {TEXT_STRATEGIES}, not {self.text_strategy!r}")
+        if not 0 < self.semantic_percentile < 100:
+            raise ValueError("chunking.semantic_percentile must be between 0 and 100")
         if self.image_tiles == 1 or self.image_tiles < 0:
             raise ValueError("chunking.image_tiles must be 0 (off) or at least 2")
+        if self.video_every_seconds <= 0 or self.video_max_frames < 1:
+            raise ValueError("chunking.video_every_seconds must be > 0 and video_max_frames >= 1")
+        if self.video_scene_threshold is not None and not 0 < self.video_scene_threshold < 1:
+            raise ValueError("chunking.video_scene_threshold must be between 0 and 1, or null (off)")
+        if not 0 <= self.audio_overlap_seconds < self.audio_window_seconds:
+            raise ValueError("chunking.audio_overlap_seconds must be >= 0 and less than audio_window_seconds")
 
 
 @dataclass(frozen=True)
@@ -276,7 +298,7 @@ def load_settings(
             **{
                 **e,
                 "model": _normalise_model(str(e.get("model", DEFAULT_MODEL)), base),
-                "modalities": tuple(e.get("modalities", MODALITIES)),
+                "modalities": tuple(e.get("modalities", DEFAULT_MODALITIES)),
                 "fine_tune": FineTuneConfig(**e["fine_tune"]) if e.get("fine_tune") else None,
             }
         )

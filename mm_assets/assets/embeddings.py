@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.embed import ImageJob
+from mm_assets.encoders.embed import AudioJob, ImageJob
 from mm_assets.progress import Progress
 from mm_assets.store.vector_db import embedding_table
 
@@ -73,13 +73,14 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         context.log.info(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already embedded, {len(todo)} to embed")
 
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
-        from mm_assets.encoders.clip import ClipEncoder
-        from mm_assets.encoders.embed import embed_images, embed_texts
+        from mm_assets.encoders.embed import embed_audio, embed_images, embed_texts
+        from mm_assets.encoders.load import load_encoder
 
-        encoder = ClipEncoder(encoder_config)
+        encoder = load_encoder(encoder_config)
         info = encoder.metadata()
         store.write_json(store.encoder_record(enc_key), info)
         image_jobs = _image_jobs([c for c in todo if c["modality"] == "image"], paths)
+        audio_jobs = _audio_jobs([c for c in todo if c["modality"] == "audio"], paths)
         texts = [(c["chunk_id"], c["text"]) for c in todo if c["modality"] == "text"]
         with (
             Progress(len(todo), f"embed {encoder_config.name}", context.log.info) as progress,
@@ -93,13 +94,20 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
                     )
                 )
 
-            image_stats = embed_images(
-                encoder, image_jobs, write_batch, max_pixels=max_image_pixels, workers=decode_workers, progress=progress
-            )
-            text_stats = embed_texts(encoder, texts, write_batch, progress=progress)
+            stats = {}
+            if image_jobs:
+                stats["image"] = embed_images(
+                    encoder, image_jobs, write_batch, max_pixels=max_image_pixels, workers=decode_workers,
+                    progress=progress,
+                )  # fmt: skip
+            if audio_jobs:
+                stats["audio"] = embed_audio(
+                    encoder, audio_jobs, write_batch, workers=decode_workers, progress=progress
+                )
+            stats["text"] = embed_texts(encoder, texts, write_batch, progress=progress)
 
         written = store.read_table(out)
-        failures = [{"chunk_id": cid, "reason": reason} for cid, reason in image_stats.failures]
+        failures = [{"chunk_id": cid, "reason": reason} for s in stats.values() for cid, reason in s.failures]
         for f in failures:
             context.log.warning(f"could not embed chunk {f['chunk_id']}: {f['reason']}")
         return dg.MaterializeResult(
@@ -112,8 +120,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
                 "embedded": written.num_rows,
                 "failed": len(failures),
                 "failures": markdown_table(failures, ["chunk_id", "reason"]),
-                **image_stats.as_metadata("image"),
-                **text_stats.as_metadata("text"),
+                **{k: v for modality, s in stats.items() for k, v in s.as_metadata(modality).items()},
             },
             check_results=[
                 _validity_check(written, encoder.dim),
@@ -129,13 +136,32 @@ def _fixed_size(vectors: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
 
 
-def _image_jobs(chunks: list[dict], paths: dict[str, str]) -> list[ImageJob]:
+def _by_file(chunks: list[dict]) -> dict[str, list[dict]]:
     by_file: dict[str, list[dict]] = {}
     for c in chunks:
         by_file.setdefault(c["file_id"], []).append(c)
-    return [
+    return by_file
+
+
+def _image_jobs(chunks: list[dict], paths: dict[str, str]) -> list[ImageJob]:
+    """Regions of image files, one job per file; images cut out of a file (figures, frames) are
+    stored in their chunk, one job each."""
+    whole = [
         ImageJob(fid, paths[fid], tuple(c["chunk_id"] for c in cs), tuple(tuple(c["bbox"]) for c in cs))
-        for fid, cs in by_file.items()
+        for fid, cs in _by_file([c for c in chunks if c["media"] is None]).items()
+    ]
+    cut_out = [
+        ImageJob(c["file_id"], paths[c["file_id"]], (c["chunk_id"],), ((0.0, 0.0, 1.0, 1.0),), c["media"])
+        for c in chunks
+        if c["media"] is not None
+    ]
+    return whole + cut_out
+
+
+def _audio_jobs(chunks: list[dict], paths: dict[str, str]) -> list[AudioJob]:
+    return [
+        AudioJob(fid, paths[fid], tuple(c["chunk_id"] for c in cs), tuple((c["t_start"], c["t_end"]) for c in cs))
+        for fid, cs in _by_file(chunks).items()
     ]
 
 

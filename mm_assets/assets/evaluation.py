@@ -3,7 +3,7 @@
 import dagster as dg
 
 from mm_assets.assets.common import Storage
-from mm_assets.config import MODALITIES, Settings
+from mm_assets.config import Settings
 from mm_assets.evaluation.history import record_results
 from mm_assets.store.vector_db import open_read_only
 
@@ -28,7 +28,9 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         con = open_read_only(layout.db_path)
         try:
             tables = [
-                t for t in list_encoder_tables(con) if t.is_current and set(t.metadata["modalities"]) == set(MODALITIES)
+                t
+                for t in list_encoder_tables(con)
+                if t.is_current and {"image", "text"} <= set(t.metadata["modalities"])
             ]
             results = []
             for table in tables:

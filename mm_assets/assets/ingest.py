@@ -9,19 +9,18 @@ import pyarrow as pa
 
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
 from mm_assets.chunking import CHUNKER_VERSION, chunking_params
-from mm_assets.chunking.files import CHUNKS_SCHEMA, chunk_image, chunk_text
+from mm_assets.chunking.files import CHUNKS_SCHEMA, chunk_file
+from mm_assets.chunking.text import TextChunker
 from mm_assets.config import Settings, short_hash
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest import BadFile
 from mm_assets.ingest.batches import read_manifest
 from mm_assets.ingest.files import RAW_FILES_SCHEMA, inspect_file, rejected_row
 from mm_assets.ingest.labels import CaptionIndex
-from mm_assets.ingest.reading import read_ingested_file
-from mm_assets.ingest.text import decode_text
 from mm_assets.progress import Progress
 
 # Bumped when ingest code changes what it records for the same file.
-INGEST_VERSION = "1"
+INGEST_VERSION = "2"
 
 
 def build_ingest_assets(settings: Settings) -> list:
@@ -83,8 +82,9 @@ def build_ingest_assets(settings: Settings) -> list:
         kinds={"python", "parquet"},
         deps=[raw_files],
         code_version=f"{CHUNKER_VERSION}-{short_hash(params, 6)}",
-        description="Text windows that fit the CLIP text tower (headings kept as context); whole images "
-        "(and tiles when configured).",
+        description="Text windows that fit the CLIP text tower (by the configured strategy); whole images "
+        "(and tiles); PDF pages' text, figures and captions; markdown/HTML linked images with alt text; "
+        "video frames and subtitles; audio windows. In reading order, linked to their section.",
         check_specs=[dg.AssetCheckSpec("every_file_has_chunks", asset="chunks")],
     )
     def chunks(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
@@ -94,15 +94,23 @@ def build_ingest_assets(settings: Settings) -> list:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(settings.tokenizer_source).local_dir)
-        rows, failures = [], []
+        chunker = TextChunker(tokenizer, params["text"], _sentence_embedder(settings))
+        rows, failures, problems = [], [], []
         with Progress(len(files), f"chunk {batch}", context.log.info) as progress:
             for f in files:
                 try:
-                    rows.extend(_chunk_one(f, tokenizer, params, settings.max_file_bytes))
-                except BadFile as exc:
-                    failures.append({"path": f["path"], "reason": str(exc)})
-                    context.log.warning(f"could not chunk {f['path']}: {exc}")
+                    found = chunk_file(
+                        f, chunker, params, max_pixels=settings.max_image_pixels, max_bytes=settings.max_file_bytes
+                    )
+                    rows.extend(found.rows)
+                    problems += [{"path": f["path"], "problem": p} for p in found.problems]
+                except Exception as exc:  # a decoder bug on hostile bytes costs one file, never the batch
+                    reason = str(exc) if isinstance(exc, BadFile) else f"unreadable ({type(exc).__name__}: {exc})"
+                    failures.append({"path": f["path"], "reason": reason})
+                    context.log.warning(f"could not chunk {f['path']}: {reason}")
                 progress()
+        for p in problems:
+            context.log.warning(f"{p['path']}: {p['problem']}")
         table = pa.Table.from_pylist(rows, schema=CHUNKS_SCHEMA)
         key = store.shard("chunks", batch)
         store.write_table(key, table)
@@ -112,10 +120,12 @@ def build_ingest_assets(settings: Settings) -> list:
             metadata={
                 **table_metadata(table, store.uri(key)),
                 "by_modality": dict(Counter(r["modality"] for r in rows)),
+                "by_source": dict(Counter(r["source"] for r in rows)),
                 "chunker_version": CHUNKER_VERSION,
                 "params": params,
                 "max_text_tokens": max((r["n_tokens"] for r in rows if r["n_tokens"]), default=0),
                 "failures": markdown_table(failures, ["path", "reason"]),
+                "problems": markdown_table(problems, ["path", "problem"]),
             },
             check_results=[
                 dg.AssetCheckResult(
@@ -129,8 +139,10 @@ def build_ingest_assets(settings: Settings) -> list:
     return [raw_files, chunks]
 
 
-def _chunk_one(f: dict, tokenizer, params: dict, max_bytes: int) -> list[dict]:
-    if f["modality"] == "image":
-        return chunk_image(f["file_id"], params["image"])
-    text, _ = decode_text(read_ingested_file(f["path"], f["file_id"], max_bytes))
-    return chunk_text(f["file_id"], text, f["path"], tokenizer, params["text"])
+def _sentence_embedder(settings: Settings):
+    """The semantic strategy's sentence embeddings: the default encoder's text tower."""
+    if settings.chunking.text_strategy != "semantic":
+        return None
+    from mm_assets.encoders.load import load_encoder
+
+    return load_encoder(settings.default_encoder).embed_texts

@@ -1,24 +1,50 @@
-"""Chunking: text windows that fit the encoder's context, whole images and optional tiles.
+"""Chunking: text windows, whole images and tiles, document pages and figures, video frames with
+subtitles, audio windows.
 
-A chunk id is a hash of (file id, chunker version, the modality's parameters, position), so
-identical content gives identical chunks wherever it lives, and changing a parameter changes ids.
+A chunk id is a hash of (file id, chunker version, the file kind's parameters, position, and the
+content address of anything the chunk takes from outside the file: an image a markdown file links,
+a subtitle file), so identical content gives identical chunks wherever it lives, and changing a
+parameter or a strategy's version changes ids (and marks the chunk and embedding assets stale).
 """
 
 from __future__ import annotations
 
+from mm_assets.chunking.text import STRATEGY_VERSIONS
 from mm_assets.config import Settings, short_hash
 
 # Bumped when chunking code changes its output for the same parameters (part of every chunk id).
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"
+# Longest side of the JPEG kept for an image cut out of a file (a PDF figure, a frame, a linked image).
+IMAGE_CHUNK_MAX_SIDE = 512
 
 
 def chunking_params(settings: Settings) -> dict[str, dict]:
+    """Per file kind, everything that decides its chunks."""
     c = settings.chunking
+    text = {
+        "tokenizer": settings.tokenizer_source,
+        "max_tokens": c.max_tokens,
+        "overlap": c.overlap_tokens,
+        "strategy": c.text_strategy,
+        "strategy_version": STRATEGY_VERSIONS[c.text_strategy],
+    }
+    if c.text_strategy == "semantic":
+        # Breakpoints depend on the sentence embeddings: the encoder that makes them is a parameter.
+        text.update(semantic_percentile=c.semantic_percentile, semantic_encoder=settings.default_encoder.fingerprint)
     return {
-        "text": {"tokenizer": settings.tokenizer_source, "max_tokens": c.max_tokens, "overlap": c.overlap_tokens},
+        "text": text,
         "image": {"tiles": c.image_tiles},
+        "document": {"text": text, "render_pages": c.pdf_render_pages, "image_max_side": IMAGE_CHUNK_MAX_SIDE},
+        "video": {
+            "text": text,
+            "every_seconds": c.video_every_seconds,
+            "scene_threshold": c.video_scene_threshold,
+            "max_frames": c.video_max_frames,
+            "image_max_side": IMAGE_CHUNK_MAX_SIDE,
+        },
+        "audio": {"window_seconds": c.audio_window_seconds, "overlap_seconds": c.audio_overlap_seconds},
     }
 
 
-def chunk_id_of(file_id: str, modality: str, params: dict, position: int) -> str:
-    return short_hash([file_id, CHUNKER_VERSION, modality, params, position], length=32)
+def chunk_id_of(file_id: str, modality: str, params: dict, position: int, content: str | None = None) -> str:
+    return short_hash([file_id, CHUNKER_VERSION, modality, params, position, content], length=32)

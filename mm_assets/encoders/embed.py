@@ -1,7 +1,7 @@
 """Stream chunks through an encoder: a decode thread pool feeds batched forward passes.
 
-Image decode and preprocessing run in threads (Pillow releases the GIL), at most a few batches
-ahead of the model, so memory stays flat however large the batch of files is.
+Image and audio decoding and preprocessing run in threads (Pillow and FFmpeg release the GIL), at
+most a few batches ahead of the model, so memory stays flat however large the batch of files is.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from mm_assets.ingest.images import decode_rgb
 from mm_assets.ingest.reading import read_ingested_file
 
 if TYPE_CHECKING:  # the encoder is passed in; importing it here would pull torch into every importer
+    from mm_assets.encoders.base import Encoder
+    from mm_assets.encoders.clap import ClapEncoder
     from mm_assets.encoders.clip import ClipEncoder
 
 WriteBatch = Callable[[list[str], np.ndarray], None]
@@ -50,10 +52,24 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class ImageJob:
+    """Image chunks of one file: regions (bboxes) of the file itself, or, with ``data``, one image
+    cut out of it earlier (a PDF figure, a video frame: the JPEG the chunk stores)."""
+
     file_id: str
     path: str
     chunk_ids: tuple[str, ...]
     bboxes: tuple[tuple[float, float, float, float], ...]
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class AudioJob:
+    """Audio windows of one file: (start, end) seconds per chunk."""
+
+    file_id: str
+    path: str
+    chunk_ids: tuple[str, ...]
+    spans: tuple[tuple[float, float], ...]
 
 
 def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> Iterator:
@@ -71,7 +87,7 @@ def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
     times = [0.0, 0.0, 0.0]
     t0 = time.perf_counter()
     try:
-        data = read_ingested_file(job.path, job.file_id)
+        data = job.data if job.data is not None else read_ingested_file(job.path, job.file_id)
         t1 = time.perf_counter()
         # Tiles need the image decoded larger: a 1/n-wide tile must still cover the model's input size.
         zoom = round(1 / min(b[2] - b[0] for b in job.bboxes))
@@ -89,10 +105,68 @@ def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
         t3 = time.perf_counter()
         times = [t1 - t0, t2 - t1, t3 - t2]
         return job, pixels, times, None
-    except BadFile as exc:
-        return job, None, times, str(exc)
     except Exception as exc:  # as in ingest: one undecodable file never fails the batch
-        return job, None, times, f"unreadable ({type(exc).__name__}: {exc})"
+        return job, None, times, _reason(exc)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, BadFile) else f"unreadable ({type(exc).__name__}: {exc})"
+
+
+def _load_audio_job(job: AudioJob, encoder: ClapEncoder):
+    from mm_assets.ingest.media import decode_audio  # PyAV: only where audio is embedded
+
+    times = [0.0, 0.0, 0.0]
+    t0 = time.perf_counter()
+    try:
+        data = read_ingested_file(job.path, job.file_id)
+        t1 = time.perf_counter()
+        pcm = decode_audio(data, encoder.sample_rate)
+        t2 = time.perf_counter()
+        rate, longest = encoder.sample_rate, int(encoder.sample_rate * encoder.max_seconds)
+        windows = [pcm[int(a * rate) : int(a * rate) + min(longest, max(1, int((b - a) * rate)))] for a, b in job.spans]
+        times = [t1 - t0, t2 - t1, time.perf_counter() - t2]
+        return job, windows, times, None
+    except Exception as exc:
+        return job, None, times, _reason(exc)
+
+
+def _embed_jobs(jobs, load, embed_batch, write: WriteBatch, *, batch_size: int, workers: int, progress) -> StageTimes:
+    """Load jobs in a thread pool (in order, a bounded distance ahead) and embed their items in batches."""
+    stats = StageTimes()
+    start = time.perf_counter()
+    ids: list[str] = []
+    items: list = []
+
+    def flush():
+        t0 = time.perf_counter()
+        vectors = embed_batch(items)
+        t1 = time.perf_counter()
+        write(list(ids), vectors)
+        stats.forward += t1 - t0
+        stats.write += time.perf_counter() - t1
+        stats.embedded += len(ids)
+        progress(len(ids))
+        ids.clear()
+        items.clear()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        for job, loaded, (t_read, t_decode, t_pre), error in _bounded_map(pool, load, jobs, ahead=2 * batch_size):
+            stats.read += t_read
+            stats.decode += t_decode
+            stats.preprocess += t_pre
+            if error:
+                stats.failures.extend((cid, error) for cid in job.chunk_ids)
+                progress(len(job.chunk_ids))
+                continue
+            ids.extend(job.chunk_ids)
+            items.extend(loaded)
+            if len(ids) >= batch_size:
+                flush()
+    if ids:
+        flush()
+    stats.wall = time.perf_counter() - start
+    return stats
 
 
 def embed_images(
@@ -104,47 +178,38 @@ def embed_images(
     workers: int,
     progress: Callable[[int], None] = lambda n: None,
 ) -> StageTimes:
-    stats = StageTimes()
-    start = time.perf_counter()
-    ids: list[str] = []
-    pixels: list[np.ndarray] = []
-    batch_size = encoder.config.batch_size
+    return _embed_jobs(
+        jobs,
+        lambda job: _load_image_job(job, encoder, max_pixels),
+        lambda pixels: encoder.embed_pixels(np.stack(pixels)),
+        write,
+        batch_size=encoder.config.batch_size,
+        workers=workers,
+        progress=progress,
+    )
 
-    def flush():
-        t0 = time.perf_counter()
-        vectors = encoder.embed_pixels(np.stack(pixels))
-        t1 = time.perf_counter()
-        write(list(ids), vectors)
-        stats.forward += t1 - t0
-        stats.write += time.perf_counter() - t1
-        stats.embedded += len(ids)
-        progress(len(ids))
-        ids.clear()
-        pixels.clear()
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        for job, job_pixels, (t_read, t_decode, t_pre), error in _bounded_map(
-            pool, lambda j: _load_image_job(j, encoder, max_pixels), jobs, ahead=2 * batch_size
-        ):
-            stats.read += t_read
-            stats.decode += t_decode
-            stats.preprocess += t_pre
-            if error:
-                stats.failures.extend((cid, error) for cid in job.chunk_ids)
-                progress(len(job.chunk_ids))
-                continue
-            ids.extend(job.chunk_ids)
-            pixels.extend(job_pixels)
-            if len(ids) >= batch_size:
-                flush()
-    if ids:
-        flush()
-    stats.wall = time.perf_counter() - start
-    return stats
+def embed_audio(
+    encoder: ClapEncoder,
+    jobs: Iterable[AudioJob],
+    write: WriteBatch,
+    *,
+    workers: int,
+    progress: Callable[[int], None] = lambda n: None,
+) -> StageTimes:
+    return _embed_jobs(
+        jobs,
+        lambda job: _load_audio_job(job, encoder),
+        encoder.embed_audio,
+        write,
+        batch_size=encoder.config.batch_size,
+        workers=workers,
+        progress=progress,
+    )
 
 
 def embed_texts(
-    encoder: ClipEncoder,
+    encoder: Encoder,
     chunks: list[tuple[str, str]],
     write: WriteBatch,
     progress: Callable[[int], None] = lambda n: None,

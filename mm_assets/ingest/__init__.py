@@ -1,8 +1,12 @@
 """Ingest: find files, decide their type by content, validate them, quarantine what is bad."""
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown"})
-SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS | TEXT_EXTENSIONS
+# Markdown and HTML are text whose headings make sections and whose image references become image chunks.
+TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".html", ".htm"})
+PDF_EXTENSIONS = frozenset({".pdf"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mov", ".mkv", ".m4v"})
+AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a"})
+SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS | TEXT_EXTENSIONS | PDF_EXTENSIONS | VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 
 
 class BadFile(Exception):

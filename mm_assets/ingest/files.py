@@ -6,11 +6,15 @@ import os
 
 import pyarrow as pa
 
-from mm_assets.ingest import IMAGE_EXTENSIONS, BadFile
+from mm_assets.ingest import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, PDF_EXTENSIONS, VIDEO_EXTENSIONS, BadFile
 from mm_assets.ingest.discover import FoundFile
 from mm_assets.ingest.images import decode_rgb, open_image
+from mm_assets.ingest.media import describe_media
+from mm_assets.ingest.pdf import describe_pdf
 from mm_assets.ingest.reading import file_id_of, read_file_bytes
 from mm_assets.ingest.text import decode_text
+
+_TEXT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 
 # Validation decodes at reduced JPEG scale: enough to find truncation, far cheaper than a full decode.
 _VALIDATION_SIDE = 64
@@ -41,6 +45,8 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
         "encoding": None,
         "width": None,
         "height": None,
+        "pages": None,
+        "duration": None,
         "status": "ok",
         "reason": None,
     }
@@ -61,6 +67,11 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
                 raise
             row.update(format=header.format, width=header.width, height=header.height)
             decode_rgb(data, max_image_pixels, min_side=_VALIDATION_SIDE)
+        elif ext in PDF_EXTENSIONS:
+            row.update(modality="document", format="pdf", **describe_pdf(data))
+        elif ext in VIDEO_EXTENSIONS or ext in AUDIO_EXTENSIONS:
+            kind = "video" if ext in VIDEO_EXTENSIONS else "audio"
+            row.update(modality=kind, format=ext.lstrip("."), **describe_media(data, kind))
         else:
             row["modality"] = "text"
             try:
@@ -72,7 +83,7 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
                 ) from None
             if not text.strip():
                 raise BadFile("text file has no visible characters")
-            row.update(format="text", encoding=encoding)
+            row.update(format=_TEXT_FORMATS.get(ext, "text"), encoding=encoding)
     except BadFile as exc:
         row.update(status="quarantined", reason=str(exc))
     except Exception as exc:  # a decoder bug on hostile bytes must cost one file, never the batch
@@ -91,6 +102,8 @@ RAW_FILES_SCHEMA = pa.schema(
         ("encoding", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
+        ("pages", pa.int32()),  # PDFs
+        ("duration", pa.float64()),  # video and audio, seconds
         ("caption", pa.string()),  # images only: from a sidecar file or a captions manifest
         ("label", pa.string()),
         ("status", pa.string()),

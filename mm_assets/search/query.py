@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.clip import ClipEncoder
+from mm_assets.encoders.base import Encoder
+from mm_assets.encoders.load import load_encoder
 from mm_assets.ingest.images import decode_rgb
 from mm_assets.ingest.reading import read_file_bytes
 from mm_assets.store.vector_db import MODALITY_CODES, VectorDBError, damaged, open_read_only
@@ -30,11 +31,19 @@ class SearchHit:
     heading: str | None
     file_id: str
     encoder: str
-    # Where the chunk sits in its file: window number, character range (text), region (images/tiles).
+    # Where the chunk sits in its parent file: what it is (window, figure, caption, frame, ...), its
+    # place in reading order, section, PDF page, character range, region, time span in a video or audio.
+    source: str | None = None
     position: int = 0
+    section: int | None = None
+    page: int | None = None
     char_start: int | None = None
     char_end: int | None = None
     bbox: list[float] | None = None
+    t_start: float | None = None
+    t_end: float | None = None
+    # Alt text and captions: the image chunk they describe (its id, page, region).
+    describes: dict | None = None
     # On request: the chunks before and after it in the same file (a paragraph around a hit, say).
     context: list[dict] = field(default_factory=list)
 
@@ -87,9 +96,11 @@ def pick_encoder_table(tables: list[EncoderTable], encoder: str | None, default_
 
 
 @lru_cache(maxsize=4)
-def _load_encoder(name: str, model_id: str, revision: str, dtype: str) -> ClipEncoder:
+def _load_encoder(name: str, model_id: str, revision: str, dtype: str, modalities: tuple[str, ...]) -> Encoder:
     hub_revision = None if revision.startswith("sha256:") else revision
-    encoder = ClipEncoder(EncoderConfig(name=name, model=model_id, revision=hub_revision, dtype=dtype))
+    encoder = load_encoder(
+        EncoderConfig(name=name, model=model_id, revision=hub_revision, dtype=dtype, modalities=modalities)
+    )
     if encoder.resolved.revision != revision:
         raise VectorDBError(
             f"the model {model_id} has changed since its vectors were written (recorded {revision}, now "
@@ -98,17 +109,22 @@ def _load_encoder(name: str, model_id: str, revision: str, dtype: str) -> ClipEn
     return encoder
 
 
-def recorded_encoder(table: EncoderTable) -> ClipEncoder:
+def recorded_encoder(table: EncoderTable) -> Encoder:
     """The exact model that wrote the table, whatever the config says today."""
     m = table.metadata
-    return _load_encoder(m["encoder"], m["model_id"], m["revision"], m["dtype"])
+    return _load_encoder(m["encoder"], m["model_id"], m["revision"], m["dtype"], tuple(m["modalities"]))
 
 
-def embed_query(encoder: ClipEncoder, text: str | None, image: str | Path | None) -> np.ndarray:
+def embed_query(encoder: Encoder, text: str | None, image: str | Path | None) -> np.ndarray:
     if (text is None) == (image is None):
         raise ValueError("give exactly one of a text query or an image query")
     if text is not None:
         return encoder.embed_texts([text])[0]
+    if "image" not in encoder.modalities:
+        raise ValueError(
+            f"encoder {encoder.config.name!r} embeds {' and '.join(sorted(encoder.modalities))}: it cannot take "
+            "an image query; pick an image encoder with --encoder"
+        )
     data = read_file_bytes(str(image), max_bytes=2**31)
     rgb = decode_rgb(data, _QUERY_IMAGE_MAX_PIXELS, min_side=encoder.preprocess.shortest_edge)
     return encoder.embed_images([rgb])[0]
@@ -130,7 +146,8 @@ def exact_top_rows(matrix: np.ndarray, codes: np.ndarray, query: np.ndarray, k: 
     return ordered, distances[ordered]
 
 
-_DETAIL_COLUMNS = ("chunk_id", "file_id", "modality", "text", "heading", "position", "char_start", "char_end", "bbox")
+_PLACE_COLUMNS = ("source", "position", "section", "page", "char_start", "char_end", "bbox", "t_start", "t_end")
+_DETAIL_COLUMNS = ("chunk_id", "file_id", "modality", "text", "heading", *_PLACE_COLUMNS, "linked_chunk_id")
 
 
 def chunk_details(con: duckdb.DuckDBPyConnection, chunk_ids: list[str]) -> dict[str, dict]:
@@ -147,7 +164,20 @@ def chunk_details(con: duckdb.DuckDBPyConnection, chunk_ids: list[str]) -> dict[
             f"SELECT file_id, path FROM files WHERE file_id IN ({', '.join('?' * len(file_ids))})", file_ids
         ).fetchall()
     )
-    return {c.pop("chunk_id"): {**c, "path": paths[c["file_id"]]} for c in chunks}
+    # A caption or alt text describes an image chunk: a hit on its words shows that figure too.
+    linked = sorted({c["linked_chunk_id"] for c in chunks if c["linked_chunk_id"]})
+    described = {}
+    if linked:
+        columns = ("chunk_id", "modality", *_PLACE_COLUMNS)
+        rows = con.execute(
+            f"SELECT {', '.join(columns)} FROM chunks WHERE chunk_id IN ({', '.join('?' * len(linked))})", linked
+        ).fetchall()
+        described = {r[0]: dict(zip(columns, r)) for r in rows}
+    out = {}
+    for c in chunks:
+        chunk_id, link = c.pop("chunk_id"), c.pop("linked_chunk_id")
+        out[chunk_id] = {**c, "path": paths[c["file_id"]], "describes": described.get(link)}
+    return out
 
 
 def neighbouring_chunks(con: duckdb.DuckDBPyConnection, hits: list[SearchHit], width: int) -> list[SearchHit]:
@@ -156,7 +186,7 @@ def neighbouring_chunks(con: duckdb.DuckDBPyConnection, hits: list[SearchHit], w
         return hits
     windows = " OR ".join("(file_id = ? AND position BETWEEN ? AND ?)" for _ in hits)
     params = [v for h in hits for v in (h.file_id, h.position - width, h.position + width)]
-    columns = ("chunk_id", "file_id", "modality", "position", "text", "heading", "bbox")
+    columns = ("chunk_id", "file_id", "modality", "text", "heading", *_PLACE_COLUMNS, "linked_chunk_id")
     rows = con.execute(f"SELECT {', '.join(columns)} FROM chunks WHERE {windows} ORDER BY position", params)
     nearby = [dict(zip(columns, r)) for r in rows.fetchall()]
 

@@ -65,7 +65,7 @@ def embedding_table(encoder_key: str) -> str:
     return f"emb_{encoder_key}"
 
 
-MODALITY_CODES = {"image": 0, "text": 1}
+MODALITY_CODES = {"image": 0, "text": 1, "audio": 2}
 
 
 def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, serving: Path) -> Path:
@@ -150,7 +150,8 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                             FROM file_versions GROUP BY path)
             SELECT v.file_id, arg_max(v.path, v.ingested_at) AS path, any_value(v.modality) AS modality,
                    any_value(v.format) AS format, any_value(v.encoding) AS encoding, any_value(v.width) AS width,
-                   any_value(v.height) AS height, any_value(v.size) AS size, max(v.ingested_at) AS ingested_at,
+                   any_value(v.height) AS height, any_value(v.pages) AS pages, any_value(v.duration) AS duration,
+                   any_value(v.size) AS size, max(v.ingested_at) AS ingested_at,
                    arg_max(v.caption, v.ingested_at) AS caption, arg_max(v.label, v.ingested_at) AS label
             FROM file_versions v JOIN latest l ON v.path = l.path AND v.file_id = l.file_id
             WHERE l.status = 'ok' GROUP BY v.file_id""")
@@ -158,7 +159,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
             CREATE TABLE quarantine AS
             SELECT path, reason, batch, ingested_at FROM file_versions WHERE status = 'quarantined'""")
         con.execute("""
-            CREATE TABLE chunks AS SELECT DISTINCT ON (chunk_id) * FROM chunk_shards
+            CREATE TABLE chunks AS SELECT DISTINCT ON (chunk_id) * EXCLUDE (media) FROM chunk_shards
             WHERE file_id IN (SELECT file_id FROM files) ORDER BY chunk_id""")
         # Search looks results up by id: point lookups through these indexes, not scans.
         con.execute("CREATE UNIQUE INDEX chunks_by_id ON chunks (chunk_id)")

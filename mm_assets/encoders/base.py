@@ -1,0 +1,140 @@
+"""What every encoder shares: one model loaded from a resolved directory, its text tower, precision
+chosen with a calibration check, and the metadata that records what made a vector.
+
+Subclasses (CLIP for image–text, CLAP for audio–text) add their other tower and its preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoTokenizer
+
+import mm_assets
+from mm_assets.config import EncoderConfig
+from mm_assets.encoders.precision import MIN_COSINE_TO_FP32, resolve_precision
+from mm_assets.encoders.resolve import resolve_model
+
+LINEAGE_FILE = "mm_assets_lineage.json"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Fixed captions for precision calibration: ordinary sentences, as queries and chunks are.
+CALIBRATION_TEXTS = [
+    "a photo of a dog on a beach",
+    "two people hiking in the mountains",
+    "a bowl of soup",
+    "city at night",
+]
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Encoder:
+    """Loads once; embeds text (and the subclass's other modality) into unit-norm float32 rows."""
+
+    model_class: type  # a transformers model with get_text_features and a projection_dim
+    modalities: frozenset[str]
+    max_tokens: int
+
+    def __init__(self, config: EncoderConfig):
+        self.config = config
+        self.resolved = resolve_model(config.model, config.revision)
+        unsupported = set(config.modalities) - self.modalities
+        if unsupported:
+            raise ValueError(
+                f"encoder {config.name!r}: {config.model} is a {self.model_class.__name__}, which embeds "
+                f"{' and '.join(sorted(self.modalities))}, not {' or '.join(sorted(unsupported))}; "
+                "fix `modalities` in its encoder config"
+            )
+        self.device = pick_device(config.device)
+        self.model = self.model_class.from_pretrained(
+            self.resolved.local_dir, use_safetensors=True, dtype=torch.float32
+        )
+        self.model.to(self.device).eval()
+        self.dtype = torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.local_dir)
+        self.dim = int(self.model.config.projection_dim)
+        self.calibration_cosine: float | None = None
+        self._load_preprocessing()
+        self._set_precision(resolve_precision(config.dtype, config.device))
+
+    def _load_preprocessing(self) -> None:
+        """Read the other tower's preprocessing from the model directory; set ``max_tokens``."""
+        raise NotImplementedError
+
+    def _embed_calibration(self) -> np.ndarray:
+        """Embeddings of fixed inputs of every modality, to compare precisions."""
+        raise NotImplementedError
+
+    def preprocessing_metadata(self) -> dict:
+        return {}
+
+    def _set_precision(self, precision: str) -> None:
+        """Cast to the wanted precision; under ``auto``, keep it only if it stays within
+        MIN_COSINE_TO_FP32 of float32 on the fixed calibration inputs."""
+        if precision == "float32":
+            return
+        reference = self._embed_calibration() if self.config.dtype == "auto" else None
+        self.model.to(_DTYPES[precision])
+        self.dtype = _DTYPES[precision]
+        if reference is not None:
+            self.calibration_cosine = float((reference * self._embed_calibration()).sum(axis=1).min())
+            if self.calibration_cosine < MIN_COSINE_TO_FP32:
+                self.model.to(torch.float32)
+                self.dtype = torch.float32
+
+    @property
+    def precision(self) -> str:
+        return next(name for name, dtype in _DTYPES.items() if dtype == self.dtype)
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt").to(
+            self.device
+        )
+        out = self.model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        return normalise(out.pooler_output)
+
+    def lineage(self) -> dict | None:
+        """How a fine-tuned model was made (written beside its weights by the training step)."""
+        path = self.resolved.local_dir / LINEAGE_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def metadata(self) -> dict:
+        """Everything needed to know what produced a vector, and to load the same model again."""
+        return {
+            "encoder": self.config.name,
+            "fingerprint": self.config.fingerprint,
+            "model_id": self.resolved.model_id,
+            "model_dir": str(self.resolved.local_dir),
+            "revision": self.resolved.revision,
+            "architecture": (self.model.config.architectures or [self.model_class.__name__])[0],
+            "embedding_dim": self.dim,
+            **self.preprocessing_metadata(),
+            "max_tokens": self.max_tokens,
+            "dtype": self.precision,
+            "dtype_requested": self.config.dtype,
+            "calibration_cosine_to_fp32": self.calibration_cosine,
+            "device": self.device,
+            "parameters": sum(t.numel() for t in self.model.parameters()),
+            "modalities": list(self.config.modalities),
+            "lineage": self.lineage(),
+            "versions": {
+                "mm_assets": mm_assets.__version__,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "python": platform.python_version(),
+            },
+        }
+
+
+def normalise(features: torch.Tensor) -> np.ndarray:
+    features = features.float()
+    return torch.nn.functional.normalize(features, dim=-1).cpu().numpy()

@@ -1,0 +1,150 @@
+"""Read PDFs with PDFium (pypdfium2): page text with character boxes, embedded images, rendered pages.
+
+pypdfium2 is Apache-2.0/BSD, its wheels bundle PDFium (nothing to download or compile), and PDFium
+is the engine Chrome uses on hostile PDFs every day.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+from PIL import Image
+
+from mm_assets.ingest import BadFile
+from mm_assets.ingest.images import to_rgb
+
+# Images smaller than this on either side are rules, bullets and logos, not figures.
+_MIN_FIGURE_PIXELS = 16
+# How far below a figure (in points) its caption may start.
+_CAPTION_BAND_PT = 36.0
+
+
+@dataclass(frozen=True)
+class PdfFigure:
+    bbox: tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the page, top-left origin
+    jpeg: bytes
+    caption: str | None  # the text just below the figure, if any
+    anchor: int  # index in the page text of the first character below the figure (where it sits in the text)
+
+
+@dataclass(frozen=True)
+class PdfPage:
+    number: int  # 1-based
+    text: str
+    char_boxes: np.ndarray  # (len(text), 4) fractions of the page, top-left origin; NaN for generated characters
+    figures: list[PdfFigure]
+
+
+def open_pdf(data: bytes) -> pdfium.PdfDocument:
+    try:
+        doc = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        message = str(exc)
+        if "password" in message.lower():
+            raise BadFile("encrypted PDF: it needs a password to open") from None
+        raise BadFile(f"corrupt or truncated PDF ({message})") from None
+    if len(doc) == 0:
+        raise BadFile("PDF has no pages")
+    return doc
+
+
+def describe_pdf(data: bytes) -> dict:
+    """Pages and the first page's size in points; every page must load."""
+    doc = open_pdf(data)
+    try:
+        for i in range(len(doc)):
+            try:
+                doc[i].close()
+            except pdfium.PdfiumError as exc:
+                raise BadFile(f"corrupt PDF: page {i + 1} cannot be loaded ({exc})") from None
+        width, height = doc[0].get_size()
+        return {"pages": len(doc), "width": round(width), "height": round(height)}
+    finally:
+        doc.close()
+
+
+def encode_jpeg(image: Image.Image, max_side: int) -> bytes:
+    """An RGB JPEG no larger than ``max_side``: what an image chunk cut out of a file stores."""
+    image = to_rgb(image)
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def read_pdf_pages(data: bytes, *, image_max_side: int) -> Iterator[PdfPage]:
+    doc = open_pdf(data)
+    try:
+        for index in range(len(doc)):
+            page = doc[index]
+            try:
+                yield _read_page(page, index + 1, image_max_side)
+            finally:
+                page.close()
+    finally:
+        doc.close()
+
+
+def render_page(data: bytes, number: int, *, max_side: int) -> bytes:
+    doc = open_pdf(data)
+    try:
+        page = doc[number - 1]
+        scale = max_side / max(page.get_size())
+        return encode_jpeg(page.render(scale=scale).to_pil(), max_side)
+    finally:
+        doc.close()
+
+
+def _read_page(page: pdfium.PdfPage, number: int, image_max_side: int) -> PdfPage:
+    width, height = page.get_size()
+    textpage = page.get_textpage()
+    text = textpage.get_text_range()
+    boxes = np.full((len(text), 4), np.nan, dtype=np.float32)
+    for i in range(min(len(text), textpage.count_chars())):
+        left, bottom, right, top = textpage.get_charbox(i)
+        if right > left or top > bottom:  # generated characters (line breaks) have no box
+            boxes[i] = (left / width, 1 - top / height, right / width, 1 - bottom / height)
+    figures = []
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]):
+        px_w, px_h = obj.get_px_size()
+        if min(px_w, px_h) < _MIN_FIGURE_PIXELS:
+            continue
+        try:
+            pixels = obj.get_bitmap(render=False).to_pil()
+        except pdfium.PdfiumError:
+            continue  # an image PDFium cannot decode is skipped; the page text still counts
+        left, bottom, right, top = obj.get_bounds()
+        caption = textpage.get_text_bounded(
+            left=max(0.0, left - 20), bottom=max(0.0, bottom - _CAPTION_BAND_PT), right=width, top=bottom
+        ).strip()
+        below = np.nonzero(boxes[:, 1] >= 1 - bottom / height)[0]  # NaN compares False: generated chars skipped
+        figures.append(
+            PdfFigure(
+                bbox=(
+                    max(0.0, left / width),
+                    max(0.0, 1 - top / height),
+                    min(1.0, right / width),
+                    min(1.0, 1 - bottom / height),
+                ),
+                jpeg=encode_jpeg(pixels, image_max_side),
+                caption=" ".join(caption.split()) or None,
+                anchor=int(below[0]) if len(below) else len(text),
+            )
+        )
+    textpage.close()
+    return PdfPage(number, text, boxes, figures)
+
+
+def text_bbox(page: PdfPage, start: int, end: int) -> list[float] | None:
+    """The box around characters [start, end) of a page's text, as fractions of the page."""
+    boxes = page.char_boxes[start:end]
+    boxes = boxes[~np.isnan(boxes[:, 0])]
+    if not len(boxes):
+        return None
+    return [float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max())]
