@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("text", nargs="?", help="text query")
     search.add_argument("--image", help="image file to search with")
     search.add_argument("--k", type=int, default=10, help="number of results (default 10)")
-    search.add_argument("--modality", choices=["image", "text"], help="only return chunks of this modality")
+    search.add_argument("--modality", choices=["image", "text", "audio"], help="only return chunks of this modality")
     search.add_argument("--encoder", help="encoder name or table key (default: the configured default encoder)")
     search.add_argument("--exact", action="store_true", help="brute force even when an HNSW index exists")
     search.add_argument("--context", type=int, default=0, metavar="N", help="show N chunks before and after each hit")
@@ -71,12 +71,28 @@ def cmd_run(settings: Settings, args) -> int:
     return 0 if summary.ok else 1
 
 
+def _place(chunk: dict) -> str:
+    """Where a chunk is in its file: "figure, page 2", "frame, 12.0-17.0 s"."""
+    parts = [chunk["source"]] if chunk.get("source") not in (None, "window", "image") else []
+    if chunk.get("page"):
+        parts.append(f"page {chunk['page']}")
+    if chunk.get("t_start") is not None:
+        parts.append(f"{chunk['t_start']:.1f}-{chunk['t_end']:.1f} s")
+    return ", ".join(parts)
+
+
 def _print_hits(hits) -> None:
     for rank, h in enumerate(hits, 1):
         snippet = (h.text or "").replace("\n", " ")
+        place = _place(h.as_dict())
         print(
-            f"{rank:>3}  {h.distance:.4f}  {h.modality:<5}  {h.path}" + (f"\n       {snippet[:100]}" if snippet else "")
+            f"{rank:>3}  {h.distance:.4f}  {h.modality:<5}  {h.path}"
+            + (f"  ({place})" if place else "")
+            + (f"\n       {snippet[:100]}" if snippet else "")
         )
+        if h.describes:
+            d = h.describes
+            print(f"       describes the {d['modality']} chunk {d['chunk_id']} ({_place(d)})")
         for c in h.context:
             around = (c["text"] or f"[{c['modality']} chunk {c['position']}]").replace("\n", " ")
             print(f"       {'before' if c['position'] < h.position else 'after '}: {around[:100]}")

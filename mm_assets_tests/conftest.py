@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny local CLIP models, corpora of real files, settings in a temp folder."""
+"""Shared fixtures: tiny local CLIP and CLAP models, corpora of real files, settings in a temp folder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets_tests.corpus import write_bad_files, write_good_images, write_texts
-from mm_assets_tests.tiny_models import build_tiny_clip
+from mm_assets_tests.tiny_models import build_tiny_clap, build_tiny_clip
 
 # Never reach for the hub: a closed local port makes any accidental request fail at once.
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
@@ -25,6 +25,12 @@ def tiny_clip(tmp_path_factory) -> Path:
 def tiny_clip_other(tmp_path_factory) -> Path:
     """A second model (different weights and dimension), for lineage and side-by-side tests."""
     return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip-b", seed=1, projection_dim=24)
+
+
+@pytest.fixture(scope="session")
+def tiny_clap(tmp_path_factory) -> Path:
+    """An audio–text model (CLAP architecture) for audio chunks."""
+    return build_tiny_clap(tmp_path_factory.mktemp("models") / "tiny-clap", seed=0)
 
 
 @pytest.fixture

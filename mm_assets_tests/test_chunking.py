@@ -2,10 +2,10 @@ import pytest
 from transformers import AutoTokenizer
 
 from mm_assets.chunking.files import chunk_image, chunk_text
-from mm_assets.chunking.text import chunk_text_windows, split_markdown_sections
+from mm_assets.chunking.text import TextChunker, chunk_text_windows, split_markdown_sections
 from mm_assets_tests.corpus import MARKDOWN
 
-TEXT_PARAMS = {"tokenizer": "tiny", "max_tokens": 77, "overlap": 16}
+TEXT_PARAMS = {"tokenizer": "tiny", "max_tokens": 77, "overlap": 16, "strategy": "heading", "strategy_version": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +42,15 @@ def test_markdown_headings_are_kept_as_context(tokenizer):
 
 
 def test_chunk_ids_are_content_addressed(tokenizer):
-    a = chunk_text("f1", MARKDOWN, "a.md", tokenizer, TEXT_PARAMS)
-    b = chunk_text("f1", MARKDOWN, "elsewhere/b.md", tokenizer, TEXT_PARAMS)
-    c = chunk_text("f1", MARKDOWN, "a.md", tokenizer, {**TEXT_PARAMS, "overlap": 8})
+    a = chunk_text("f1", MARKDOWN, "a.md", TextChunker(tokenizer, TEXT_PARAMS)).rows
+    b = chunk_text("f1", MARKDOWN, "elsewhere/b.md", TextChunker(tokenizer, TEXT_PARAMS)).rows
+    c = chunk_text("f1", MARKDOWN, "a.md", TextChunker(tokenizer, {**TEXT_PARAMS, "overlap": 8})).rows
     assert [r["chunk_id"] for r in a] == [r["chunk_id"] for r in b]
     assert {r["chunk_id"] for r in a}.isdisjoint(r["chunk_id"] for r in c)
 
 
 def test_images_are_whole_plus_optional_tiles():
-    assert [r["bbox"] for r in chunk_image("f", {"tiles": 0})] == [[0.0, 0.0, 1.0, 1.0]]
-    tiled = chunk_image("f", {"tiles": 2})
+    assert [r["bbox"] for r in chunk_image("f", {"tiles": 0}).rows] == [[0.0, 0.0, 1.0, 1.0]]
+    tiled = chunk_image("f", {"tiles": 2}).rows
     assert len(tiled) == 5 and tiled[4]["bbox"] == [0.5, 0.5, 1.0, 1.0]
     assert len({r["chunk_id"] for r in tiled}) == 5

@@ -104,10 +104,10 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
 
 
 def test_auto_precision_falls_back_to_fp32_when_it_drifts(tiny_clip, monkeypatch):
-    monkeypatch.setattr("mm_assets.encoders.clip.resolve_precision", lambda dtype, device: "bfloat16")
+    monkeypatch.setattr("mm_assets.encoders.base.resolve_precision", lambda dtype, device: "bfloat16")
     kept = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
     assert kept.precision == "bfloat16" and kept.calibration_cosine > 0.999
-    monkeypatch.setattr("mm_assets.encoders.clip.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
+    monkeypatch.setattr("mm_assets.encoders.base.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
     fallback = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
     assert fallback.precision == "float32" and fallback.metadata()["dtype"] == "float32"
     assert fallback.metadata()["dtype_requested"] == "auto"

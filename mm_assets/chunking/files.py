@@ -19,7 +19,7 @@ from mm_assets.ingest.images import decode_rgb
 from mm_assets.ingest.markup import ImageRef, parse_markup, read_referenced_image
 from mm_assets.ingest.media import sample_video_frames
 from mm_assets.ingest.pdf import encode_jpeg, read_pdf_pages, render_page, text_bbox
-from mm_assets.ingest.reading import read_ingested_file
+from mm_assets.ingest.reading import check_ingested_path, read_ingested_file
 from mm_assets.ingest.subtitles import Subtitles, read_subtitles, subtitle_path_for
 from mm_assets.ingest.text import decode_text
 
@@ -53,23 +53,29 @@ def chunk_file(f: dict, chunker: TextChunker, params: dict, *, max_pixels: int, 
         return chunk_image(file_id, params["image"])
     if kind == "audio":
         return chunk_audio(file_id, f["duration"], params["audio"])
+    if kind == "video":
+        return _chunk_video_file(f, chunker, params["video"])
     data = read_ingested_file(f["path"], file_id, max_bytes)
     if kind == "text":
         return chunk_text(file_id, decode_text(data)[0], f["path"], chunker, max_pixels=max_pixels, max_bytes=max_bytes)
     if kind == "document":
         return chunk_pdf(file_id, data, chunker, params["document"])
-    if kind == "video":
-        subtitles, problem = None, None
-        sidecar = subtitle_path_for(f["path"])
-        if sidecar:
-            try:
-                subtitles = read_subtitles(sidecar)
-            except BadFile as exc:
-                problem = str(exc)
-        chunks = chunk_video(file_id, data, f["duration"], subtitles, chunker, params["video"])
-        chunks.problems += [problem] if problem else []
-        return chunks
     raise BadFile(f"no chunker for files of kind {kind!r}")
+
+
+def _chunk_video_file(f: dict, chunker: TextChunker, params: dict) -> FileChunks:
+    """A video streamed from its path, with the subtitle file beside it, if any."""
+    subtitles, problem = None, None
+    sidecar = subtitle_path_for(f["path"])
+    if sidecar:
+        try:
+            subtitles = read_subtitles(sidecar)
+        except BadFile as exc:
+            problem = str(exc)
+    video = check_ingested_path(f["path"], f["file_id"])
+    chunks = chunk_video(f["file_id"], video, f["duration"], subtitles, chunker, params)
+    chunks.problems += [problem] if problem else []
+    return chunks
 
 
 @dataclass
@@ -193,14 +199,19 @@ def chunk_pdf(file_id: str, data: bytes, chunker: TextChunker, params: dict) -> 
 
 
 def chunk_video(
-    file_id: str, data: bytes, duration: float | None, subtitles: Subtitles | None, chunker: TextChunker, params: dict
+    file_id: str,
+    video: str | bytes,
+    duration: float | None,
+    subtitles: Subtitles | None,
+    chunker: TextChunker,
+    params: dict,
 ) -> FileChunks:
     """Frames (every N seconds, plus scene cuts when configured) as image chunks with their time span,
     and the subtitle cues beside the video packed into timed text windows, in time order."""
     chunks = FileChunks(file_id, "video", params)
     frames = list(
         sample_video_frames(
-            data,
+            video,
             every_seconds=params["every_seconds"],
             scene_threshold=params["scene_threshold"],
             max_frames=params["max_frames"],

@@ -17,7 +17,7 @@ import numpy as np
 
 from mm_assets.ingest import BadFile
 from mm_assets.ingest.images import decode_rgb
-from mm_assets.ingest.reading import read_ingested_file
+from mm_assets.ingest.reading import check_ingested_path, read_ingested_file
 
 if TYPE_CHECKING:  # the encoder is passed in; importing it here would pull torch into every importer
     from mm_assets.encoders.base import Encoder
@@ -119,9 +119,9 @@ def _load_audio_job(job: AudioJob, encoder: ClapEncoder):
     times = [0.0, 0.0, 0.0]
     t0 = time.perf_counter()
     try:
-        data = read_ingested_file(job.path, job.file_id)
+        path = check_ingested_path(job.path, job.file_id)
         t1 = time.perf_counter()
-        pcm = decode_audio(data, encoder.sample_rate)
+        pcm = decode_audio(path, encoder.sample_rate)
         t2 = time.perf_counter()
         rate, longest = encoder.sample_rate, int(encoder.sample_rate * encoder.max_seconds)
         windows = [pcm[int(a * rate) : int(a * rate) + min(longest, max(1, int((b - a) * rate)))] for a, b in job.spans]

@@ -11,7 +11,7 @@ from mm_assets.ingest.discover import FoundFile
 from mm_assets.ingest.images import decode_rgb, open_image
 from mm_assets.ingest.media import describe_media
 from mm_assets.ingest.pdf import describe_pdf
-from mm_assets.ingest.reading import file_id_of, read_file_bytes
+from mm_assets.ingest.reading import file_id_of, file_id_of_path, read_file_bytes
 from mm_assets.ingest.text import decode_text
 
 _TEXT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
@@ -52,6 +52,15 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
     }
     ext = os.path.splitext(entry.path)[1].lower()
     try:
+        if ext in VIDEO_EXTENSIONS or ext in AUDIO_EXTENSIONS:
+            # Streamed from disk, never held whole: no size limit (a recording may be larger than memory).
+            kind = "video" if ext in VIDEO_EXTENSIONS else "audio"
+            row.update(file_id=file_id_of_path(entry.path), modality=kind, format=ext.lstrip("."))
+            row["size"] = os.path.getsize(entry.path)
+            if not row["size"]:
+                raise BadFile("empty file (0 bytes)")
+            row.update(describe_media(entry.path, kind))
+            return row
         data = read_file_bytes(entry.path, max_file_bytes)
         if not data:
             raise BadFile("empty file (0 bytes)")
@@ -69,9 +78,6 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
             decode_rgb(data, max_image_pixels, min_side=_VALIDATION_SIDE)
         elif ext in PDF_EXTENSIONS:
             row.update(modality="document", format="pdf", **describe_pdf(data))
-        elif ext in VIDEO_EXTENSIONS or ext in AUDIO_EXTENSIONS:
-            kind = "video" if ext in VIDEO_EXTENSIONS else "audio"
-            row.update(modality=kind, format=ext.lstrip("."), **describe_media(data, kind))
         else:
             row["modality"] = "text"
             try:

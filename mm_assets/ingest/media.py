@@ -2,11 +2,14 @@
 
 PyAV (BSD) binds FFmpeg and its wheels bundle FFmpeg's libraries, so mp4/webm/mov and
 wav/mp3/flac/ogg all decode with no system packages; FFmpeg's demuxers are built for damaged input.
+Files are read from their path as FFmpeg streams them (a video may be larger than memory); bytes
+are accepted too.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,9 +32,12 @@ class Frame:
     jpeg: bytes
 
 
-def _open(data: bytes, kind: str):
+Source = str | bytes  # a path, or the file's bytes
+
+
+def _open(source: Source, kind: str):
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r")
     except av.FFmpegError as exc:
         raise BadFile(f"corrupt or truncated {kind} file ({exc})") from None
     streams = container.streams.video if kind == "video" else container.streams.audio
@@ -47,22 +53,27 @@ def _declared_seconds(container, stream) -> float | None:
     return container.duration / av.time_base if container.duration else None
 
 
-def _check_riff_size(data: bytes, kind: str) -> None:
+def _check_riff_size(source: Source, kind: str) -> None:
     """WAV/AVI headers state the file's size; FFmpeg derives durations from the bytes present, so a
     cut-off WAV would otherwise look whole."""
-    if data[:4] == b"RIFF" and len(data) >= 8:
-        declared = int.from_bytes(data[4:8], "little") + 8
-        if declared > len(data):
-            raise BadFile(f"truncated {kind}: the file holds {len(data):,} of the {declared:,} bytes its header declares")
+    if isinstance(source, bytes):
+        head, size = source[:8], len(source)
+    else:
+        with open(source, "rb") as fh:
+            head, size = fh.read(8), os.fstat(fh.fileno()).st_size
+    if head[:4] == b"RIFF" and len(head) == 8:
+        declared = int.from_bytes(head[4:8], "little") + 8
+        if declared > size:
+            raise BadFile(f"truncated {kind}: the file holds {size:,} of the {declared:,} bytes its header declares")
 
 
-def describe_media(data: bytes, kind: str) -> dict:
+def describe_media(source: Source, kind: str) -> dict:
     """Duration (and frame size for video); refuses files with no decodable content or cut short.
 
     Reads every packet (cheap: no decoding) to find truncation, and decodes until the first frame.
     """
-    _check_riff_size(data, kind)
-    container, stream = _open(data, kind)
+    _check_riff_size(source, kind)
+    container, stream = _open(source, kind)
     try:
         declared = _declared_seconds(container, stream)
         first, last_packet = None, 0.0
@@ -90,12 +101,12 @@ def describe_media(data: bytes, kind: str) -> dict:
 
 
 def sample_video_frames(
-    data: bytes, *, every_seconds: float, scene_threshold: float | None, max_frames: int, max_side: int
+    source: Source, *, every_seconds: float, scene_threshold: float | None, max_frames: int, max_side: int
 ) -> Iterator[Frame]:
     """Frames every ``every_seconds``; with ``scene_threshold``, also each frame whose colour histogram
     differs from the last kept frame's by more than that (0 same colours, 1 none shared): a cut, so
     short scenes are not missed."""
-    container, stream = _open(data, "video")
+    container, stream = _open(source, "video")
     stream.thread_type = "AUTO"
     kept, next_due, last_histogram = 0, 0.0, None
     try:
@@ -126,9 +137,9 @@ def _colour_histogram(frame) -> np.ndarray:
     return np.bincount(cells, minlength=_HISTOGRAM_BINS**3) / len(cells)
 
 
-def decode_audio(data: bytes, sample_rate: int) -> np.ndarray:
+def decode_audio(source: Source, sample_rate: int) -> np.ndarray:
     """The whole file as mono float32 PCM at ``sample_rate``."""
-    container, stream = _open(data, "audio")
+    container, stream = _open(source, "audio")
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     parts = []
     try:

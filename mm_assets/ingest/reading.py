@@ -27,6 +27,24 @@ def read_file_bytes(path: str, max_bytes: int) -> bytes:
         raise BadFile(f"cannot read file: {exc.strerror or exc}") from None
 
 
+def file_id_of_path(path: str) -> str:
+    """The content address of a file too large to hold in memory (videos), hashed as it streams."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+    except FileNotFoundError:
+        raise BadFile("file vanished before it could be read") from None
+    except OSError as exc:
+        raise BadFile(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def check_ingested_path(path: str, file_id: str) -> str:
+    """``path``, if its content is still the one ingested (the streaming twin of read_ingested_file)."""
+    if file_id_of_path(path) != file_id:
+        raise BadFile("file changed since it was ingested; it will be picked up as a new version")
+    return path
+
+
 def read_ingested_file(path: str, file_id: str, max_bytes: int = 2**40) -> bytes:
     """Bytes of a file ingested earlier; refused if its content changed since (the new content is
     another file id, picked up by the next discovery)."""
