@@ -94,7 +94,7 @@ def _print_hits(hits) -> None:
             d = h.describes
             print(f"       describes the {d['modality']} chunk {d['chunk_id']} ({_place(d)})")
         for c in h.context:
-            around = (c["text"] or f"[{c['modality']} chunk {c['position']}]").replace("\n", " ")
+            around = (c["text"] or f"[{c['modality']}: {_place(c) or c['source']}]").replace("\n", " ")
             print(f"       {'before' if c['position'] < h.position else 'after '}: {around[:100]}")
     if not hits:
         print("no results")

@@ -110,7 +110,8 @@ def video_without_decodable_frames() -> bytes:
 
 def audio_bytes(seconds: float, fmt: str = "wav", rate: int = 16000) -> bytes:
     """A tone whose pitch rises over the clip, mono."""
-    codec = {"wav": "pcm_s16le", "flac": "flac", "mp3": "libmp3lame"}[fmt]
+    codec = {"wav": "pcm_s16le", "flac": "flac", "mp3": "libmp3lame", "ogg": "libopus"}[fmt]
+    rate = 48000 if fmt == "ogg" else rate  # Opus runs at 48 kHz
     t = np.arange(int(seconds * rate)) / rate
     samples = (0.3 * np.sin(2 * np.pi * (220 + 40 * t) * t) * 32767).astype(np.int16)
     out_buffer = io.BytesIO()

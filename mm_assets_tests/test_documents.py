@@ -255,3 +255,21 @@ def test_each_strategy_versions_the_chunk_ids_and_the_chunks_code_version(tokeni
         versions[strategy] = build_definitions(settings).resolve_asset_graph().get(dg.AssetKey("chunks")).code_version
     assert len(set(ids.values())) == 4 and len(set(versions.values())) == 4
     assert "semantic_encoder" in params["text"], "semantic breakpoints depend on the sentence encoder"
+
+
+@pytest.mark.parametrize("ext, fmt", [(".wav", "wav"), (".flac", "flac"), (".mp3", "mp3"), (".ogg", "ogg")])
+def test_audio_formats_are_read(tmp_path, ext, fmt):
+    path = tmp_path / f"clip{ext}"
+    path.write_bytes(media_corpus.audio_bytes(3.0, fmt))
+    row = ingested(path)
+    assert (row["status"], row["modality"]) == ("ok", "audio") and row["duration"] == pytest.approx(3.0, abs=0.05)
+
+
+@pytest.mark.parametrize("ext, fmt, codec", [(".webm", "webm", "libvpx"), (".mov", "mov", "mpeg4")])
+def test_video_containers_are_read(chunker, params, tmp_path, ext, fmt, codec):
+    path = tmp_path / f"film{ext}"
+    path.write_bytes(media_corpus.video_bytes(fmt, codec))
+    row = ingested(path)
+    assert (row["status"], row["modality"], row["duration"]) == ("ok", "video", 6.0)
+    frames = by_source(chunk_file(row, chunker, params, max_pixels=10**8, max_bytes=2**30).rows, "frame")
+    assert [f["t_start"] for f in frames] == [0.0, 2.0, 4.0]

@@ -316,7 +316,10 @@ class Searcher:
             details = chunk_details(con, [chunk_id for chunk_id, _ in ranked])
             hits = sorted(
                 (
-                    SearchHit(chunk_id=chunk_id, distance=float(distance), encoder=table.key, **details[chunk_id])
+                    # rounding can take 1 - cos a hair below zero for identical directions
+                    SearchHit(
+                        chunk_id=chunk_id, distance=max(0.0, float(distance)), encoder=table.key, **details[chunk_id]
+                    )
                     for chunk_id, distance in ranked
                     if modality is None or details[chunk_id]["modality"] == modality
                 ),
