@@ -133,7 +133,7 @@ class ChunkingConfig:
     image_tiles: int = 0  # n > 1 adds an n×n grid of tiles per image besides the whole image
     pdf_render_pages: bool = False  # also embed each PDF page as an image (scans, slides, diagrams)
     video_every_seconds: float = 5.0  # a frame at least this often
-    video_scene_threshold: float | None = 0.4  # also a frame at each cut (colour histogram change, 0-1); None: off
+    video_scene_threshold: float | None = 0.1  # also a frame at each cut (colour shift, 0-1); None: off
     video_max_frames: int = 2000
     audio_window_seconds: float = 10.0  # CLAP's input length
     audio_overlap_seconds: float = 2.0
