@@ -66,3 +66,27 @@ def test_changing_a_model_marks_only_its_encoder_stale_and_keeps_both_tables(set
         hits = search(after.db_path, image=photo, k=1, encoder=key)
         assert hits[0].path == str(photo) and hits[0].distance < 1e-4 and hits[0].encoder == key
     assert search(after.db_path, image=photo, k=1, encoder="other")[0].encoder == new[1]
+
+
+def test_changing_the_text_strategy_rechunks_and_reembeds_only_text(settings):
+    after = replace(settings, chunking=replace(settings.chunking, text_strategy="sentence"))
+    with dg.instance_for_test() as instance:
+        batch, first = ingest_with_dagster(settings, instance)
+        assert first.success
+        old_text = {r[0] for r in db_rows(settings, "SELECT chunk_id FROM chunks WHERE modality = 'text'")}
+        images = {r[0] for r in db_rows(settings, "SELECT chunk_id FROM chunks WHERE modality = 'image'")}
+        new_defs = build_definitions(after)
+        assert stale_by_code_version(new_defs, instance) == {"chunks"}
+
+        rerun = new_defs.resolve_job_def("ingest_job").execute_in_process(
+            partition_key=batch,
+            instance=instance,
+            asset_selection=[dg.AssetKey("chunks"), dg.AssetKey(["embeddings", "clip"]), dg.AssetKey("vector_tables")],
+        )
+        assert rerun.success and stale_by_code_version(new_defs, instance) == set()
+    meta = rerun.asset_materializations_for_node("embeddings__clip")[0].metadata
+    new_text = {r[0] for r in db_rows(after, "SELECT chunk_id FROM chunks WHERE modality = 'text'")}
+    assert new_text and new_text.isdisjoint(old_text), "the strategy is part of every text chunk id"
+    assert {r[0] for r in db_rows(after, "SELECT chunk_id FROM chunks WHERE modality = 'image'")} == images
+    # content addressing: the images keep their vectors, only the new text windows are embedded
+    assert meta["already_embedded"].value == len(images) and meta["embedded"].value == len(new_text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from mm_assets.config import EncoderConfig, Settings
@@ -72,6 +73,18 @@ def test_documents_video_and_audio_end_to_end(media_settings):
     around = {c["source"]: c for c in hit.context}
     assert around["figure"]["chunk_id"] == hit.describes["chunk_id"]
     assert around["window"]["page"] == 2
+
+    # a hit on the first figure itself shows the paragraph it belongs to, and its caption
+    (first_figure, vector) = db_rows(
+        settings,
+        f"SELECT c.chunk_id, e.embedding FROM chunks c JOIN {tables['clip'][0]} e USING (chunk_id) "
+        "WHERE c.source = 'figure' AND c.page = 2 ORDER BY c.position LIMIT 1",
+    )[0]
+    (figure,) = search(settings.db_path, vector=np.asarray(vector, np.float32), k=1, context=1)
+    assert figure.chunk_id == first_figure and (figure.source, figure.page) == ("figure", 2)
+    before, after = figure.context
+    assert before["source"] == "window" and before["page"] == 2 and "lighthouse keeper" in before["text"]
+    assert after["source"] == "caption" and after["text"] == PDF_CAPTIONS[0]
 
     # a frame carries its time span in the video
     frames = search(settings.db_path, text="green", k=50, modality="image")

@@ -3,6 +3,7 @@
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
 from mm_assets.config import EncoderConfig
@@ -61,6 +62,11 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         # Content addressing: chunks another batch already embedded with this encoder are never redone.
         done = store.existing_ids(store.shard_dir("embeddings", enc_key), "chunk_id", exclude=out)
         todo = list({c["chunk_id"]: c for c in chunks if c["chunk_id"] not in done}.values())
+        # Rematerializing this batch (new chunking, say): vectors its last shard holds for chunks that
+        # are still wanted are carried over, not recomputed.
+        carried = _vectors_to_keep(store, out, {c["chunk_id"] for c in todo})
+        kept = set(carried.column("chunk_id").to_pylist()) if carried is not None else set()
+        todo = [c for c in todo if c["chunk_id"] not in kept]
         if encoder_config.awaiting_training:
             # Not trained yet: write nothing (so `mm-assets run` fills it in later) and let the check say so.
             context.log.warning(
@@ -86,6 +92,9 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
             Progress(len(todo), f"embed {encoder_config.name}", context.log.info) as progress,
             store.writer(out, embeddings_schema(encoder.dim)) as write,
         ):
+
+            if carried is not None and carried.num_rows:
+                write(carried.cast(embeddings_schema(encoder.dim)))
 
             def write_batch(ids: list[str], vectors: np.ndarray) -> None:
                 write(
@@ -117,7 +126,8 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
                 "table_name": embedding_table(enc_key),
                 "chunks_in_batch": len(chunks),
                 "already_embedded": len(chunks) - len(todo),
-                "embedded": written.num_rows,
+                "embedded": written.num_rows - len(kept),  # computed by this run
+                "carried_over": len(kept),  # kept from this batch's previous shard
                 "failed": len(failures),
                 "failures": markdown_table(failures, ["chunk_id", "reason"]),
                 **{k: v for modality, s in stats.items() for k, v in s.as_metadata(modality).items()},
@@ -129,6 +139,13 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         )
 
     return embeddings
+
+
+def _vectors_to_keep(store, shard: str, wanted: set[str]) -> pa.Table | None:
+    if not wanted or not store.exists(shard):
+        return None
+    previous = store.read_table(shard)
+    return previous.filter(pc.is_in(previous.column("chunk_id"), pa.array(sorted(wanted))))
 
 
 def _fixed_size(vectors: np.ndarray) -> pa.FixedSizeListArray:
