@@ -24,7 +24,7 @@ import pypdfium2 as pdfium
 from fpdf import FPDF
 from transformers import AutoTokenizer
 
-from mm_assets.chunking.files import chunk_pdf
+from mm_assets.chunking.documents import chunk_pdf
 from mm_assets.chunking.text import TextChunker
 from mm_assets.ingest.media import sample_video_frames
 from mm_assets_tests.media_corpus import _png

@@ -23,7 +23,7 @@ QUERIES = [f"query number {i} about a dog on a beach" for i in range(60)]
 
 def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> None:
     """n text chunks over n/10 files, clustered unit vectors: what vector_tables reads."""
-    from mm_assets.chunking.files import CHUNKS_SCHEMA
+    from mm_assets.chunking.rows import CHUNKS_SCHEMA
     from mm_assets.ingest.files import RAW_FILES_SCHEMA
 
     store = layout.store

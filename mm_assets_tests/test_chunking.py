@@ -1,7 +1,8 @@
 import pytest
 from transformers import AutoTokenizer
 
-from mm_assets.chunking.files import chunk_image, chunk_text
+from mm_assets.chunking.documents import chunk_text
+from mm_assets.chunking.files import chunk_image
 from mm_assets.chunking.text import TextChunker, chunk_text_windows, split_markdown_sections
 from mm_assets_tests.corpus import MARKDOWN
 

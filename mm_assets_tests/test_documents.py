@@ -8,7 +8,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from mm_assets.chunking import chunking_params
-from mm_assets.chunking.files import chunk_audio, chunk_file, chunk_pdf, chunk_text, chunk_video
+from mm_assets.chunking.documents import chunk_pdf, chunk_text
+from mm_assets.chunking.files import chunk_file
+from mm_assets.chunking.media import chunk_audio, chunk_video
 from mm_assets.chunking.text import TextChunker, chunk_text_windows, split_sentences
 from mm_assets.config import ChunkingConfig, EncoderConfig, Settings
 from mm_assets.definitions import build_definitions

@@ -92,7 +92,6 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
             Progress(len(todo), f"embed {encoder_config.name}", context.log.info) as progress,
             store.writer(out, embeddings_schema(encoder.dim)) as write,
         ):
-
             if carried is not None and carried.num_rows:
                 write(carried.cast(embeddings_schema(encoder.dim)))
 

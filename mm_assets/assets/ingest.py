@@ -9,7 +9,8 @@ import pyarrow as pa
 
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
 from mm_assets.chunking import CHUNKER_VERSION, chunking_params
-from mm_assets.chunking.files import CHUNKS_SCHEMA, chunk_file
+from mm_assets.chunking.files import chunk_file
+from mm_assets.chunking.rows import CHUNKS_SCHEMA
 from mm_assets.chunking.text import TextChunker
 from mm_assets.config import Settings, short_hash
 from mm_assets.encoders.resolve import resolve_model

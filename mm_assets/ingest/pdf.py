@@ -6,17 +6,15 @@ is the engine Chrome uses on hostile PDFs every day.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
-from PIL import Image
 
 from mm_assets.ingest import BadFile
-from mm_assets.ingest.images import to_rgb
+from mm_assets.ingest.images import encode_jpeg
 
 # Images smaller than this on either side are rules, bullets and logos, not figures.
 _MIN_FIGURE_PIXELS = 16
@@ -66,16 +64,6 @@ def describe_pdf(data: bytes) -> dict:
         return {"pages": len(doc), "width": round(width), "height": round(height)}
     finally:
         doc.close()
-
-
-def encode_jpeg(image: Image.Image, max_side: int) -> bytes:
-    """An RGB JPEG no larger than ``max_side``: what an image chunk cut out of a file stores."""
-    image = to_rgb(image)
-    if max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
 
 
 def read_pdf_pages(data: bytes, *, image_max_side: int) -> Iterator[PdfPage]:

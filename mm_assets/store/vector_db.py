@@ -19,7 +19,7 @@ import duckdb
 import duckdb_extension_vss
 import numpy as np
 
-from mm_assets.chunking.files import CHUNKS_SCHEMA
+from mm_assets.chunking.rows import CHUNKS_SCHEMA
 from mm_assets.ingest.files import RAW_FILES_SCHEMA
 from mm_assets.store.layout import Layout
 
