@@ -22,9 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="discover new or changed files and materialize them end to end")
     run.add_argument("dirs", nargs="*", help="source folders (default: `sources:` from the settings)")
 
-    search = sub.add_parser("search", help="search the vector tables with a text or an image")
+    search = sub.add_parser("search", help="search the vector tables with a text, an image or an audio file")
     search.add_argument("text", nargs="?", help="text query")
     search.add_argument("--image", help="image file to search with")
+    search.add_argument("--audio", help="audio file to search with (its first window), with an audio encoder")
     search.add_argument("--k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--modality", choices=["image", "text", "audio"], help="only return chunks of this modality")
     search.add_argument("--encoder", help="encoder name or table key (default: the configured default encoder)")
@@ -103,12 +104,13 @@ def _print_hits(hits) -> None:
 def cmd_search(settings: Settings, args) -> int:
     from mm_assets.search.query import search
 
-    if (args.text is None) == (args.image is None):
-        raise ValueError("give a text query or --image PATH (exactly one)")
+    if sum(q is not None for q in (args.text, args.image, args.audio)) != 1:
+        raise ValueError("give a text query, --image PATH or --audio PATH (exactly one)")
     hits = search(
         settings.db_path,
         text=args.text,
         image=args.image,
+        audio=args.audio,
         k=args.k,
         modality=args.modality,
         encoder=args.encoder,

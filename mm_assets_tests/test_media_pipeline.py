@@ -101,6 +101,9 @@ def test_documents_video_and_audio_end_to_end(media_settings):
         ("tone.wav", 16.0, 25.0),
     ]
     assert len(search(settings.db_path, text="a rising tone", k=10, encoder="clap", group_by_file=True)) == 2
+    # audio -> audio: a clip's first window finds itself
+    (same,) = search(settings.db_path, audio=str(good["audio"]), k=1, encoder="clap")
+    assert (same.path, same.t_start, same.t_end) == (str(good["audio"]), 0.0, 10.0) and same.distance < 1e-4
     with pytest.raises(ValueError, match="cannot take an image query"):
         search(settings.db_path, image=str(good["markdown"].parent / "img" / "boat.png"), encoder="clap")
 

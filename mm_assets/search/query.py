@@ -115,17 +115,27 @@ def recorded_encoder(table: EncoderTable) -> Encoder:
     return _load_encoder(m["encoder"], m["model_id"], m["revision"], m["dtype"], tuple(m["modalities"]))
 
 
-def embed_query(encoder: Encoder, text: str | None, image: str | Path | None) -> np.ndarray:
-    if (text is None) == (image is None):
-        raise ValueError("give exactly one of a text query or an image query")
-    if text is not None:
-        return encoder.embed_texts([text])[0]
-    if "image" not in encoder.modalities:
+def embed_query(
+    encoder: Encoder, text: str | None = None, image: str | Path | None = None, audio: str | Path | None = None
+) -> np.ndarray:
+    """A text, an image file or an audio file (its first window: the length the model takes) as a vector."""
+    given = {name: value for name, value in (("text", text), ("image", image), ("audio", audio)) if value is not None}
+    if len(given) != 1:
+        raise ValueError("give exactly one query: a text, an image or an audio file")
+    ((modality, query),) = given.items()
+    if modality != "text" and modality not in encoder.modalities:
         raise ValueError(
             f"encoder {encoder.config.name!r} embeds {' and '.join(sorted(encoder.modalities))}: it cannot take "
-            "an image query; pick an image encoder with --encoder"
+            f"an {modality} query; pick another encoder with --encoder"
         )
-    data = read_file_bytes(str(image), max_bytes=2**31)
+    if modality == "text":
+        return encoder.embed_texts([query])[0]
+    if modality == "audio":
+        from mm_assets.ingest.media import decode_audio  # PyAV: only for audio queries
+
+        pcm = decode_audio(str(query), encoder.sample_rate)
+        return encoder.embed_audio([pcm[: int(encoder.sample_rate * encoder.max_seconds)]])[0]
+    data = read_file_bytes(str(query), max_bytes=2**31)
     rgb = decode_rgb(data, _QUERY_IMAGE_MAX_PIXELS, min_side=encoder.preprocess.shortest_edge)
     return encoder.embed_images([rgb])[0]
 
@@ -275,6 +285,7 @@ class Searcher:
         *,
         text: str | None = None,
         image: str | Path | None = None,
+        audio: str | Path | None = None,
         vector: np.ndarray | None = None,
         k: int = 10,
         modality: str | None = None,
@@ -287,7 +298,7 @@ class Searcher:
         """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving
         matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
         over-fetching when a modality filter applies). ``vector``: an embedding from the same encoder
-        instead of a text or an image (e.g. to find the neighbours of a stored chunk). ``context``: attach
+        instead of a text, image or audio file (e.g. to find the neighbours of a stored chunk). ``context``: attach
         that many chunks before and after each hit in its file. ``group_by_file``: one hit per file."""
         if k < 1:
             raise ValueError("k must be at least 1")
@@ -298,7 +309,7 @@ class Searcher:
                 raise ValueError(f"query vector has shape {vector.shape}; {table.key} holds {table.dim}-d vectors")
             query = np.asarray(vector, dtype=np.float32)
         else:
-            query = embed_query(recorded_encoder(table), text, image).astype(np.float32)
+            query = embed_query(recorded_encoder(table), text, image, audio).astype(np.float32)
         # Grouping keeps the best chunk of each file: look further down the ranking for k distinct files.
         fetch = k * 8 if group_by_file else k
         try:
