@@ -154,6 +154,11 @@ def test_video_frames_by_scene_and_interval_with_subtitles(chunker, params, tiny
     frames = by_source(chunk_video("v", video.read_bytes(), 6.0, None, chunker, interval).rows, "frame")
     assert [f["t_start"] for f in frames] == [0.0, 5.0]
 
+    # a frame limit that cuts the video short is reported
+    capped = params_for(tiny_clip, tmp_path / "h", video_max_frames=2)["video"]
+    short = chunk_video("v", video.read_bytes(), 6.0, None, chunker, capped)
+    assert len(by_source(short.rows, "frame")) == 2 and "video_max_frames = 2" in short.problems[0]
+
     # an edited subtitle file changes the subtitle chunks' ids, not the frames'
     (tmp_path / "film.vtt").write_text(media_corpus.VIDEO_SUBTITLES.replace("Blue", "Dark blue"))
     again = chunk_file(row, chunker, params, max_pixels=10**8, max_bytes=2**30).rows
@@ -275,3 +280,38 @@ def test_video_containers_are_read(chunker, params, tmp_path, ext, fmt, codec):
     assert (row["status"], row["modality"], row["duration"]) == ("ok", "video", 6.0)
     frames = by_source(chunk_file(row, chunker, params, max_pixels=10**8, max_bytes=2**30).rows, "frame")
     assert [f["t_start"] for f in frames] == [0.0, 2.0, 4.0]
+
+
+def test_audio_is_decoded_a_stretch_at_a_time_with_the_same_result(tmp_path, tiny_clap):
+    """A long recording is embedded a few windows at a time (seeking); the samples and vectors match
+    a decode of the whole file."""
+    from mm_assets.encoders.clap import ClapEncoder
+    from mm_assets.encoders.embed import AudioJob, embed_audio
+    from mm_assets.ingest.media import decode_audio
+    from mm_assets.ingest.reading import file_id_of
+
+    for fmt in ("wav", "flac", "mp3", "ogg"):  # MP3 and Opus streams start a few ms after zero
+        path = tmp_path / f"long.{fmt}"
+        path.write_bytes(media_corpus.audio_bytes(25.0, fmt))
+        whole = decode_audio(str(path), 48000)
+        assert len(whole) == 25 * 48000
+        stretch = decode_audio(str(path), 48000, 8.0, 18.0)
+        np.testing.assert_allclose(stretch, whole[8 * 48000 : 18 * 48000], atol=1e-6, err_msg=fmt)
+
+    path = tmp_path / "long.wav"
+    encoder = ClapEncoder(EncoderConfig(name="clap", model=str(tiny_clap), modalities=("audio",), dtype="float32"))
+    spans = ((0.0, 10.0), (8.0, 18.0), (16.0, 25.0))
+    ids = ("a", "b", "c")
+    file_id = file_id_of(path.read_bytes())
+
+    def vectors(jobs):
+        out = {}
+        stats = embed_audio(encoder, jobs, lambda i, v: out.update(zip(i, v)), workers=2)
+        assert not stats.failures
+        return np.stack([out[i] for i in ids])
+
+    one_job = vectors([AudioJob(file_id, str(path), ids, spans)])
+    one_per_window = vectors(
+        [AudioJob(file_id, str(path), (i,), (s,), verify=n == 0) for n, (i, s) in enumerate(zip(ids, spans))]
+    )
+    np.testing.assert_allclose(one_per_window, one_job, atol=1e-5)

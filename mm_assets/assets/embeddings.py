@@ -174,11 +174,19 @@ def _image_jobs(chunks: list[dict], paths: dict[str, str]) -> list[ImageJob]:
     return whole + cut_out
 
 
+# Audio windows decoded per job: about two minutes of a long recording at a time.
+AUDIO_WINDOWS_PER_JOB = 16
+
+
 def _audio_jobs(chunks: list[dict], paths: dict[str, str]) -> list[AudioJob]:
-    return [
-        AudioJob(fid, paths[fid], tuple(c["chunk_id"] for c in cs), tuple((c["t_start"], c["t_end"]) for c in cs))
-        for fid, cs in _by_file(chunks).items()
-    ]
+    jobs = []
+    for fid, cs in _by_file(chunks).items():
+        cs = sorted(cs, key=lambda c: c["t_start"])
+        for i in range(0, len(cs), AUDIO_WINDOWS_PER_JOB):
+            group = cs[i : i + AUDIO_WINDOWS_PER_JOB]
+            spans = tuple((c["t_start"], c["t_end"]) for c in group)
+            jobs.append(AudioJob(fid, paths[fid], tuple(c["chunk_id"] for c in group), spans, verify=i == 0))
+    return jobs
 
 
 def _validity_check(table: pa.Table, dim: int) -> dg.AssetCheckResult:

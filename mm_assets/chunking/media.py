@@ -47,6 +47,11 @@ def chunk_video(
     )
     if not frames:
         raise BadFile("no decodable video frames")
+    if len(frames) == params["max_frames"]:
+        chunks.problems.append(
+            f"stopped at chunking.video_max_frames = {params['max_frames']} frames: nothing after "
+            f"{frames[-1].seconds:.1f} s of {duration or 0:.1f} s was sampled"
+        )
     ends = [f.seconds for f in frames[1:]] + [max(duration or 0.0, frames[-1].seconds)]
     timeline = [(f.seconds, 0, ("frame", f, end)) for f, end in zip(frames, ends)]
     if subtitles is not None:

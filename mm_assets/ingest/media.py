@@ -24,6 +24,7 @@ _TRUNCATION_TOLERANCE = 0.9
 # Scene detection compares colour histograms: cheap, and blind to motion within a scene.
 _PROFILE_SAMPLES = 2048  # pixels per plane
 _PROFILE_BINS = 64
+_PREROLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -158,19 +159,38 @@ def _colour_shift(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).sum(axis=1).mean() / _PROFILE_BINS)
 
 
-def decode_audio(source: Source, sample_rate: int) -> np.ndarray:
-    """The whole file as mono float32 PCM at ``sample_rate``."""
+def decode_audio(source: Source, sample_rate: int, start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """Seconds [start, end) of the file (default: all of it) as mono float32 PCM at ``sample_rate``.
+
+    Seeks to ``start`` and stops decoding at ``end``, so windows of a long recording are read a few
+    at a time, never the whole file at once."""
     container, stream = _open(source, "audio")
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    parts = []
+    parts, first_time, have = [], None, 0
+    # Times count from the stream's first sample (MP3 and Opus streams start a few ms after zero).
+    origin = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
     try:
+        if start > _PREROLL_SECONDS and stream.time_base:
+            # Start a little early: decoders (Opus, MP3) and the resampler need samples before the
+            # first one they get right.
+            seek_to = origin + start - _PREROLL_SECONDS
+            container.seek(int(seek_to / stream.time_base), stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
-            parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-        parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+            if first_time is None:
+                first_time = min(float(frame.time or origin) - origin, start)
+            for resampled in resampler.resample(frame):
+                parts.append(resampled.to_ndarray().reshape(-1))
+                have += len(parts[-1])
+            if end is not None and first_time + have / sample_rate >= end:
+                break
+        else:
+            parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
     except av.FFmpegError as exc:
         raise BadFile(f"audio stopped decoding ({exc})") from None
     finally:
         container.close()
     if not parts:
         raise BadFile("no decodable audio frames")
-    return np.concatenate(parts).astype(np.float32, copy=False)
+    pcm = np.concatenate(parts).astype(np.float32, copy=False)
+    offset = int(round((start - (first_time or 0.0)) * sample_rate))
+    return pcm[offset : None if end is None else offset + int(round((end - start) * sample_rate))]
