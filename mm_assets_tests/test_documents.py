@@ -315,3 +315,22 @@ def test_audio_is_decoded_a_stretch_at_a_time_with_the_same_result(tmp_path, tin
         [AudioJob(file_id, str(path), (i,), (s,), verify=n == 0) for n, (i, s) in enumerate(zip(ids, spans))]
     )
     np.testing.assert_allclose(one_per_window, one_job, atol=1e-5)
+
+
+def test_semantic_chunking_runs_in_the_asset_with_the_default_encoder(settings, source):
+    from dataclasses import replace
+
+    from mm_assets_tests.helpers import db_rows, ingest_with_dagster
+
+    (source / "texts" / "topics.txt").write_text(TOPICS * 3)
+    semantic = replace(settings, chunking=replace(settings.chunking, text_strategy="semantic"))
+    with dg.instance_for_test() as instance:
+        _, result = ingest_with_dagster(semantic, instance)
+    assert result.success
+    params = result.asset_materializations_for_node("chunks")[0].metadata["params"].value
+    assert params["text"]["strategy"] == "semantic"
+    assert params["text"]["semantic_encoder"] == semantic.default_encoder.fingerprint
+    windows = [
+        r[0] for r in db_rows(semantic, "SELECT text FROM chunks WHERE source = 'window' AND text LIKE '%Soup%'")
+    ]
+    assert windows and all(w.rstrip().endswith((".", "!", "?")) for w in windows), "windows end on sentence ends"

@@ -133,8 +133,7 @@ def embed_query(
     if modality == "audio":
         from mm_assets.ingest.media import decode_audio  # PyAV: only for audio queries
 
-        pcm = decode_audio(str(query), encoder.sample_rate)
-        return encoder.embed_audio([pcm[: int(encoder.sample_rate * encoder.max_seconds)]])[0]
+        return encoder.embed_audio([decode_audio(str(query), encoder.sample_rate, 0.0, encoder.max_seconds)])[0]
     data = read_file_bytes(str(query), max_bytes=2**31)
     rgb = decode_rgb(data, _QUERY_IMAGE_MAX_PIXELS, min_side=encoder.preprocess.shortest_edge)
     return encoder.embed_images([rgb])[0]
