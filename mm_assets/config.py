@@ -23,7 +23,6 @@ DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 EMBEDDING_CODE_VERSION = "1"
 MODALITIES = ("image", "text", "audio")
 DEFAULT_MODALITIES = ("image", "text")  # a CLIP model's; an audio model (CLAP) lists audio (and text)
-TEXT_STRATEGIES = ("fixed", "heading", "sentence", "semantic")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
 # Settings read from the config file as they are (the others are converted in load_settings).
@@ -143,8 +142,12 @@ class ChunkingConfig:
             raise ValueError("chunking.max_tokens must be at least 8")
         if not 0 <= self.overlap_tokens < self.max_tokens // 2:
             raise ValueError("chunking.overlap_tokens must be between 0 and half of max_tokens")
-        if self.text_strategy not in TEXT_STRATEGIES:
-            raise ValueError(f"chunking.text_strategy must be one of {TEXT_STRATEGIES}, not {self.text_strategy!r}")
+        from mm_assets.chunking.text import STRATEGY_VERSIONS  # here: the chunking package imports this module
+
+        if self.text_strategy not in STRATEGY_VERSIONS:
+            raise ValueError(
+                f"chunking.text_strategy must be one of {sorted(STRATEGY_VERSIONS)}, not {self.text_strategy!r}"
+            )
         if not 0 < self.semantic_percentile < 100:
             raise ValueError("chunking.semantic_percentile must be between 0 and 100")
         if self.image_tiles == 1 or self.image_tiles < 0:

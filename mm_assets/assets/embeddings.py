@@ -105,9 +105,13 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
             stats = {}
             if image_jobs:
                 stats["image"] = embed_images(
-                    encoder, image_jobs, write_batch, max_pixels=max_image_pixels, workers=decode_workers,
+                    encoder,
+                    image_jobs,
+                    write_batch,
+                    max_pixels=max_image_pixels,
+                    workers=decode_workers,
                     progress=progress,
-                )  # fmt: skip
+                )
             if audio_jobs:
                 stats["audio"] = embed_audio(
                     encoder, audio_jobs, write_batch, workers=decode_workers, progress=progress

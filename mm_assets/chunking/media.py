@@ -53,18 +53,17 @@ def chunk_video(
             f"{frames[-1].seconds:.1f} s of {duration or 0:.1f} s was sampled"
         )
     ends = [f.seconds for f in frames[1:]] + [max(duration or 0.0, frames[-1].seconds)]
-    timeline = [(f.seconds, 0, ("frame", f, end)) for f, end in zip(frames, ends)]
+    # Frames and subtitle windows in time order (a frame first when both start together).
+    timeline = [(f.seconds, 0, f, end) for f, end in zip(frames, ends)]
     if subtitles is not None:
-        timeline += [(start, 1, ("cues", text, (start, end))) for text, start, end in _cue_windows(subtitles, chunker)]
-    for _, _, (what, item, extra) in sorted(timeline, key=lambda t: t[:2]):
-        if what == "frame":
-            chunks.add("image", "frame", media=item.jpeg, t_start=item.seconds, t_end=extra, bbox=[0, 0, 1, 1])
-        else:
+        timeline += [(start, 1, text, end) for text, start, end in _cue_windows(subtitles, chunker)]
+    for start, is_text, item, end in sorted(timeline, key=lambda t: t[:2]):
+        if is_text:
             fitted, n_tokens = chunker.fit(item)
-            chunks.add(
-                "text", "subtitle", content=subtitles.file_id, text=fitted, n_tokens=n_tokens,
-                t_start=extra[0], t_end=extra[1],
-            )  # fmt: skip
+            fields = {"text": fitted, "n_tokens": n_tokens, "t_start": start, "t_end": end}
+            chunks.add("text", "subtitle", content=subtitles.file_id, **fields)
+        else:
+            chunks.add("image", "frame", media=item.jpeg, t_start=start, t_end=end, bbox=[0, 0, 1, 1])
     return chunks
 
 
