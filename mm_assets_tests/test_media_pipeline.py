@@ -47,6 +47,11 @@ def test_documents_video_and_audio_end_to_end(media_settings):
         "audio",
     }
 
+    # documents evaluate themselves: each caption and alt text looks for its own figure among all figures
+    evaluation = result.asset_materializations_for_node("retrieval_eval")[0].metadata
+    assert evaluation["clip/caption->figure/chance@1"].value == pytest.approx(1 / 5)  # 5 figures
+    assert evaluation["clip/caption->figure/n_queries"].value == 8  # 5 captions, 3 alt texts with their image
+
     # the right chunks of each kind
     counts = dict(db_rows(settings, "SELECT source, count(*) FROM chunks GROUP BY source"))
     assert counts["figure"] == 5 and counts["caption"] == 5  # 2 in the PDF, 2 in the markdown, 1 in the HTML

@@ -43,7 +43,7 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         scores = {
             f"{r['encoder']}/{r['task']}/{m}": float(r[m])
             for r in results
-            for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1")
+            for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries")
         }
         return dg.MaterializeResult(
             metadata={

@@ -1,4 +1,5 @@
-"""Cross-modal retrieval evaluation of one vector table on the held-out split of labelled images."""
+"""Cross-modal retrieval evaluation of one vector table: on the held-out split of labelled images,
+and on the figures of documents, found by their own captions and alt text."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.evaluation.metrics import retrieval_metrics
 from mm_assets.search.query import EncoderTable
 
-TASKS = ("text->image", "image->text", "text->text", "image->image")
+TASKS = ("text->image", "image->text", "text->text", "image->image", "caption->figure")
 
 
 def in_test_split(file_id: str, test_percent: int) -> bool:
@@ -37,9 +38,10 @@ def evaluate_encoder_table(
 ) -> list[dict]:
     """One result per task. Relevant = same label (or the query's own pair when unlabelled).
     Same-modality tasks leave the query itself out and need labels (otherwise nothing is relevant)."""
+    results = _caption_figure_result(con, table)
     ids, captions, labels, images = labelled_test_items(con, table, test_percent)
     if not ids:
-        return []
+        return results
     texts = np.concatenate(
         [
             encoder.embed_texts(captions[i : i + encoder.config.batch_size])
@@ -55,9 +57,7 @@ def evaluate_encoder_table(
         "text->text": (texts, texts, relevant & not_self),
         "image->image": (images, images, relevant & not_self),
     }
-    results = []
-    for task in TASKS:
-        queries, gallery, rel = pairs[task]
+    for task, (queries, gallery, rel) in pairs.items():
         similarity = queries @ gallery.T
         if queries is gallery:
             similarity = np.where(not_self, similarity, -np.inf)  # the query is not its own answer
@@ -65,6 +65,28 @@ def evaluate_encoder_table(
         if metrics["n_queries"]:
             results.append({"encoder": table.name, "key": table.key, "task": task, **metrics})
     return results
+
+
+def _caption_figure_result(con: duckdb.DuckDBPyConnection, table: EncoderTable) -> list[dict]:
+    """Each caption or alt text of a document (a text chunk linked to its figure) as a query over every
+    figure: free labelled pairs, never used for fine-tuning. Uses the stored vectors."""
+    figures = con.execute(f"""
+        SELECT c.chunk_id, e.embedding FROM chunks c JOIN {table.table_name} e USING (chunk_id)
+        WHERE c.source = 'figure' ORDER BY c.chunk_id""").fetchall()
+    captions = con.execute(f"""
+        SELECT c.linked_chunk_id, e.embedding FROM chunks c JOIN {table.table_name} e USING (chunk_id)
+        WHERE c.linked_chunk_id IS NOT NULL ORDER BY c.chunk_id""").fetchall()
+    if not figures or not captions:
+        return []
+    gallery = np.asarray([f[1] for f in figures], dtype=np.float32).reshape(len(figures), table.dim)
+    queries = np.asarray([c[1] for c in captions], dtype=np.float32).reshape(len(captions), table.dim)
+    relevant = np.asarray([c[0] for c in captions])[:, None] == np.asarray([f[0] for f in figures])[None, :]
+    metrics = retrieval_metrics(queries @ gallery.T, relevant)
+    return (
+        [{"encoder": table.name, "key": table.key, "task": "caption->figure", **metrics}]
+        if metrics["n_queries"]
+        else []
+    )
 
 
 def comparison_markdown(results: list[dict]) -> str:
