@@ -147,18 +147,22 @@ def write_media_corpus(folder: Path) -> dict[str, Path]:
     return paths
 
 
+def _half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
 def write_broken_media(folder: Path) -> dict[str, str]:
     """Broken documents and videos: file name -> the words their quarantine reason must contain."""
     folder.mkdir(parents=True, exist_ok=True)
-    good_pdf, good_video = pdf_bytes(), video_bytes()
     files = {
         "locked.pdf": (pdf_bytes(encrypted=True), "encrypted PDF"),
-        "half.pdf": (good_pdf[: len(good_pdf) // 2], "corrupt or truncated PDF"),
+        "half.pdf": (_half(pdf_bytes()), "corrupt or truncated PDF"),
         "garbage.pdf": (b"%PDF-1.7\n" + bytes(range(256)) * 8, "corrupt or truncated PDF"),
-        "half.mp4": (good_video[: len(good_video) // 2], "video"),
+        "half.mp4": (_half(video_bytes()), "corrupt or truncated video"),  # its index is at the end
+        "half.webm": (_half(video_bytes("webm", "libvpx")), "truncated video: its data ends at"),
         "noise.mp4": (video_without_decodable_frames(), "no decodable video frames"),
         "sound_only.mp4": (audio_bytes(1.0, "flac"), "no video stream"),
-        "half.wav": (audio_bytes(4.0)[: len(audio_bytes(4.0)) // 2], "truncated audio"),
+        "half.wav": (_half(audio_bytes(4.0)), "truncated audio"),
     }
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
