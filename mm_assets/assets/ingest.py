@@ -14,7 +14,7 @@ from mm_assets.chunking.rows import CHUNKS_SCHEMA
 from mm_assets.chunking.text import TextChunker
 from mm_assets.config import Settings, short_hash
 from mm_assets.encoders.resolve import resolve_model
-from mm_assets.ingest import BadFile
+from mm_assets.ingest import failure_reason
 from mm_assets.ingest.batches import read_manifest
 from mm_assets.ingest.files import RAW_FILES_SCHEMA, inspect_file, rejected_row
 from mm_assets.ingest.labels import CaptionIndex
@@ -105,8 +105,8 @@ def build_ingest_assets(settings: Settings) -> list:
                     )
                     rows.extend(found.rows)
                     problems += [{"path": f["path"], "problem": p} for p in found.problems]
-                except Exception as exc:  # a decoder bug on hostile bytes costs one file, never the batch
-                    reason = str(exc) if isinstance(exc, BadFile) else f"unreadable ({type(exc).__name__}: {exc})"
+                except Exception as exc:
+                    reason = failure_reason(exc)
                     failures.append({"path": f["path"], "reason": reason})
                     context.log.warning(f"could not chunk {f['path']}: {reason}")
                 progress()

@@ -56,11 +56,11 @@ def chunk_video(
     # Frames and subtitle windows in time order (a frame first when both start together).
     timeline = [(f.seconds, 0, f, end) for f, end in zip(frames, ends)]
     if subtitles is not None:
-        timeline += [(start, 1, text, end) for text, start, end in _cue_windows(subtitles, chunker)]
+        timeline += [(start, 1, window, end) for window, start, end in _cue_windows(subtitles, chunker)]
     for start, is_text, item, end in sorted(timeline, key=lambda t: t[:2]):
         if is_text:
-            fitted, n_tokens = chunker.fit(item)
-            fields = {"text": fitted, "n_tokens": n_tokens, "t_start": start, "t_end": end}
+            text, n_tokens = item
+            fields = {"text": text, "n_tokens": n_tokens, "t_start": start, "t_end": end}
             chunks.add("text", "subtitle", content=subtitles.file_id, **fields)
         else:
             chunks.add("image", "frame", media=item.jpeg, t_start=start, t_end=end, bbox=[0, 0, 1, 1])
@@ -68,16 +68,18 @@ def chunk_video(
 
 
 def _cue_windows(subtitles: Subtitles, chunker: TextChunker):
-    """Consecutive cues joined while they fit one window: (text, start, end)."""
-    group: list = []
+    """Consecutive cues joined while they fit one window: ((text, n_tokens), start, end)."""
+    group, fitted = [], None
     for cue in subtitles.cues:
         joined = " ".join(c.text for c in [*group, cue])
-        if group and chunker.fit(joined)[0] != joined:
-            yield " ".join(c.text for c in group), group[0].start, group[-1].end
-            group = []
+        candidate = chunker.fit(joined)
+        if group and candidate[0] != joined:
+            yield fitted, group[0].start, group[-1].end
+            group, candidate = [], chunker.fit(cue.text)
         group.append(cue)
+        fitted = candidate
     if group:
-        yield " ".join(c.text for c in group), group[0].start, group[-1].end
+        yield fitted, group[0].start, group[-1].end
 
 
 def chunk_audio(file_id: str, duration: float, params: dict) -> FileChunks:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def chunk_text_windows(
                 else set()
             )
             found = _sentence_windows(section, spans, breaks, heading, prefix, tokenizer, max_tokens, overlap)
-        windows.extend(TextWindow(w.text, w.heading, w.char_start, w.char_end, w.n_tokens, index) for w in found)
+        windows.extend(replace(w, section=index) for w in found)
     return windows
 
 

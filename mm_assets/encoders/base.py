@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 import mm_assets
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.precision import MIN_COSINE_TO_FP32, resolve_precision
-from mm_assets.encoders.resolve import resolve_model
+from mm_assets.encoders.resolve import ResolvedModel, resolve_model
 
 LINEAGE_FILE = "mm_assets_lineage.json"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -43,9 +43,9 @@ class Encoder:
     modalities: frozenset[str]
     max_tokens: int
 
-    def __init__(self, config: EncoderConfig):
+    def __init__(self, config: EncoderConfig, resolved: ResolvedModel | None = None):
         self.config = config
-        self.resolved = resolve_model(config.model, config.revision)
+        self.resolved = resolved or resolve_model(config.model, config.revision)
         unsupported = set(config.modalities) - self.modalities
         if unsupported:
             raise ValueError(

@@ -10,9 +10,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, CLIPModel
 
-from mm_assets.encoders.base import CALIBRATION_TEXTS, LINEAGE_FILE, Encoder, normalise
-
-__all__ = ["LINEAGE_FILE", "ClipEncoder", "ImagePreprocessing"]
+from mm_assets.encoders.base import CALIBRATION_TEXTS, Encoder, normalise
 
 
 @dataclass(frozen=True)

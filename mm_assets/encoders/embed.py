@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mm_assets.ingest import BadFile
+from mm_assets.ingest import failure_reason
 from mm_assets.ingest.images import decode_rgb
 from mm_assets.ingest.reading import check_ingested_path, read_ingested_file
 
@@ -86,55 +86,52 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> I
 
 
 def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
-    times = [0.0, 0.0, 0.0]
     t0 = time.perf_counter()
-    try:
-        data = job.data if job.data is not None else read_ingested_file(job.path, job.file_id)
-        t1 = time.perf_counter()
-        # Tiles need the image decoded larger: a 1/n-wide tile must still cover the model's input size.
-        zoom = round(1 / min(b[2] - b[0] for b in job.bboxes))
-        image = decode_rgb(data, max_pixels, min_side=encoder.preprocess.shortest_edge * zoom)
-        t2 = time.perf_counter()
-        w, h = image.size
-        pixels = [
-            encoder.preprocess(
-                image
-                if b == (0.0, 0.0, 1.0, 1.0)
-                else image.crop((round(b[0] * w), round(b[1] * h), round(b[2] * w), round(b[3] * h)))
-            )
-            for b in job.bboxes
-        ]
-        t3 = time.perf_counter()
-        times = [t1 - t0, t2 - t1, t3 - t2]
-        return job, pixels, times, None
-    except Exception as exc:  # as in ingest: one undecodable file never fails the batch
-        return job, None, times, _reason(exc)
-
-
-def _reason(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, BadFile) else f"unreadable ({type(exc).__name__}: {exc})"
+    data = job.data if job.data is not None else read_ingested_file(job.path, job.file_id)
+    t1 = time.perf_counter()
+    # Tiles need the image decoded larger: a 1/n-wide tile must still cover the model's input size.
+    zoom = round(1 / min(b[2] - b[0] for b in job.bboxes))
+    image = decode_rgb(data, max_pixels, min_side=encoder.preprocess.shortest_edge * zoom)
+    t2 = time.perf_counter()
+    w, h = image.size
+    pixels = [
+        encoder.preprocess(
+            image
+            if b == (0.0, 0.0, 1.0, 1.0)
+            else image.crop((round(b[0] * w), round(b[1] * h), round(b[2] * w), round(b[3] * h)))
+        )
+        for b in job.bboxes
+    ]
+    return pixels, (t1 - t0, t2 - t1, time.perf_counter() - t2)
 
 
 def _load_audio_job(job: AudioJob, encoder: ClapEncoder):
     from mm_assets.ingest.media import decode_audio  # PyAV: only where audio is embedded
 
-    times = [0.0, 0.0, 0.0]
     t0 = time.perf_counter()
-    try:
-        path = check_ingested_path(job.path, job.file_id) if job.verify else job.path
-        t1 = time.perf_counter()
-        start = job.spans[0][0]
-        pcm = decode_audio(path, encoder.sample_rate, start, max(b for _, b in job.spans))
-        t2 = time.perf_counter()
-        rate, longest = encoder.sample_rate, int(encoder.sample_rate * encoder.max_seconds)
-        windows = []
-        for a, b in job.spans:
-            first = int(round((a - start) * rate))
-            windows.append(pcm[first : first + min(longest, max(1, int(round((b - a) * rate))))])
-        times = [t1 - t0, t2 - t1, time.perf_counter() - t2]
-        return job, windows, times, None
-    except Exception as exc:
-        return job, None, times, _reason(exc)
+    path = check_ingested_path(job.path, job.file_id) if job.verify else job.path
+    t1 = time.perf_counter()
+    start = job.spans[0][0]
+    pcm = decode_audio(path, encoder.sample_rate, start, max(b for _, b in job.spans))
+    t2 = time.perf_counter()
+    rate, longest = encoder.sample_rate, int(encoder.sample_rate * encoder.max_seconds)
+    windows = []
+    for a, b in job.spans:
+        first = int(round((a - start) * rate))
+        windows.append(pcm[first : first + min(longest, max(1, int(round((b - a) * rate))))])
+    return windows, (t1 - t0, t2 - t1, time.perf_counter() - t2)
+
+
+def _guarded(load):
+    """A loader that reports a failure instead of raising: one undecodable file never fails the batch."""
+
+    def run(job):
+        try:
+            return job, *load(job), None
+        except Exception as exc:
+            return job, None, (0.0, 0.0, 0.0), failure_reason(exc)
+
+    return run
 
 
 def _embed_jobs(jobs, load, embed_batch, write: WriteBatch, *, batch_size: int, workers: int, progress) -> StageTimes:
@@ -157,7 +154,9 @@ def _embed_jobs(jobs, load, embed_batch, write: WriteBatch, *, batch_size: int, 
         items.clear()
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        for job, loaded, (t_read, t_decode, t_pre), error in _bounded_map(pool, load, jobs, ahead=2 * batch_size):
+        for job, loaded, (t_read, t_decode, t_pre), error in _bounded_map(
+            pool, _guarded(load), jobs, ahead=2 * batch_size
+        ):
             stats.read += t_read
             stats.decode += t_decode
             stats.preprocess += t_pre

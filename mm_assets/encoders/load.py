@@ -11,14 +11,14 @@ from mm_assets.encoders.resolve import resolve_model
 
 def load_encoder(config: EncoderConfig) -> Encoder:
     """A CLIP model gives an image–text encoder, a CLAP model an audio–text one."""
-    local_dir = resolve_model(config.model, config.revision).local_dir
-    model_type = json.loads((local_dir / "config.json").read_text()).get("model_type")
+    resolved = resolve_model(config.model, config.revision)
+    model_type = json.loads((resolved.local_dir / "config.json").read_text()).get("model_type")
     if model_type == "clip":
         from mm_assets.encoders.clip import ClipEncoder
 
-        return ClipEncoder(config)
+        return ClipEncoder(config, resolved)
     if model_type == "clap":
         from mm_assets.encoders.clap import ClapEncoder
 
-        return ClapEncoder(config)
+        return ClapEncoder(config, resolved)
     raise ValueError(f"encoder {config.name!r}: {config.model} is a {model_type!r} model; mm_assets runs CLIP and CLAP")

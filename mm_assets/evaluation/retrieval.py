@@ -70,23 +70,25 @@ def evaluate_encoder_table(
 def _caption_figure_result(con: duckdb.DuckDBPyConnection, table: EncoderTable) -> list[dict]:
     """Each caption or alt text of a document (a text chunk linked to its figure) as a query over every
     figure: free labelled pairs, never used for fine-tuning. Uses the stored vectors."""
-    figures = con.execute(f"""
-        SELECT c.chunk_id, e.embedding FROM chunks c JOIN {table.table_name} e USING (chunk_id)
-        WHERE c.source = 'figure' ORDER BY c.chunk_id""").fetchall()
-    captions = con.execute(f"""
-        SELECT c.linked_chunk_id, e.embedding FROM chunks c JOIN {table.table_name} e USING (chunk_id)
-        WHERE c.linked_chunk_id IS NOT NULL ORDER BY c.chunk_id""").fetchall()
-    if not figures or not captions:
+    figure_ids, gallery = _stored_vectors(con, table, "chunk_id", "c.source = 'figure'")
+    described, queries = _stored_vectors(con, table, "linked_chunk_id", "c.linked_chunk_id IS NOT NULL")
+    if not figure_ids or not described:
         return []
-    gallery = np.asarray([f[1] for f in figures], dtype=np.float32).reshape(len(figures), table.dim)
-    queries = np.asarray([c[1] for c in captions], dtype=np.float32).reshape(len(captions), table.dim)
-    relevant = np.asarray([c[0] for c in captions])[:, None] == np.asarray([f[0] for f in figures])[None, :]
+    relevant = np.asarray(described)[:, None] == np.asarray(figure_ids)[None, :]
     metrics = retrieval_metrics(queries @ gallery.T, relevant)
     return (
         [{"encoder": table.name, "key": table.key, "task": "caption->figure", **metrics}]
         if metrics["n_queries"]
         else []
     )
+
+
+def _stored_vectors(con: duckdb.DuckDBPyConnection, table: EncoderTable, key: str, where: str):
+    """(a column per chunk, the chunks' vectors) for the chunks matching ``where``."""
+    rows = con.execute(f"""
+        SELECT c.{key}, e.embedding FROM chunks c JOIN {table.table_name} e USING (chunk_id)
+        WHERE {where} ORDER BY c.chunk_id""").fetchall()
+    return [r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32).reshape(len(rows), table.dim)
 
 
 def comparison_markdown(results: list[dict]) -> str:

@@ -11,3 +11,9 @@ SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS | TEXT_EXTENSIONS | PDF_EXTENSIONS | VID
 
 class BadFile(Exception):
     """A file that cannot be ingested; the message is the quarantine reason shown to users."""
+
+
+def failure_reason(exc: Exception) -> str:
+    """What to tell the user about a file that failed: our own reason, or the decoder's error (a
+    decoder bug on hostile bytes must cost one file, never the batch)."""
+    return str(exc) if isinstance(exc, BadFile) else f"unreadable ({type(exc).__name__}: {exc})"

@@ -6,7 +6,14 @@ import os
 
 import pyarrow as pa
 
-from mm_assets.ingest import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, PDF_EXTENSIONS, VIDEO_EXTENSIONS, BadFile
+from mm_assets.ingest import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    PDF_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    BadFile,
+    failure_reason,
+)
 from mm_assets.ingest.discover import FoundFile
 from mm_assets.ingest.images import decode_rgb, open_image
 from mm_assets.ingest.media import describe_media
@@ -90,10 +97,8 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
             if not text.strip():
                 raise BadFile("text file has no visible characters")
             row.update(format=_TEXT_FORMATS.get(ext, "text"), encoding=encoding)
-    except BadFile as exc:
-        row.update(status="quarantined", reason=str(exc))
-    except Exception as exc:  # a decoder bug on hostile bytes must cost one file, never the batch
-        row.update(status="quarantined", reason=f"unreadable ({type(exc).__name__}: {exc})")
+    except Exception as exc:
+        row.update(status="quarantined", reason=failure_reason(exc))
     return row
 
 

@@ -159,29 +159,27 @@ _PLACE_COLUMNS = ("source", "position", "section", "page", "char_start", "char_e
 _DETAIL_COLUMNS = ("chunk_id", "file_id", "modality", "text", "heading", *_PLACE_COLUMNS, "linked_chunk_id")
 
 
+def _select_by_id(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], ids: list[str]) -> list[dict]:
+    """Rows by id as dicts; a literal IN list, so the id index is used."""
+    if not ids:
+        return []
+    key = columns[0]
+    rows = con.execute(
+        f"SELECT {', '.join(columns)} FROM {table} WHERE {key} IN ({', '.join('?' * len(ids))})", ids
+    ).fetchall()
+    return [dict(zip(columns, r)) for r in rows]
+
+
 def chunk_details(con: duckdb.DuckDBPyConnection, chunk_ids: list[str]) -> dict[str, dict]:
-    """Path, modality, text, heading and place in the file per chunk id; literal IN lists so the id
-    indexes are used."""
-    if not chunk_ids:
-        return {}
-    marks = ", ".join("?" * len(chunk_ids))
-    rows = con.execute(f"SELECT {', '.join(_DETAIL_COLUMNS)} FROM chunks WHERE chunk_id IN ({marks})", chunk_ids)
-    chunks = [dict(zip(_DETAIL_COLUMNS, r)) for r in rows.fetchall()]
-    file_ids = sorted({c["file_id"] for c in chunks})
-    paths = dict(
-        con.execute(
-            f"SELECT file_id, path FROM files WHERE file_id IN ({', '.join('?' * len(file_ids))})", file_ids
-        ).fetchall()
-    )
-    # A caption or alt text describes an image chunk: a hit on its words shows that figure too.
+    """Path, modality, text, heading and place in the file per chunk id, and for a caption or alt text
+    the image chunk it describes (a hit on its words shows that figure too)."""
+    chunks = _select_by_id(con, "chunks", _DETAIL_COLUMNS, chunk_ids)
+    files = _select_by_id(con, "files", ("file_id", "path"), sorted({c["file_id"] for c in chunks}))
+    paths = {f["file_id"]: f["path"] for f in files}
     linked = sorted({c["linked_chunk_id"] for c in chunks if c["linked_chunk_id"]})
-    described = {}
-    if linked:
-        columns = ("chunk_id", "modality", *_PLACE_COLUMNS)
-        rows = con.execute(
-            f"SELECT {', '.join(columns)} FROM chunks WHERE chunk_id IN ({', '.join('?' * len(linked))})", linked
-        ).fetchall()
-        described = {r[0]: dict(zip(columns, r)) for r in rows}
+    described = {
+        d["chunk_id"]: d for d in _select_by_id(con, "chunks", ("chunk_id", "modality", *_PLACE_COLUMNS), linked)
+    }
     out = {}
     for c in chunks:
         chunk_id, link = c.pop("chunk_id"), c.pop("linked_chunk_id")
@@ -195,9 +193,8 @@ def neighbouring_chunks(con: duckdb.DuckDBPyConnection, hits: list[SearchHit], w
         return hits
     windows = " OR ".join("(file_id = ? AND position BETWEEN ? AND ?)" for _ in hits)
     params = [v for h in hits for v in (h.file_id, h.position - width, h.position + width)]
-    columns = ("chunk_id", "file_id", "modality", "text", "heading", *_PLACE_COLUMNS, "linked_chunk_id")
-    rows = con.execute(f"SELECT {', '.join(columns)} FROM chunks WHERE {windows} ORDER BY position", params)
-    nearby = [dict(zip(columns, r)) for r in rows.fetchall()]
+    rows = con.execute(f"SELECT {', '.join(_DETAIL_COLUMNS)} FROM chunks WHERE {windows} ORDER BY position", params)
+    nearby = [dict(zip(_DETAIL_COLUMNS, r)) for r in rows.fetchall()]
 
     def around(h: SearchHit) -> list[dict]:
         return [

@@ -122,11 +122,7 @@ class ShardStore:
             names = self.fs.ls(self.path(directory), detail=False)
         except FileNotFoundError:
             return []
-        return sorted(
-            self._key(p.rstrip("/"))
-            for p in names
-            if p.endswith(suffix) and not p.rstrip("/").rpartition("/")[2].startswith(".")
-        )
+        return sorted(self._key(p.rstrip("/")) for p in names if _is_complete(p.rstrip("/"), suffix))
 
     def subdirectories(self, directory: str) -> list[str]:
         try:
@@ -139,11 +135,7 @@ class ShardStore:
         """Every complete shard of every asset."""
         if not self.exists("shards"):
             return set()
-        return {
-            self._key(p)
-            for p in self.fs.find(self.path("shards"))
-            if p.endswith(".parquet") and not p.rpartition("/")[2].startswith(".")
-        }
+        return {self._key(p) for p in self.fs.find(self.path("shards")) if _is_complete(p, ".parquet")}
 
     def read_all(self, directory: str, columns: list[str] | None = None) -> pa.Table | None:
         keys = self.list(directory)
@@ -180,3 +172,8 @@ class ShardStore:
                         self.fs.rm(path)
                         removed.append(self._key(path))
         return removed
+
+
+def _is_complete(path: str, suffix: str) -> bool:
+    """A finished file: the wanted suffix, and not a writer's dot-named temporary."""
+    return path.endswith(suffix) and not path.rpartition("/")[2].startswith(".")
