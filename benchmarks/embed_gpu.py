@@ -76,8 +76,8 @@ def main() -> None:
 
     from mm_assets.config import EncoderConfig
     from mm_assets.encoders.clip import ClipEncoder
-    from mm_assets.ingest.images import decode_rgb
-    from mm_assets.ingest.reading import file_id_of
+    from mm_assets.formats.images import decode_rgb
+    from mm_assets.formats.reading import file_id_of
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

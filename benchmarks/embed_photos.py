@@ -96,7 +96,8 @@ def main() -> None:
 
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.encoders.clip import ClipEncoder
-    from mm_assets.ingest.images import decode_rgb
+    from mm_assets.encoders.identity import encoder_key
+    from mm_assets.formats.images import decode_rgb
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
     work = Path(tempfile.mkdtemp(prefix="mm-bench-"))
@@ -122,7 +123,7 @@ def main() -> None:
         settings = Settings(home=work / f"home-{dtype}", encoders=(config,), decode_workers=os.cpu_count() or 1)
         wall, meta = pipeline_run(settings, work / "photos")
         store = settings.layout.store
-        table = store.read_all(store.shard_dir("embeddings", config.key))
+        table = store.read_all(store.shard_dir("embeddings", encoder_key(config)))
         raw = {r["file_id"]: r["path"] for r in store.read_all(store.shard_dir("raw_files")).to_pylist()}
         chunks = {r["chunk_id"]: raw[r["file_id"]] for r in store.read_all(store.shard_dir("chunks")).to_pylist()}
         by_path = {

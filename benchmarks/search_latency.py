@@ -23,8 +23,8 @@ QUERIES = [f"query number {i} about a dog on a beach" for i in range(60)]
 
 def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> None:
     """n text chunks over n/10 files, clustered unit vectors: what vector_tables reads."""
-    from mm_assets.chunking.rows import CHUNKS_SCHEMA
-    from mm_assets.ingest.files import RAW_FILES_SCHEMA
+    from mm_assets.encoders.identity import write_record
+    from mm_assets.store.tables import CHUNKS_SCHEMA, RAW_FILES_SCHEMA
 
     store = layout.store
     rng = np.random.default_rng(0)
@@ -33,7 +33,7 @@ def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> No
         {
             "path": f"/data/doc_{i}.txt",
             "file_id": f"{i:032x}",
-            "modality": "text",
+            "kind": "text",
             "status": "ok",
             "size": 1,
             "batch": "b0",
@@ -65,7 +65,7 @@ def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> No
     store.write_table(
         store.shard("embeddings", "b0", encoder_key), pa.table({"chunk_id": chunk_ids, "embedding": flat})
     )
-    store.write_json(store.encoder_record(encoder_key), record)
+    write_record(store, encoder_key, record)
 
 
 def percentiles(fn, queries) -> tuple[float, float, list]:
@@ -86,8 +86,10 @@ def main() -> None:
 
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.encoders.clip import ClipEncoder
-    from mm_assets.search.query import Searcher, list_encoder_tables, recorded_encoder, search
-    from mm_assets.store.vector_db import build_vector_db, open_read_only
+    from mm_assets.encoders.identity import encoder_key, record
+    from mm_assets.search.query import Searcher, recorded_encoder, search
+    from mm_assets.store.catalog import list_encoder_tables, open_read_only
+    from mm_assets.store.vector_db import ServingSpec, build_vector_db
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
     work = Path(tempfile.mkdtemp(prefix="mm-search-"))
@@ -96,8 +98,10 @@ def main() -> None:
     settings = Settings(home=work / "home", encoders=(config,))
     layout = settings.layout
     t0 = time.perf_counter()
-    write_synthetic_shards(layout, config.key, ClipEncoder(config).metadata(), args.vectors)
-    report = build_vector_db(layout, {"clip": config.key}, config.key, hnsw=False, log=lambda _: None)
+    key, info = encoder_key(config), record(config, ClipEncoder(config).metadata())
+    write_synthetic_shards(layout, key, info, args.vectors)
+    exact_spec, hnsw_spec = (ServingSpec({"clip": key}, key, hnsw) for hnsw in (False, True))
+    report = build_vector_db(layout, {key: info}, exact_spec, log=lambda _: None)
     print(
         f"{args.vectors:,} vectors x {DIM}: shards {time.perf_counter() - t0 - report.seconds:.1f}s, "
         f"vector_tables build {report.seconds:.1f}s"
@@ -108,7 +112,7 @@ def main() -> None:
     searcher = Searcher(settings.db_path)  # a long-lived process: connection, model and matrix kept
 
     def run(q, **kw):
-        return searcher.search(text=q, k=10, default_key=config.key, **kw)
+        return searcher.search(text=q, k=10, default_key=key, **kw)
 
     con = open_read_only(settings.db_path)
     (encoder_table,) = list_encoder_tables(con)
@@ -124,7 +128,7 @@ def main() -> None:
 
     base50, base99, _ = percentiles(duckdb_scan, QUERIES)
     p50, p99, exact = percentiles(lambda q: run(q), QUERIES)
-    one50, _, _ = percentiles(lambda q: search(settings.db_path, text=q, k=10, default_key=config.key), QUERIES)
+    one50, _, _ = percentiles(lambda q: search(settings.db_path, text=q, k=10, default_key=key), QUERIES)
     con.close()
     print(f"DuckDB array_cosine_distance scan (baseline): p50 {base50:.1f} ms, p99 {base99:.1f} ms")
     print(f"exact search (mm_assets Searcher): p50 {p50:.1f} ms, p99 {p99:.1f} ms  ({base50 / p50:.1f}x faster at p50)")
@@ -134,7 +138,7 @@ def main() -> None:
 
     if args.hnsw:
         start = time.perf_counter()
-        build_vector_db(layout, {"clip": config.key}, config.key, hnsw=True, log=lambda _: None)
+        build_vector_db(layout, {key: info}, hnsw_spec, log=lambda _: None)
         print(
             f"HNSW build (whole vector_tables rebuild, vss defaults M 16, ef_construction 128): "
             f"{time.perf_counter() - start:.0f}s"
@@ -149,7 +153,7 @@ def main() -> None:
         near = matrix[rng.choice(len(matrix), len(QUERIES), replace=False)]
         near = near + 0.5 * rng.normal(size=near.shape).astype(np.float32) / np.sqrt(DIM)
         near /= np.linalg.norm(near, axis=1, keepdims=True)
-        exact_near = [searcher.search(vector=v, k=10, default_key=config.key, exact=True) for v in near]
+        exact_near = [searcher.search(vector=v, k=10, default_key=key, exact=True) for v in near]
 
         def recall(approx, truth) -> float:
             return float(
@@ -158,10 +162,8 @@ def main() -> None:
 
         for ef in (None, 128, 256, 512):
             hnsw = Searcher(settings.db_path, hnsw_ef_search=ef)
-            h50, h99, approx = percentiles(lambda q, s=hnsw: s.search(text=q, k=10, default_key=config.key), QUERIES)
-            n50, n99, approx_near = percentiles(
-                lambda v, s=hnsw: s.search(vector=v, k=10, default_key=config.key), list(near)
-            )
+            h50, h99, approx = percentiles(lambda q, s=hnsw: s.search(text=q, k=10, default_key=key), QUERIES)
+            n50, n99, approx_near = percentiles(lambda v, s=hnsw: s.search(vector=v, k=10, default_key=key), list(near))
             hnsw.close()
             print(
                 f"HNSW ef_search {ef or '64 (default)'}: text queries p50 {h50:.1f} ms, p99 {h99:.1f} ms, "

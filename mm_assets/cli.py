@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mm_assets.config import Settings, load_settings
 from mm_assets.encoders.resolve import ModelNotFoundError
-from mm_assets.store.vector_db import VectorDBError, open_read_only
+from mm_assets.store.catalog import VectorDBError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,7 +74,7 @@ def cmd_run(settings: Settings, args) -> int:
 
 def _place(chunk: dict) -> str:
     """Where a chunk is in its file: "figure, page 2", "frame, 12.0-17.0 s"."""
-    parts = [chunk["source"]] if chunk.get("source") not in (None, "window", "image") else []
+    parts = [chunk["role"]] if chunk.get("role") not in (None, "window", "image") else []
     if chunk.get("page"):
         parts.append(f"page {chunk['page']}")
     if chunk.get("t_start") is not None:
@@ -95,13 +95,14 @@ def _print_hits(hits) -> None:
             d = h.describes
             print(f"       describes the {d['modality']} chunk {d['chunk_id']} ({_place(d)})")
         for c in h.context:
-            around = (c["text"] or f"[{c['modality']}: {_place(c) or c['source']}]").replace("\n", " ")
+            around = (c["text"] or f"[{c['modality']}: {_place(c) or c['role']}]").replace("\n", " ")
             print(f"       {'before' if c['position'] < h.position else 'after '}: {around[:100]}")
     if not hits:
         print("no results")
 
 
 def cmd_search(settings: Settings, args) -> int:
+    from mm_assets.encoders.identity import encoder_key
     from mm_assets.search.query import search
 
     if sum(q is not None for q in (args.text, args.image, args.audio)) != 1:
@@ -114,7 +115,7 @@ def cmd_search(settings: Settings, args) -> int:
         k=args.k,
         modality=args.modality,
         encoder=args.encoder,
-        default_key=None if args.encoder else settings.default_encoder.key,
+        default_key=None if args.encoder else encoder_key(settings.default_encoder),
         exact=args.exact,
         context=args.context,
         group_by_file=args.group_by_file,
@@ -128,19 +129,14 @@ def cmd_search(settings: Settings, args) -> int:
 
 
 def cmd_status(settings: Settings, args) -> int:
+    from mm_assets.store.catalog import list_encoder_tables, open_read_only, quarantined_files, table_counts
+
     layout = settings.layout
     con = open_read_only(layout.db_path)
     try:
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("files", "chunks", "quarantine")}
-        encoders = [
-            dict(zip(("table", "encoder", "model", "revision", "current", "default", "vectors"), r))
-            for r in con.execute("""SELECT table_name, name, model_id, revision, is_current, is_default,
-                                            n_vectors FROM encoders ORDER BY name, key""").fetchall()
-        ]
-        quarantine = [
-            dict(zip(("path", "reason"), r))
-            for r in con.execute("SELECT path, reason FROM quarantine ORDER BY path").fetchall()
-        ]
+        counts = table_counts(con)
+        encoders = sorted((t.summary() for t in list_encoder_tables(con)), key=lambda e: e["table"])
+        quarantine = quarantined_files(con)
     finally:
         con.close()
     batches = len(layout.batches())

@@ -10,18 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
-from mm_assets.encoders.precision import resolve_precision
 from mm_assets.store.layout import Layout
+from mm_assets.store.tables import MODALITIES
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
-# Bumped when embedding code changes what it produces for the same model (part of every fingerprint).
-EMBEDDING_CODE_VERSION = "1"
-MODALITIES = ("image", "text", "audio")
 DEFAULT_MODALITIES = ("image", "text")  # a CLIP model's; an audio model (CLAP) lists audio (and text)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
@@ -67,8 +64,9 @@ class FineTuneConfig:
 class EncoderConfig:
     """One named encoder: a CLIP model (hub id or local directory) and how to run it.
 
-    With ``fine_tune`` set, the model is trained from the base encoder by the fine_tuned asset and
-    lives under ``<home>/models/<name>``; ``base_fingerprint`` ties it to the base's identity.
+    With ``fine_tune`` set, the model is trained from the ``base`` encoder by the fine_tuned asset and
+    lives under ``<home>/models/<name>``. Its identity (fingerprint, key, table) is computed in
+    mm_assets/encoders/identity.py.
     """
 
     name: str
@@ -79,7 +77,7 @@ class EncoderConfig:
     batch_size: int = 32
     modalities: tuple[str, ...] = DEFAULT_MODALITIES
     fine_tune: FineTuneConfig | None = None
-    base_fingerprint: str | None = None
+    base: EncoderConfig | None = None  # set by Settings for a fine-tuned encoder
 
     def __post_init__(self):
         if not self.name.replace("_", "").isalnum() or not self.name[0].isalpha():
@@ -91,33 +89,9 @@ class EncoderConfig:
             raise ValueError(f"encoder {self.name!r}: modalities must be a non-empty subset of {MODALITIES}")
 
     @property
-    def fingerprint(self) -> str:
-        """What determines the vectors: model, revision, precision, modalities, code version.
-
-        Device and batch size are left out on purpose: they change speed, not meaning. ``auto``
-        precision enters as what it resolves to on this machine.
-        """
-        identity = (
-            {"fine_tune": asdict(self.fine_tune), "base": self.base_fingerprint}
-            if self.fine_tune
-            else {"model": self.model, "revision": self.revision}
-        )
-        precision = resolve_precision(self.dtype, self.device)
-        if self.dtype == "auto":
-            precision = f"auto:{precision}"
-        return short_hash(
-            {**identity, "dtype": precision, "modalities": sorted(self.modalities), "code": EMBEDDING_CODE_VERSION}
-        )
-
-    @property
     def awaiting_training(self) -> bool:
         """A fine-tuned encoder whose model the fine_tuned asset has not written yet."""
         return self.fine_tune is not None and not Path(self.model).exists()
-
-    @property
-    def key(self) -> str:
-        """Directory and table suffix: readable name plus fingerprint, so old and new live side by side."""
-        return f"{self.name}_{self.fingerprint}"
 
 
 @dataclass(frozen=True)
@@ -208,19 +182,19 @@ class Settings:
                     enc,
                     model=str(self.layout.model_dir(enc.name)),
                     revision=None,
-                    base_fingerprint=base.fingerprint,
+                    base=base,
                 )
             resolved.append(enc)
         object.__setattr__(self, "encoders", tuple(resolved))
-        if self.default_encoder_name:
-            self.encoder(self.default_encoder_name)  # must exist
+        if self.default_encoder_name and self.default_encoder_name not in names:
+            raise ValueError(f"default_encoder {self.default_encoder_name!r} is not a configured encoder: {names}")
 
     @property
     def default_encoder(self) -> EncoderConfig:
         return self.encoder(self.default_encoder_name) if self.default_encoder_name else self.encoders[0]
 
     @property
-    def tokenizer_source(self) -> str:
+    def tokenizer_model(self) -> str:
         """Chunks are measured in the default encoder's tokens (a fine-tuned model keeps its base's)."""
         encoder = self.default_encoder
         if encoder.fine_tune:

@@ -14,11 +14,14 @@ import dagster as dg
 from mm_assets.assets.common import ingest_batches
 from mm_assets.assets.embeddings import embedding_asset_key
 from mm_assets.assets.training import fine_tuned_asset_key
+from mm_assets.assets.vector_tables import serving_spec
 from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
+from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest.batches import create_batch
 from mm_assets.store.layout import Layout
+from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES
 from mm_assets.store.vector_db import is_up_to_date
 
 # Runs started from the command line print warnings only (quarantined files, failures); the full
@@ -63,11 +66,11 @@ def pending_assets(layout: Layout, settings: Settings, batch: str) -> list[dg.As
     """The assets of a batch whose shards are missing (new batch, a killed run, or a new encoder)."""
     ready = [e for e in settings.encoders if not e.awaiting_training]
     store = layout.store
-    if not store.exists(store.shard("raw_files", batch)):
+    if not store.exists(store.shard(RAW_FILES, batch)):
         return [dg.AssetKey("raw_files"), dg.AssetKey("chunks"), *map(embedding_asset_key, ready)]
-    if not store.exists(store.shard("chunks", batch)):
+    if not store.exists(store.shard(CHUNKS, batch)):
         return [dg.AssetKey("chunks"), *map(embedding_asset_key, ready)]
-    return [embedding_asset_key(e) for e in ready if not store.exists(store.shard("embeddings", batch, e.key))]
+    return [embedding_asset_key(e) for e in ready if not store.exists(store.shard(EMBEDDINGS, batch, encoder_key(e)))]
 
 
 class _Runner:
@@ -114,7 +117,7 @@ def run_pipeline(
     for enc in settings.encoders:
         if not enc.fine_tune:
             resolve_model(enc.model, enc.revision)
-    resolve_model(settings.tokenizer_source)
+    resolve_model(settings.tokenizer_model)
     instance = instance or default_instance(settings)
     layout = settings.layout
     runner = _Runner(settings, instance, run_config)
@@ -139,7 +142,7 @@ def run_pipeline(
     if untrained:
         run_pending_batches()  # embed every batch with the newly trained models
 
-    if not is_up_to_date(layout):
+    if not is_up_to_date(layout, serving_spec(settings)):
         summary.vector_tables_rebuilt = runner.unpartitioned([dg.AssetKey("vector_tables")])
         if not summary.vector_tables_rebuilt:
             summary.failed_runs.append("vector_tables")

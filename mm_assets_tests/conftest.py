@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from transformers import AutoTokenizer
 
+from mm_assets.chunking.text import TextChunker
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets_tests.corpus import write_bad_files, write_good_images, write_texts
+from mm_assets_tests.helpers import ingest_with_dagster, params_for
 from mm_assets_tests.tiny_models import build_tiny_clap, build_tiny_clip
 
 # Never reach for the hub: a closed local port makes any accidental request fail at once.
@@ -63,3 +67,28 @@ def dagster_home(tmp_path, monkeypatch) -> Path:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def indexed(settings) -> Settings:
+    """The settings' sources ingested end to end (vector database built)."""
+    with dg.instance_for_test() as instance:
+        _, result = ingest_with_dagster(settings, instance)
+        assert result.success
+    return settings
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_clip):
+    return AutoTokenizer.from_pretrained(tiny_clip)
+
+
+@pytest.fixture
+def params(tiny_clip, tmp_path) -> dict:
+    """Chunking parameters of the default settings, per file kind."""
+    return params_for(tiny_clip, tmp_path)
+
+
+@pytest.fixture
+def chunker(tokenizer, params) -> TextChunker:
+    return TextChunker(tokenizer, params["text"])

@@ -6,10 +6,13 @@ import dagster as dg
 import numpy as np
 
 from mm_assets.assets.common import ingest_batches
-from mm_assets.config import Settings
+from mm_assets.chunking import chunking_params
+from mm_assets.config import ChunkingConfig, EncoderConfig, Settings
 from mm_assets.definitions import build_definitions
 from mm_assets.ingest.batches import create_batch
-from mm_assets.store.vector_db import open_read_only
+from mm_assets.ingest.discover import FoundFile
+from mm_assets.ingest.files import inspect_file
+from mm_assets.store.catalog import open_read_only
 
 
 def ingest_with_dagster(settings: Settings, instance: dg.DagsterInstance) -> tuple[str, dg.ExecuteInProcessResult]:
@@ -33,3 +36,23 @@ def db_rows(settings: Settings, sql: str, params=None) -> list[tuple]:
 def stored_vectors(settings: Settings, table: str) -> tuple[list[str], np.ndarray]:
     rows = db_rows(settings, f"SELECT chunk_id, embedding FROM {table} ORDER BY chunk_id")
     return [r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32)
+
+
+def inspect(path, max_image_pixels: int = 89_478_485) -> dict:
+    """The raw_files row of one file, as the ingest step writes it."""
+    st = path.stat()
+    return inspect_file(
+        FoundFile(str(path), st.st_size, st.st_mtime_ns), max_image_pixels=max_image_pixels, max_file_bytes=1 << 30
+    )
+
+
+def params_for(tiny_clip, tmp_path, **chunking) -> dict:
+    """Chunking parameters per file kind for settings with these chunking options."""
+    settings = Settings(
+        home=tmp_path, encoders=(EncoderConfig(name="clip", model=str(tiny_clip)),), chunking=ChunkingConfig(**chunking)
+    )
+    return chunking_params(settings)
+
+
+def by_role(rows: list[dict], role: str) -> list[dict]:
+    return [r for r in rows if r["role"] == role]

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from mm_assets.assets.common import ingest_batches
+from mm_assets.assets.vector_tables import serving_spec
 from mm_assets.config import load_settings
 from mm_assets.ingest.batches import create_batch
 from mm_assets.store.vector_db import is_up_to_date
@@ -140,7 +141,7 @@ def test_eight_batches_in_four_concurrent_runs_embed_each_chunk_once_one_run_on_
     assert blocked, "with four runs at once, some embedding step must have waited for the gpu slot"
 
     # Exactly one row per (chunk, encoder), and the database reflects every shard.
-    assert is_up_to_date(settings.layout)
+    assert is_up_to_date(settings.layout, serving_spec(settings))
     [(table,)] = db_rows(settings, "SELECT table_name FROM encoders")
     n_rows, n_distinct = db_rows(settings, f"SELECT count(*), count(DISTINCT chunk_id) FROM {table}")[0]
     store = settings.layout.store

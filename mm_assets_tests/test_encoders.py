@@ -7,6 +7,7 @@ from transformers import CLIPImageProcessor, CLIPModel
 
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.clip import ClipEncoder
+from mm_assets.encoders.identity import fingerprint
 from mm_assets.encoders.precision import cpu_has_native_bf16, resolve_precision
 from mm_assets.encoders.resolve import ModelNotFoundError, resolve_model
 from mm_assets_tests.corpus import gradient
@@ -69,7 +70,7 @@ def test_reduced_precision_stays_close_to_fp32(tiny_clip):
     cos = (fp32.embed_images(images) * bf16.embed_images(images)).sum(1)
     assert cos.min() > 0.99
     assert fp32.metadata()["dtype"] == "float32" and bf16.metadata()["dtype"] == "bfloat16"
-    assert EncoderConfig("a", dtype="bfloat16").fingerprint != EncoderConfig("a").fingerprint
+    assert fingerprint(EncoderConfig("a", dtype="bfloat16")) != fingerprint(EncoderConfig("a"))
 
 
 def test_encoder_metadata_records_lineage(tiny_clip):
@@ -100,7 +101,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert cpu_has_native_bf16(CPUINFO.format(extra="amx_bf16"))
     assert not cpu_has_native_bf16(CPUINFO.format(extra=""))
     assert resolve_precision("float16", "cpu") == "float16"
-    assert EncoderConfig("a").fingerprint != EncoderConfig("a", dtype="float32").fingerprint
+    assert fingerprint(EncoderConfig("a")) != fingerprint(EncoderConfig("a", dtype="float32"))
 
 
 def test_auto_precision_falls_back_to_fp32_when_it_drifts(tiny_clip, monkeypatch):

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -12,38 +11,12 @@ import pytest
 from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, FineTuneConfig, Settings
 from mm_assets.demo import generate_corpus
-from mm_assets.encoders.resolve import resolve_model, weights_hash
 from mm_assets.evaluation.history import latest_results
 from mm_assets.evaluation.retrieval import in_test_split
-from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.runs import run_evaluation, run_pipeline
-from mm_assets.training.contrastive import TrainingPair, fine_tune
-from mm_assets_tests.corpus import gradient
 from mm_assets_tests.helpers import db_rows
 
 METRICS = {"encoder", "task", "recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "n_queries", "chance@1"}
-
-
-def test_captions_from_sidecars_and_manifests(tmp_path):
-    (tmp_path / "a").mkdir()
-    for name in ("dog.jpg", "cat.jpg", "a/bird.png", "a/fish.png", "plain.jpg"):
-        gradient(8, 8).save(tmp_path / name)
-    (tmp_path / "dog.txt").write_text("a dog on a beach\n")
-    (tmp_path / "captions.csv").write_text("path,caption,label\ncat.jpg,a sleepy cat,cats\na/bird.png,a bird,birds\n")
-    (tmp_path / "a" / "captions.jsonl").write_text(json.dumps({"path": "fish.png", "caption": "a fish"}) + "\n")
-    index = CaptionIndex()
-    assert index.lookup(str(tmp_path / "dog.jpg")) == ("a dog on a beach", None)
-    assert index.lookup(str(tmp_path / "cat.jpg")) == ("a sleepy cat", "cats")
-    assert index.lookup(str(tmp_path / "a" / "bird.png")) == ("a bird", "birds")  # manifest in a parent folder
-    assert index.lookup(str(tmp_path / "a" / "fish.png")) == ("a fish", None)
-    assert index.lookup(str(tmp_path / "plain.jpg")) == (None, None)
-
-
-def test_a_broken_manifest_is_reported_not_fatal(tmp_path):
-    (tmp_path / "captions.csv").write_text("path,caption\nx.jpg,\n")
-    index = CaptionIndex()
-    assert index.lookup(str(tmp_path / "x.jpg")) == (None, None)
-    assert index.errors and "needs 'path' and 'caption'" in index.errors[0]
 
 
 def test_the_split_is_fixed_by_content_hash():
@@ -51,41 +24,6 @@ def test_the_split_is_fixed_by_content_hash():
     split = [in_test_split(fid, 20) for fid in ids]
     assert split == [in_test_split(fid, 20) for fid in ids]
     assert 0.15 < np.mean(split) < 0.25
-
-
-def _pairs(n: int) -> list[TrainingPair]:
-    rng = np.random.default_rng(0)
-    return [
-        TrainingPair(f"{i:032x}", rng.normal(size=(3, 32, 32)).astype(np.float32), f"caption {i % 3}", f"label {i % 3}")
-        for i in range(n)
-    ]
-
-
-def test_fine_tuning_is_deterministic_and_records_lineage(tiny_clip, tmp_path):
-    base = resolve_model(str(tiny_clip))
-    config = FineTuneConfig(base="clip", epochs=2, learning_rate=1e-3, batch_size=4, seed=7)
-    first = fine_tune(base, _pairs(10), config, tmp_path / "a", log=lambda _: None)
-    second = fine_tune(base, list(reversed(_pairs(10))), config, tmp_path / "b", log=lambda _: None)
-    assert first.revision == second.revision == weights_hash(tmp_path / "b")
-    assert first.revision != base.revision
-    other_seed = fine_tune(base, _pairs(10), replace(config, seed=8), tmp_path / "c", log=lambda _: None)
-    assert other_seed.revision != first.revision
-    lineage = first.lineage(base, config)
-    assert lineage["base_revision"] == base.revision and lineage["steps"] == 6
-    assert len(lineage["loss_curve"]) == 2 and lineage["hyperparameters"]["seed"] == 7
-
-
-def test_freezing_a_tower_leaves_its_weights_untouched(tiny_clip, tmp_path):
-    from safetensors.numpy import load_file
-
-    base = resolve_model(str(tiny_clip))
-    config = FineTuneConfig(base="clip", epochs=1, learning_rate=1e-2, batch_size=4, freeze_text=True)
-    fine_tune(base, _pairs(8), config, tmp_path / "ft", log=lambda _: None)
-    before, after = load_file(tiny_clip / "model.safetensors"), load_file(tmp_path / "ft" / "model.safetensors")
-    text = [k for k in before if k.startswith(("text_model.", "text_projection"))]
-    vision = [k for k in before if k.startswith("vision_model.")]
-    assert all(np.array_equal(before[k], after[k]) for k in text)
-    assert any(not np.array_equal(before[k], after[k]) for k in vision)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from mm_assets.ingest import SUPPORTED_EXTENSIONS
+from mm_assets.formats import SUPPORTED_EXTENSIONS
 from mm_assets.ingest.discover import FoundFile
 from mm_assets.ingest.files import inspect_file
 from mm_assets_tests.corpus import gradient

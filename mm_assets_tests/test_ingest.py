@@ -1,31 +1,21 @@
+"""mm_assets/ingest: discovery, inspection of each file (type by content, hash), quarantine with a reason."""
+
 import os
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from mm_assets.ingest import BadFile
+from mm_assets.formats import BadFile
 from mm_assets.ingest.discover import FoundFile, Rejected, walk_sources
 from mm_assets.ingest.files import inspect_file
-from mm_assets.ingest.images import decode_rgb
-from mm_assets.ingest.text import decode_text
-from mm_assets_tests.corpus import BLUE, RED
+from mm_assets_tests import media_corpus
+from mm_assets_tests.helpers import inspect
 
 LIMITS = dict(max_image_pixels=89_478_485, max_file_bytes=1 << 30)
 
 
-def inspect(path) -> dict:
-    st = os.stat(path)
-    return inspect_file(FoundFile(str(path), st.st_size, st.st_mtime_ns), **LIMITS)
-
-
-def rgb(path, min_side=None) -> Image.Image:
-    return decode_rgb(open(path, "rb").read(), LIMITS["max_image_pixels"], min_side=min_side)
-
-
 def test_every_supported_image_format_is_ingested_by_content(source):
     rows = {p.name: inspect(p) for p in (source / "images").iterdir()}
-    assert all(r["status"] == "ok" and r["modality"] == "image" for r in rows.values()), rows
+    assert all(r["status"] == "ok" and r["kind"] == "image" for r in rows.values()), rows
     assert rows["really_png.jpg"]["format"] == "PNG"  # content decides, not the extension
     assert {r["format"] for r in rows.values()} >= {"JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF"}
 
@@ -34,46 +24,6 @@ def test_identical_bytes_get_the_same_file_id(source, tmp_path):
     copy = tmp_path / "copy.jpg"
     copy.write_bytes((source / "images" / "photo.jpg").read_bytes())
     assert inspect(copy)["file_id"] == inspect(source / "images" / "photo.jpg")["file_id"]
-
-
-def test_exif_orientation_is_applied(source):
-    # stored 120x60 with orientation 6 (rotate 90°): displayed 60x120
-    assert rgb(source / "images" / "rotated.jpg").size == (60, 120)
-
-
-def test_awkward_modes_become_correct_rgb(source):
-    images = source / "images"
-    cmyk = np.asarray(rgb(images / "cmyk.jpg")).reshape(-1, 3).mean(0)
-    assert cmyk[0] > 200 and cmyk[1] < 60 and cmyk[2] < 60  # CMYK (0,255,255,0) is red
-    half = np.asarray(rgb(images / "half_transparent.png"))
-    assert tuple(half[10, 5]) == BLUE and tuple(half[10, 50]) == (255, 255, 255)  # alpha over white, not black
-    assert tuple(np.asarray(rgb(images / "anim.gif"))[0, 0]) == RED  # first frame
-    gray16 = np.asarray(rgb(images / "gray16.png"))
-    assert abs(int(gray16[0, 0, 0]) - round(40000 / 65535 * 255)) <= 1  # scaled, not clipped to 255
-    assert rgb(images / "gray.bmp").mode == "RGB"
-
-
-def test_jpeg_draft_decode_still_covers_the_requested_size(source):
-    small = rgb(source / "images" / "photo.jpg", min_side=64)
-    assert min(small.size) >= 64 and small.size[0] < 640
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("Snow über alles".encode("utf-16"), "Snow über alles"),
-        ("Snow über alles".encode("utf-8-sig"), "Snow über alles"),
-        ("Le café crème à Noël".encode("latin-1"), "Le café crème à Noël"),
-        (b"plain ascii\n", "plain ascii\n"),
-    ],
-)
-def test_text_encodings_are_detected(raw, expected):
-    assert decode_text(raw)[0] == expected
-
-
-def test_binary_data_is_not_text():
-    with pytest.raises(BadFile, match="binary"):
-        decode_text(bytes(range(256)))
 
 
 def test_each_bad_file_is_quarantined_with_its_reason(source, bad_reasons):
@@ -110,7 +60,7 @@ def test_a_configured_pixel_limit_applies(source):
 
 
 def test_a_file_edited_after_ingest_is_not_read_as_its_old_self(tmp_path):
-    from mm_assets.ingest.reading import file_id_of, read_ingested_file
+    from mm_assets.formats.reading import file_id_of, read_ingested_file
 
     path = tmp_path / "note.txt"
     path.write_text("first version")
@@ -128,3 +78,19 @@ def test_an_unexpected_decoder_error_quarantines_only_that_file(source, monkeypa
     monkeypatch.setattr("mm_assets.ingest.files.decode_rgb", broken_decoder)
     row = inspect(source / "images" / "photo.jpg")
     assert row["status"] == "quarantined" and row["reason"] == "unreadable (IndexError: list index out of range)"
+
+
+def test_broken_documents_videos_and_audio_are_quarantined(tmp_path):
+    reasons = media_corpus.write_broken_media(tmp_path)
+    for name, fragment in reasons.items():
+        row = inspect(tmp_path / name)
+        assert row["status"] == "quarantined", name
+        assert fragment in row["reason"], (name, row["reason"])
+
+
+@pytest.mark.parametrize("ext, fmt", [(".wav", "wav"), (".flac", "flac"), (".mp3", "mp3"), (".ogg", "ogg")])
+def test_audio_formats_are_read(tmp_path, ext, fmt):
+    path = tmp_path / f"clip{ext}"
+    path.write_bytes(media_corpus.audio_bytes(3.0, fmt))
+    row = inspect(path)
+    assert (row["status"], row["kind"]) == ("ok", "audio") and row["duration"] == pytest.approx(3.0, abs=0.05)

@@ -6,6 +6,7 @@ import dagster as dg
 
 from mm_assets.config import EncoderConfig
 from mm_assets.definitions import build_definitions
+from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import weights_hash
 from mm_assets.search.query import search
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster
@@ -46,11 +47,11 @@ def test_changing_a_model_marks_only_its_encoder_stale_and_keeps_both_tables(set
 
     rows = db_rows(
         after,
-        "SELECT name, key, fingerprint, model_id, revision, embedding_dim, is_current, n_vectors "
+        "SELECT name, encoder_key, fingerprint, model_id, revision, embedding_dim, is_current, n_vectors "
         "FROM encoders WHERE name = 'other' ORDER BY is_current",
     )
     (old, new) = rows
-    assert old[1] == before.encoders[1].key and new[1] == after.encoders[1].key and old[1] != new[1]
+    assert old[1] == encoder_key(before.encoders[1]) and new[1] == encoder_key(after.encoders[1]) and old[1] != new[1]
     assert (old[3], old[4], old[5], old[6]) == (str(tiny_clip_other), weights_hash(tiny_clip_other), 24, False)
     assert (new[3], new[4], new[5], new[6]) == (str(tiny_clip), weights_hash(tiny_clip), 16, True)
     n_chunks = db_rows(after, "SELECT count(*) FROM chunks")[0][0]

@@ -39,7 +39,7 @@ def test_documents_video_and_audio_end_to_end(media_settings):
     assert set(quarantine) == set(broken)
     for name, fragment in broken.items():
         assert fragment in quarantine[name]
-    files = dict(db_rows(settings, "SELECT path, modality FROM files"))
+    files = dict(db_rows(settings, "SELECT path, kind FROM files"))
     assert {files[str(good[k])] for k in ("pdf", "markdown", "video", "audio")} == {
         "document",
         "text",
@@ -53,7 +53,7 @@ def test_documents_video_and_audio_end_to_end(media_settings):
     assert evaluation["clip/caption->figure/n_queries"].value == 8  # 5 captions, 3 alt texts with their image
 
     # the right chunks of each kind
-    counts = dict(db_rows(settings, "SELECT source, count(*) FROM chunks GROUP BY source"))
+    counts = dict(db_rows(settings, "SELECT role, count(*) FROM chunks GROUP BY role"))
     assert counts["figure"] == 5 and counts["caption"] == 5  # 2 in the PDF, 2 in the markdown, 1 in the HTML
     assert counts["frame"] == 3 and counts["subtitle"] == 1 and counts["audio_window"] == 4
 
@@ -72,10 +72,10 @@ def test_documents_video_and_audio_end_to_end(media_settings):
 
     # the figure is found by the words of its caption, with its page and place, and its paragraph
     (hit,) = search(settings.db_path, text=PDF_CAPTIONS[1], k=1, context=2)
-    assert hit.path == str(good["pdf"]) and (hit.source, hit.page) == ("caption", 2) and hit.distance < 1e-4
-    assert hit.describes["source"] == "figure" and hit.describes["page"] == 2
+    assert hit.path == str(good["pdf"]) and (hit.role, hit.page) == ("caption", 2) and hit.distance < 1e-4
+    assert hit.describes["role"] == "figure" and hit.describes["page"] == 2
     assert hit.describes["bbox"] == pytest.approx(hit.bbox)
-    around = {c["source"]: c for c in hit.context}
+    around = {c["role"]: c for c in hit.context}
     assert around["figure"]["chunk_id"] == hit.describes["chunk_id"]
     assert around["window"]["page"] == 2
 
@@ -83,13 +83,13 @@ def test_documents_video_and_audio_end_to_end(media_settings):
     (first_figure, vector) = db_rows(
         settings,
         f"SELECT c.chunk_id, e.embedding FROM chunks c JOIN {tables['clip'][0]} e USING (chunk_id) "
-        "WHERE c.source = 'figure' AND c.page = 2 ORDER BY c.position LIMIT 1",
+        "WHERE c.role = 'figure' AND c.page = 2 ORDER BY c.position LIMIT 1",
     )[0]
     (figure,) = search(settings.db_path, vector=np.asarray(vector, np.float32), k=1, context=1)
-    assert figure.chunk_id == first_figure and (figure.source, figure.page) == ("figure", 2)
+    assert figure.chunk_id == first_figure and (figure.role, figure.page) == ("figure", 2)
     before, after = figure.context
-    assert before["source"] == "window" and before["page"] == 2 and "lighthouse keeper" in before["text"]
-    assert after["source"] == "caption" and after["text"] == PDF_CAPTIONS[0]
+    assert before["role"] == "window" and before["page"] == 2 and "lighthouse keeper" in before["text"]
+    assert after["role"] == "caption" and after["text"] == PDF_CAPTIONS[0]
 
     # a frame carries its time span in the video
     frames = search(settings.db_path, text="green", k=50, modality="image")

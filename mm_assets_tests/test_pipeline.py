@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mm_assets.definitions import build_definitions
+from mm_assets.encoders.identity import fingerprint
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster, stored_vectors
 
 
@@ -26,7 +27,7 @@ def test_definitions_load_with_groups_kinds_and_code_versions(settings):
         "retrieval_eval": "evaluation",
     }
     emb = graph.get(dg.AssetKey(["embeddings", "clip"]))
-    assert {"pytorch"} <= set(emb.kinds) and emb.code_version == settings.default_encoder.fingerprint
+    assert {"pytorch"} <= set(emb.kinds) and emb.code_version == fingerprint(settings.default_encoder)
     assert "duckdb" in graph.get(dg.AssetKey("vector_tables")).kinds
     defs.resolve_job_def("ingest_job")
 
@@ -36,7 +37,7 @@ def test_materialize_everything_with_bad_files_in_the_batch(settings, instance, 
     assert result.success
 
     # the batch completed and every good file is served
-    files = dict(db_rows(settings, "SELECT path, modality FROM files"))
+    files = dict(db_rows(settings, "SELECT path, kind FROM files"))
     good = [p for p in (settings.sources[0] / "images").iterdir()] + [
         p for p in (settings.sources[0] / "texts").iterdir()
     ]

@@ -1,7 +1,5 @@
 """Search exactness against NumPy, image self-retrieval, HNSW, and clear errors."""
 
-import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,17 +7,10 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from mm_assets.search.query import list_encoder_tables, pick_encoder_table, recorded_encoder, search
-from mm_assets.store.vector_db import VectorDBError, open_read_only
+from mm_assets.encoders.identity import encoder_key
+from mm_assets.search.query import recorded_encoder, search
+from mm_assets.store.catalog import VectorDBError, choose_encoder_table, list_encoder_tables, open_read_only
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster, stored_vectors
-
-
-@pytest.fixture
-def indexed(settings):
-    with dg.instance_for_test() as instance:
-        _, result = ingest_with_dagster(settings, instance)
-        assert result.success
-    return settings
 
 
 def numpy_top_k(settings, query: np.ndarray, k: int, modality=None):
@@ -35,7 +26,7 @@ def query_vector(settings, text):
     con = open_read_only(settings.db_path)
     try:
         return recorded_encoder(
-            pick_encoder_table(list_encoder_tables(con), None, settings.default_encoder.key)
+            choose_encoder_table(list_encoder_tables(con), None, encoder_key(settings.default_encoder))
         ).embed_texts([text])[0]
     finally:
         con.close()
@@ -44,7 +35,7 @@ def query_vector(settings, text):
 @pytest.mark.parametrize("modality", [None, "image", "text"])
 def test_exact_search_equals_numpy_brute_force(indexed, modality):
     q = "a dog on a beach"
-    hits = search(indexed.db_path, text=q, k=7, modality=modality, default_key=indexed.default_encoder.key)
+    hits = search(indexed.db_path, text=q, k=7, modality=modality, default_key=encoder_key(indexed.default_encoder))
     expected = numpy_top_k(indexed, query_vector(indexed, q), 7, modality)
     assert [h.chunk_id for h in hits] == [cid for _, cid in expected]
     assert np.allclose([h.distance for h in hits], [d for d, _ in expected], atol=1e-5)
@@ -54,7 +45,7 @@ def test_exact_search_equals_numpy_brute_force(indexed, modality):
 
 def test_an_image_from_the_corpus_finds_itself_first(indexed):
     photo = indexed.sources[0] / "images" / "photo.jpg"
-    hits = search(indexed.db_path, image=photo, k=3, default_key=indexed.default_encoder.key)
+    hits = search(indexed.db_path, image=photo, k=3, default_key=encoder_key(indexed.default_encoder))
     assert hits[0].path == str(photo) and hits[0].distance < 1e-4
 
 
@@ -64,7 +55,7 @@ def test_hnsw_index_is_built_when_configured_and_used(settings):
         ingest_with_dagster(settings, instance)
     con = open_read_only(settings.db_path)
     try:
-        table = pick_encoder_table(list_encoder_tables(con), None, settings.default_encoder.key)
+        table = choose_encoder_table(list_encoder_tables(con), None, encoder_key(settings.default_encoder))
         assert table.has_hnsw
         plan = con.execute(
             f"EXPLAIN SELECT chunk_id FROM {table.table_name} ORDER BY "
@@ -75,8 +66,8 @@ def test_hnsw_index_is_built_when_configured_and_used(settings):
     finally:
         con.close()
     photo = settings.sources[0] / "images" / "photo.jpg"
-    approx = search(settings.db_path, image=photo, k=5, default_key=settings.default_encoder.key)
-    exact = search(settings.db_path, image=photo, k=5, default_key=settings.default_encoder.key, exact=True)
+    approx = search(settings.db_path, image=photo, k=5, default_key=encoder_key(settings.default_encoder))
+    exact = search(settings.db_path, image=photo, k=5, default_key=encoder_key(settings.default_encoder), exact=True)
     assert approx[0].path == str(photo) and [h.chunk_id for h in approx] == [h.chunk_id for h in exact]
 
 
@@ -130,7 +121,7 @@ def test_damaged_serving_state_gives_a_clear_error_and_rematerializing_restores_
     with dg.instance_for_test() as instance:
         assert ingest_with_dagster(settings, instance)[1].success
     photo = settings.sources[0] / "images" / "photo.jpg"
-    query = {"image": photo, "k": 10, "default_key": settings.default_encoder.key}
+    query = {"image": photo, "k": 10, "default_key": encoder_key(settings.default_encoder)}
     before = search(settings.db_path, **query)
     if damage is None:
         settings.db_path.unlink()
@@ -143,44 +134,6 @@ def test_damaged_serving_state_gives_a_clear_error_and_rematerializing_restores_
     after = search(settings.db_path, **query)
     assert [(h.chunk_id, h.path) for h in after] == [(h.chunk_id, h.path) for h in before]
     assert np.allclose([h.distance for h in after], [h.distance for h in before], atol=1e-6)
-
-
-def test_a_half_written_shard_is_never_read_and_stale_ones_are_cleaned_up(indexed):
-    from mm_assets.definitions import build_definitions
-
-    store = indexed.layout.store
-    chunk_dir = Path(store.path(store.shard_dir("chunks")))
-    stale, live = chunk_dir / ".b-killed.parquet.1234abcd.tmp", chunk_dir / ".b-writing.parquet.5678abcd.tmp"
-    for tmp in (stale, live):
-        tmp.write_bytes(b"PAR1 half a shard")
-    day_ago = time.time() - 86400
-    os.utime(stale, (day_ago, day_ago))
-    assert all(".tmp" not in key for key in store.list(store.shard_dir("chunks")))
-    defs = build_definitions(indexed)
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            list(defs.assets), selection=["vector_tables"], instance=instance, resources=dict(defs.resources)
-        )
-    assert result.success
-    assert not stale.exists(), "a temporary untouched for hours is a killed writer's: removed"
-    assert live.exists(), "a recent temporary may belong to a writer still running: kept"
-    [materialization] = result.asset_materializations_for_node("vector_tables")
-    assert materialization.metadata["stale_temporaries_removed"].value == 1
-
-
-def test_each_rebuild_serves_its_own_matrix_and_prunes_old_ones(indexed):
-    from mm_assets.store.vector_db import build_vector_db
-
-    layout = indexed.layout
-    keys = {"clip": indexed.default_encoder.key}
-    for _ in range(3):
-        build_vector_db(layout, keys, indexed.default_encoder.key, hnsw=False, log=lambda _: None)
-    builds = sorted(p.name for p in (indexed.home / "serving").iterdir())
-    assert len(builds) == 2
-    (matrix,) = [r[0] for r in db_rows(indexed, "SELECT matrix FROM encoders")]
-    assert matrix.startswith(f"serving/{builds[-1]}/")
-    ids, vectors = stored_vectors(indexed, db_rows(indexed, "SELECT table_name FROM encoders")[0][0])
-    assert np.array_equal(np.load(indexed.home / matrix), vectors)
 
 
 def test_a_hit_comes_with_its_neighbouring_chunks_and_results_group_by_file(indexed):
@@ -198,7 +151,7 @@ def test_a_hit_comes_with_its_neighbouring_chunks_and_results_group_by_file(inde
     ids, vectors = stored_vectors(indexed, table)
     target_id, target_position, _ = windows[2]
     with Searcher(indexed.db_path) as searcher:
-        query = {"vector": vectors[ids.index(target_id)], "default_key": indexed.default_encoder.key}
+        query = {"vector": vectors[ids.index(target_id)], "default_key": encoder_key(indexed.default_encoder)}
         [hit] = searcher.search(**query, k=1, context=1)
         assert hit.chunk_id == target_id and hit.path == long_txt and hit.position == target_position
         assert [(c["position"], c["text"]) for c in hit.context] == [(w[1], w[2]) for w in (windows[1], windows[3])]

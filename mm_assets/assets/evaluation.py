@@ -5,9 +5,8 @@ import dagster as dg
 from mm_assets.assets.common import Storage
 from mm_assets.config import Settings
 from mm_assets.evaluation.history import record_results
-from mm_assets.store.vector_db import open_read_only
-
-EVAL_VERSION = "1"
+from mm_assets.evaluation.retrieval import EVAL_VERSION, comparison_markdown, evaluate_encoder_table
+from mm_assets.store.catalog import list_encoder_tables, open_read_only
 
 
 def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
@@ -21,8 +20,7 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
     )
     def retrieval_eval(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
-        from mm_assets.evaluation.retrieval import comparison_markdown, evaluate_encoder_table
-        from mm_assets.search.query import list_encoder_tables, recorded_encoder
+        from mm_assets.search.query import recorded_encoder
 
         layout = storage.layout
         con = open_read_only(layout.db_path)
@@ -39,7 +37,7 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
             con.close()
         if not results:
             context.log.warning("no captioned images in the test split: add sidecar captions or captions.csv")
-        record_results(layout.evaluations, results, {t.key: t.metadata for t in tables}, context.run_id)
+        record_results(layout.evaluations, results, {t.encoder_key: t.metadata for t in tables}, context.run_id)
         scores = {
             f"{r['encoder']}/{r['task']}/{m}": float(r[m])
             for r in results
@@ -48,7 +46,7 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         return dg.MaterializeResult(
             metadata={
                 "comparison": dg.MetadataValue.md(comparison_markdown(results) if results else "_no labelled data_"),
-                "encoders": [t.key for t in tables],
+                "encoders": [t.encoder_key for t in tables],
                 "n_results": len(results),
                 **scores,
             }

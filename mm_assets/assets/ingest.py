@@ -2,26 +2,19 @@
 
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pyarrow as pa
 
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
-from mm_assets.chunking import CHUNKER_VERSION, chunking_params
-from mm_assets.chunking.files import chunk_file
-from mm_assets.chunking.rows import CHUNKS_SCHEMA
-from mm_assets.chunking.text import TextChunker
+from mm_assets.chunking import CHUNKER_VERSION, chunking_params, text_chunker
+from mm_assets.chunking.files import chunk_batch
 from mm_assets.config import Settings, short_hash
-from mm_assets.encoders.resolve import resolve_model
-from mm_assets.ingest import failure_reason
 from mm_assets.ingest.batches import read_manifest
-from mm_assets.ingest.files import RAW_FILES_SCHEMA, inspect_file, rejected_row
+from mm_assets.ingest.files import INGEST_VERSION, inspect_batch
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.progress import Progress
-
-# Bumped when ingest code changes what it records for the same file.
-INGEST_VERSION = "2"
+from mm_assets.store.tables import CHUNKS, CHUNKS_SCHEMA, RAW_FILES, RAW_FILES_SCHEMA, upgrade
 
 
 def build_ingest_assets(settings: Settings) -> list:
@@ -37,26 +30,21 @@ def build_ingest_assets(settings: Settings) -> list:
         layout, batch = storage.layout, context.partition_key
         files, rejected = read_manifest(layout, batch)
         captions = CaptionIndex()
-        with (
-            Progress(len(files), f"ingest {batch}", context.log.info) as progress,
-            ThreadPoolExecutor(settings.decode_workers) as pool,
-        ):
-
-            def inspect(entry):
-                row = inspect_file(
-                    entry, max_image_pixels=settings.max_image_pixels, max_file_bytes=settings.max_file_bytes
-                )
-                if row["modality"] == "image" and row["status"] == "ok":
-                    row["caption"], row["label"] = captions.lookup(entry.path)
-                progress()
-                return row
-
-            rows = list(pool.map(inspect, files)) + [rejected_row(r.path, r.reason) for r in rejected]
+        with Progress(len(files), f"ingest {batch}", context.log.info) as progress:
+            rows = inspect_batch(
+                files,
+                rejected,
+                captions,
+                max_image_pixels=settings.max_image_pixels,
+                max_file_bytes=settings.max_file_bytes,
+                workers=settings.decode_workers,
+                progress=progress,
+            )
         now = time.time()
         for row in rows:
             row.update(batch=batch, ingested_at=now)
         table = pa.Table.from_pylist(rows, schema=RAW_FILES_SCHEMA)
-        key = layout.store.shard("raw_files", batch)
+        key = layout.store.shard(RAW_FILES, batch)
         layout.store.write_table(key, table)
         bad = [r for r in rows if r["status"] == "quarantined"]
         ok = [r for r in rows if r["status"] == "ok"]
@@ -67,7 +55,7 @@ def build_ingest_assets(settings: Settings) -> list:
                 **table_metadata(table, layout.store.uri(key)),
                 "files_ok": len(ok),
                 "files_quarantined": len(bad),
-                "by_modality": dict(Counter(r["modality"] for r in ok)),
+                "by_kind": dict(Counter(r["kind"] for r in ok)),
                 "captioned_images": sum(1 for r in ok if r.get("caption")),
                 "caption_manifest_errors": captions.errors,
                 "bytes": sum(r["size"] or 0 for r in ok),
@@ -90,43 +78,37 @@ def build_ingest_assets(settings: Settings) -> list:
     )
     def chunks(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         store, batch = storage.layout.store, context.partition_key
-        files = [r for r in store.read_table(store.shard("raw_files", batch)).to_pylist() if r["status"] == "ok"]
-        # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(settings.tokenizer_source).local_dir)
-        chunker = TextChunker(tokenizer, params["text"], _sentence_embedder(settings))
-        rows, failures, problems = [], [], []
+        raw = upgrade(store.read_table(store.shard(RAW_FILES, batch)), RAW_FILES)
+        files = [r for r in raw.to_pylist() if r["status"] == "ok"]
+        chunker = text_chunker(settings, params["text"])
         with Progress(len(files), f"chunk {batch}", context.log.info) as progress:
-            for f in files:
-                try:
-                    found = chunk_file(
-                        f, chunker, params, max_pixels=settings.max_image_pixels, max_bytes=settings.max_file_bytes
-                    )
-                    rows.extend(found.rows)
-                    problems += [{"path": f["path"], "problem": p} for p in found.problems]
-                except Exception as exc:
-                    reason = failure_reason(exc)
-                    failures.append({"path": f["path"], "reason": reason})
-                    context.log.warning(f"could not chunk {f['path']}: {reason}")
-                progress()
-        for p in problems:
+            found = chunk_batch(
+                files,
+                chunker,
+                params,
+                max_pixels=settings.max_image_pixels,
+                max_bytes=settings.max_file_bytes,
+                progress=progress,
+            )
+        for f in found.failures:
+            context.log.warning(f"could not chunk {f['path']}: {f['reason']}")
+        for p in found.problems:
             context.log.warning(f"{p['path']}: {p['problem']}")
-        table = pa.Table.from_pylist(rows, schema=CHUNKS_SCHEMA)
-        key = store.shard("chunks", batch)
+        table = pa.Table.from_pylist(found.rows, schema=CHUNKS_SCHEMA)
+        key = store.shard(CHUNKS, batch)
         store.write_table(key, table)
-        chunked = {r["file_id"] for r in rows}
+        chunked = {r["file_id"] for r in found.rows}
         missing = [f for f in files if f["file_id"] not in chunked]
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(table, store.uri(key)),
-                "by_modality": dict(Counter(r["modality"] for r in rows)),
-                "by_source": dict(Counter(r["source"] for r in rows)),
+                "by_modality": dict(Counter(r["modality"] for r in found.rows)),
+                "by_role": dict(Counter(r["role"] for r in found.rows)),
                 "chunker_version": CHUNKER_VERSION,
                 "params": params,
-                "max_text_tokens": max((r["n_tokens"] for r in rows if r["n_tokens"]), default=0),
-                "failures": markdown_table(failures, ["path", "reason"]),
-                "problems": markdown_table(problems, ["path", "problem"]),
+                "max_text_tokens": max((r["n_tokens"] for r in found.rows if r["n_tokens"]), default=0),
+                "failures": markdown_table(found.failures, ["path", "reason"]),
+                "problems": markdown_table(found.problems, ["path", "problem"]),
             },
             check_results=[
                 dg.AssetCheckResult(
@@ -138,12 +120,3 @@ def build_ingest_assets(settings: Settings) -> list:
         )
 
     return [raw_files, chunks]
-
-
-def _sentence_embedder(settings: Settings):
-    """The semantic strategy's sentence embeddings: the default encoder's text tower."""
-    if settings.chunking.text_strategy != "semantic":
-        return None
-    from mm_assets.encoders.load import load_encoder
-
-    return load_encoder(settings.default_encoder).embed_texts

@@ -6,7 +6,9 @@ import dagster as dg
 
 from mm_assets.assets.common import Storage
 from mm_assets.config import EncoderConfig, Settings
+from mm_assets.encoders.identity import code_version
 from mm_assets.encoders.resolve import resolve_model
+from mm_assets.store.tables import RAW_FILES, upgrade
 
 
 def fine_tuned_asset_key(encoder: EncoderConfig) -> dg.AssetKey:
@@ -22,7 +24,7 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
         group_name="training",
         kinds={"pytorch", "safetensors"},
         deps=[raw_files_asset],
-        code_version=encoder.fingerprint,
+        code_version=code_version(encoder),
         pool="gpu",
         description=f"{encoder.name}: {ft.base} fine-tuned contrastively on the captioned training split "
         f"({ft.epochs} epochs, lr {ft.learning_rate}, seed {ft.seed}).",
@@ -35,8 +37,9 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
 
         layout = storage.layout
         base = resolve_model(base_config.model, base_config.revision)
+        raw_files = layout.store.read_all(layout.store.shard_dir(RAW_FILES))
         pairs, skipped = training_pairs(
-            layout.store.read_all(layout.store.shard_dir("raw_files")),
+            upgrade(raw_files, RAW_FILES) if raw_files is not None else None,
             settings.eval_test_percent,
             ImagePreprocessing.from_model_dir(base.local_dir),
             settings.max_image_pixels,

@@ -1,27 +1,21 @@
 """vector_tables: the DuckDB serving file, rebuilt from every shard by one writer at a time."""
 
-import fcntl
-from contextlib import contextmanager
-
 import dagster as dg
 
 from mm_assets.assets.common import Storage, markdown_table
 from mm_assets.config import Settings
-from mm_assets.store.layout import Layout
-from mm_assets.store.vector_db import build_vector_db, open_read_only
+from mm_assets.encoders.identity import encoder_key, stored_records
+from mm_assets.store.catalog import list_encoder_tables, open_read_only
+from mm_assets.store.vector_db import VECTOR_DB_VERSION, ServingSpec, build_vector_db, single_writer
 
 
-@contextmanager
-def single_writer(layout: Layout):
-    """Serialise rebuilds: each starts after the previous one, so the last rebuild sees every shard."""
-    layout.home.mkdir(parents=True, exist_ok=True)
-    with open(layout.writer_lock, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
-# Bumped when the database layout changes.
-VECTOR_DB_VERSION = "1"
+def serving_spec(settings: Settings) -> ServingSpec:
+    """The configured encoders, the default one (decided in config.Settings) and HNSW."""
+    return ServingSpec(
+        current={e.name: encoder_key(e) for e in settings.encoders},
+        default_key=encoder_key(settings.default_encoder),
+        hnsw=settings.hnsw,
+    )
 
 
 def build_vector_tables_asset(settings: Settings, upstream: list):
@@ -35,19 +29,15 @@ def build_vector_tables_asset(settings: Settings, upstream: list):
     )
     def vector_tables(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         layout = storage.layout
-        current = {e.name: e.key for e in settings.encoders}
         with single_writer(layout):
-            report = build_vector_db(layout, current, settings.default_encoder.key, settings.hnsw, context.log.info)
+            records = stored_records(layout.store)
+            report = build_vector_db(layout, records, serving_spec(settings), context.log.info)
             leftovers = layout.store.remove_stale_temporaries()
         for key in leftovers:
             context.log.info(f"removed {key}, left by a killed writer")
         con = open_read_only(layout.db_path)
         try:
-            encoders = [
-                dict(zip(("table", "encoder", "model", "revision", "dim", "current", "rows"), r))
-                for r in con.execute("""SELECT table_name, name, model_id, revision, embedding_dim,
-                                                is_current, n_vectors FROM encoders ORDER BY name, key""").fetchall()
-            ]
+            encoders = sorted((t.summary() for t in list_encoder_tables(con)), key=lambda e: e["table"])
         finally:
             con.close()
         return dg.MaterializeResult(

@@ -9,8 +9,9 @@ parameter or a strategy's version changes ids (and marks the chunk and embedding
 
 from __future__ import annotations
 
-from mm_assets.chunking.text import STRATEGY_VERSIONS
+from mm_assets.chunking.text import STRATEGY_VERSIONS, TextChunker
 from mm_assets.config import Settings, short_hash
+from mm_assets.encoders.identity import fingerprint
 
 # Bumped when chunking code changes its output for the same parameters (part of every chunk id).
 CHUNKER_VERSION = "2"
@@ -22,7 +23,7 @@ def chunking_params(settings: Settings) -> dict[str, dict]:
     """Per file kind, everything that decides its chunks."""
     c = settings.chunking
     text = {
-        "tokenizer": settings.tokenizer_source,
+        "tokenizer": settings.tokenizer_model,
         "max_tokens": c.max_tokens,
         "overlap": c.overlap_tokens,
         "strategy": c.text_strategy,
@@ -30,7 +31,7 @@ def chunking_params(settings: Settings) -> dict[str, dict]:
     }
     if c.text_strategy == "semantic":
         # Breakpoints depend on the sentence embeddings: the encoder that makes them is a parameter.
-        text.update(semantic_percentile=c.semantic_percentile, semantic_encoder=settings.default_encoder.fingerprint)
+        text.update(semantic_percentile=c.semantic_percentile, semantic_encoder=fingerprint(settings.default_encoder))
     return {
         "text": text,
         "image": {"tiles": c.image_tiles},
@@ -48,3 +49,18 @@ def chunking_params(settings: Settings) -> dict[str, dict]:
 
 def chunk_id_of(file_id: str, modality: str, params: dict, position: int, content: str | None = None) -> str:
     return short_hash([file_id, CHUNKER_VERSION, modality, params, position, content], length=32)
+
+
+def text_chunker(settings: Settings, params: dict) -> TextChunker:
+    """The configured tokenizer and, for the semantic strategy, the default encoder's text tower
+    (both load models: call this when a step runs, not when the definitions load)."""
+    from transformers import AutoTokenizer
+
+    from mm_assets.encoders.load import load_encoder
+    from mm_assets.encoders.resolve import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(settings.tokenizer_model).local_dir)
+    embed_sentences = None
+    if settings.chunking.text_strategy == "semantic":
+        embed_sentences = load_encoder(settings.default_encoder).embed_texts
+    return TextChunker(tokenizer, params, embed_sentences)

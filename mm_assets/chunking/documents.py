@@ -6,10 +6,10 @@ from __future__ import annotations
 from mm_assets.chunking import IMAGE_CHUNK_MAX_SIDE
 from mm_assets.chunking.rows import FileChunks, in_reading_order
 from mm_assets.chunking.text import TextChunker, TextWindow
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.images import decode_rgb, encode_jpeg
-from mm_assets.ingest.markup import ImageRef, parse_markup, read_referenced_image
-from mm_assets.ingest.pdf import read_pdf_pages, render_page, text_bbox
+from mm_assets.formats import BadFile
+from mm_assets.formats.images import decode_rgb, encode_jpeg
+from mm_assets.formats.markup import ImageRef, parse_markup, read_referenced_image
+from mm_assets.formats.pdf import read_pdf_pages, render_page, text_bbox
 
 
 def chunk_text(

@@ -3,18 +3,21 @@ documents.py, videos and audio in media.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 from mm_assets.chunking.documents import chunk_pdf, chunk_text
 from mm_assets.chunking.media import chunk_audio, chunk_video_file
 from mm_assets.chunking.rows import FileChunks
 from mm_assets.chunking.text import TextChunker
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.reading import read_ingested_file
-from mm_assets.ingest.text import decode_text
+from mm_assets.formats import BadFile, failure_reason
+from mm_assets.formats.reading import read_ingested_file
+from mm_assets.formats.text import decode_text
 
 
 def chunk_file(f: dict, chunker: TextChunker, params: dict, *, max_pixels: int, max_bytes: int) -> FileChunks:
     """The chunks of one ``raw_files`` row (an ingested file whose status is ok)."""
-    kind, file_id = f["modality"], f["file_id"]
+    kind, file_id = f["kind"], f["file_id"]
     if kind == "image":
         return chunk_image(file_id, params["image"])
     if kind == "audio":
@@ -38,3 +41,32 @@ def chunk_image(file_id: str, params: dict) -> FileChunks:
         x, y = i % n, i // n
         chunks.add("image", "tile", bbox=[x / n, y / n, (x + 1) / n, (y + 1) / n])
     return chunks
+
+
+@dataclass
+class BatchChunks:
+    rows: list[dict] = field(default_factory=list)  # the chunks of every file, file by file
+    failures: list[dict] = field(default_factory=list)  # {path, reason}: files that gave no chunks
+    problems: list[dict] = field(default_factory=list)  # {path, problem}: parts of files left out
+
+
+def chunk_batch(
+    files: list[dict],
+    chunker: TextChunker,
+    params: dict,
+    *,
+    max_pixels: int,
+    max_bytes: int,
+    progress: Callable[[], None],
+) -> BatchChunks:
+    """The chunks of a batch's ingested files; a file that fails costs only itself."""
+    out = BatchChunks()
+    for f in files:
+        try:
+            found = chunk_file(f, chunker, params, max_pixels=max_pixels, max_bytes=max_bytes)
+            out.rows.extend(found.rows)
+            out.problems += [{"path": f["path"], "problem": p} for p in found.problems]
+        except Exception as exc:
+            out.failures.append({"path": f["path"], "reason": failure_reason(exc)})
+        progress()
+    return out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from mm_assets.chunking.rows import FileChunks
 from mm_assets.chunking.text import TextChunker
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.media import sample_video_frames
-from mm_assets.ingest.reading import check_ingested_path
-from mm_assets.ingest.subtitles import Subtitles, read_subtitles, subtitle_path_for
+from mm_assets.formats import BadFile
+from mm_assets.formats.media import sample_video_frames
+from mm_assets.formats.reading import check_ingested_path
+from mm_assets.formats.subtitles import Subtitles, read_subtitles, subtitle_path_for
 
 
 def chunk_video_file(f: dict, chunker: TextChunker, params: dict) -> FileChunks:

@@ -10,32 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
 from mm_assets.chunking import chunk_id_of
 from mm_assets.chunking.text import TextChunker, TextWindow
-
-CHUNKS_SCHEMA = pa.schema(
-    [
-        ("chunk_id", pa.string()),
-        ("file_id", pa.string()),
-        ("modality", pa.string()),  # image | text | audio: what an encoder embeds
-        ("source", pa.string()),  # what the chunk is in its file: window, image, tile, figure, caption, ...
-        ("position", pa.int32()),  # reading order within the file
-        ("text", pa.string()),
-        ("heading", pa.string()),
-        ("section", pa.int32()),  # section (between headings) or PDF page the chunk belongs to
-        ("char_start", pa.int64()),  # text range (in the page's text for PDFs, the extracted text for HTML)
-        ("char_end", pa.int64()),
-        ("n_tokens", pa.int32()),
-        ("bbox", pa.list_(pa.float32(), 4)),  # x0, y0, x1, y1 as fractions of the (EXIF-oriented) image or page
-        ("page", pa.int32()),  # 1-based PDF page
-        ("t_start", pa.float64()),  # seconds into a video or audio file
-        ("t_end", pa.float64()),
-        ("linked_chunk_id", pa.string()),  # alt text and captions: the image chunk they describe
-        ("media", pa.binary()),  # JPEG of an image cut out of the file (figure, frame, page, linked image)
-    ]
-)
+from mm_assets.store.tables import CHUNKS_SCHEMA
 
 
 @dataclass
@@ -49,14 +26,14 @@ class FileChunks:
     rows: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    def add(self, modality: str, source: str, content: str | None = None, **fields) -> str:
+    def add(self, modality: str, role: str, content: str | None = None, **fields) -> str:
         position = len(self.rows)
         row = {name: None for name in CHUNKS_SCHEMA.names}
         row.update(
             chunk_id=chunk_id_of(self.file_id, self.kind, self.params, position, content),
             file_id=self.file_id,
             modality=modality,
-            source=source,
+            role=role,
             position=position,
             **fields,
         )
@@ -78,10 +55,10 @@ class FileChunks:
         self, chunker: TextChunker, image_chunk: str | None, alt: str | None, caption: str | None, **fields
     ):
         """Alt text and caption as text chunks linked to the image they describe."""
-        for source, text in (("alt_text", alt), ("caption", caption if caption != alt else None)):
+        for role, text in (("alt_text", alt), ("caption", caption if caption != alt else None)):
             if text:
                 fitted, n_tokens = chunker.fit(text)
-                self.add("text", source, text=fitted, n_tokens=n_tokens, linked_chunk_id=image_chunk, **fields)
+                self.add("text", role, text=fitted, n_tokens=n_tokens, linked_chunk_id=image_chunk, **fields)
 
 
 def in_reading_order(windows: list[TextWindow], placed: list[tuple[float, object]]) -> list:

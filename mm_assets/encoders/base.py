@@ -108,10 +108,9 @@ class Encoder:
         return json.loads(path.read_text()) if path.exists() else None
 
     def metadata(self) -> dict:
-        """Everything needed to know what produced a vector, and to load the same model again."""
+        """Everything needed to know what produced a vector, and to load the same model again (with the
+        encoder's identity, this is the encoder record: encoders/identity.py)."""
         return {
-            "encoder": self.config.name,
-            "fingerprint": self.config.fingerprint,
             "model_id": self.resolved.model_id,
             "model_dir": str(self.resolved.local_dir),
             "revision": self.resolved.revision,

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mm_assets.ingest import failure_reason
-from mm_assets.ingest.images import decode_rgb
-from mm_assets.ingest.reading import check_ingested_path, read_ingested_file
+from mm_assets.formats import failure_reason
+from mm_assets.formats.images import decode_rgb
+from mm_assets.formats.reading import check_ingested_path, read_ingested_file
 
 if TYPE_CHECKING:  # the encoder is passed in; importing it here would pull torch into every importer
     from mm_assets.encoders.base import Encoder
@@ -106,7 +106,7 @@ def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
 
 
 def _load_audio_job(job: AudioJob, encoder: ClapEncoder):
-    from mm_assets.ingest.media import decode_audio  # PyAV: only where audio is embedded
+    from mm_assets.formats.media import decode_audio  # PyAV: only where audio is embedded
 
     t0 = time.perf_counter()
     path = check_ingested_path(job.path, job.file_id) if job.verify else job.path

@@ -8,33 +8,28 @@ from pathlib import Path
 
 import duckdb
 
-_COLUMNS = ["recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries", "n_gallery"]
+from mm_assets.store.tables import RETRIEVAL_EVAL_DDL, RETRIEVAL_METRICS
 
 
 def record_results(db_path: Path, results: list[dict], encoders: dict[str, dict], run_id: str) -> None:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(db_path)) as con:
-        con.execute("""
-            CREATE TABLE IF NOT EXISTS retrieval_eval (
-                evaluated_at TIMESTAMP, run_id VARCHAR, encoder VARCHAR, key VARCHAR, fingerprint VARCHAR,
-                model_id VARCHAR, revision VARCHAR, task VARCHAR, "recall@1" DOUBLE, "recall@5" DOUBLE,
-                "recall@10" DOUBLE, mrr DOUBLE, "ndcg@10" DOUBLE, "chance@1" DOUBLE, n_queries INTEGER,
-                n_gallery INTEGER)""")
+        con.execute(RETRIEVAL_EVAL_DDL)
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         for r in results:
-            meta = encoders[r["key"]]
+            meta = encoders[r["encoder_key"]]
             con.execute(
                 "INSERT INTO retrieval_eval VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     now,
                     run_id,
                     r["encoder"],
-                    r["key"],
+                    r["encoder_key"],
                     meta["fingerprint"],
                     meta["model_id"],
                     meta["revision"],
                     r["task"],
-                    *[r.get(c) for c in _COLUMNS],
+                    *[r.get(c) for c in RETRIEVAL_METRICS],
                 ],
             )
 

@@ -3,13 +3,19 @@ and on the figures of documents, found by their own captions and alt text."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
 import numpy as np
 
-from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.evaluation.metrics import retrieval_metrics
-from mm_assets.search.query import EncoderTable
+from mm_assets.store.catalog import EncoderTable
 
+if TYPE_CHECKING:  # passed in: importing it would pull torch into the definitions (which read EVAL_VERSION)
+    from mm_assets.encoders.clip import ClipEncoder
+
+# Bumped when evaluation changes what it measures (the retrieval_eval code version).
+EVAL_VERSION = "1"
 TASKS = ("text->image", "image->text", "text->text", "image->image", "caption->figure")
 
 
@@ -63,21 +69,21 @@ def evaluate_encoder_table(
             similarity = np.where(not_self, similarity, -np.inf)  # the query is not its own answer
         metrics = retrieval_metrics(similarity, rel)
         if metrics["n_queries"]:
-            results.append({"encoder": table.name, "key": table.key, "task": task, **metrics})
+            results.append({"encoder": table.name, "encoder_key": table.encoder_key, "task": task, **metrics})
     return results
 
 
 def _caption_figure_result(con: duckdb.DuckDBPyConnection, table: EncoderTable) -> list[dict]:
     """Each caption or alt text of a document (a text chunk linked to its figure) as a query over every
     figure: free labelled pairs, never used for fine-tuning. Uses the stored vectors."""
-    figure_ids, gallery = _stored_vectors(con, table, "chunk_id", "c.source = 'figure'")
+    figure_ids, gallery = _stored_vectors(con, table, "chunk_id", "c.role = 'figure'")
     described, queries = _stored_vectors(con, table, "linked_chunk_id", "c.linked_chunk_id IS NOT NULL")
     if not figure_ids or not described:
         return []
     relevant = np.asarray(described)[:, None] == np.asarray(figure_ids)[None, :]
     metrics = retrieval_metrics(queries @ gallery.T, relevant)
     return (
-        [{"encoder": table.name, "key": table.key, "task": "caption->figure", **metrics}]
+        [{"encoder": table.name, "encoder_key": table.encoder_key, "task": "caption->figure", **metrics}]
         if metrics["n_queries"]
         else []
     )

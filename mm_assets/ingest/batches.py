@@ -10,6 +10,7 @@ import pyarrow as pa
 from mm_assets.config import short_hash
 from mm_assets.ingest.discover import FoundFile, Rejected, new_or_changed, walk_sources
 from mm_assets.store.layout import Layout
+from mm_assets.store.tables import SEEN_SCHEMA
 
 
 def load_seen(layout: Layout) -> dict[str, tuple[int, int]]:
@@ -25,11 +26,8 @@ def _save_seen(layout: Layout, seen: dict[str, tuple[int, int]]) -> None:
     layout.store.write_table(
         layout.store.SEEN_INDEX,
         pa.table(
-            {
-                "path": pa.array(paths, pa.string()),
-                "size": pa.array([seen[p][0] for p in paths], pa.int64()),
-                "mtime_ns": pa.array([seen[p][1] for p in paths], pa.int64()),
-            }
+            {"path": paths, "size": [seen[p][0] for p in paths], "mtime_ns": [seen[p][1] for p in paths]},
+            schema=SEEN_SCHEMA,
         ),
     )
 

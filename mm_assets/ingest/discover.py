@@ -7,7 +7,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from mm_assets.ingest import SUPPORTED_EXTENSIONS
+from mm_assets.formats import SUPPORTED_EXTENSIONS
 
 
 @dataclass(frozen=True)

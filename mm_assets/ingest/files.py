@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow as pa
-
-from mm_assets.ingest import (
+from mm_assets.formats import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
     PDF_EXTENSIONS,
@@ -14,12 +14,16 @@ from mm_assets.ingest import (
     BadFile,
     failure_reason,
 )
-from mm_assets.ingest.discover import FoundFile
-from mm_assets.ingest.images import decode_rgb, open_image
-from mm_assets.ingest.media import describe_media
-from mm_assets.ingest.pdf import describe_pdf
-from mm_assets.ingest.reading import file_id_of, file_id_of_path, read_file_bytes
-from mm_assets.ingest.text import decode_text
+from mm_assets.formats.images import decode_rgb, open_image
+from mm_assets.formats.media import describe_media
+from mm_assets.formats.pdf import describe_pdf
+from mm_assets.formats.reading import file_id_of, file_id_of_path, read_file_bytes
+from mm_assets.formats.text import decode_text
+from mm_assets.ingest.discover import FoundFile, Rejected
+from mm_assets.ingest.labels import CaptionIndex
+
+# Bumped when inspection records something different for the same file (the raw_files code version).
+INGEST_VERSION = "2"
 
 _TEXT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 
@@ -47,7 +51,7 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
         "size": entry.size,
         "mtime_ns": entry.mtime_ns,
         "file_id": None,
-        "modality": None,
+        "kind": None,
         "format": None,
         "encoding": None,
         "width": None,
@@ -62,7 +66,7 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
         if ext in VIDEO_EXTENSIONS or ext in AUDIO_EXTENSIONS:
             # Streamed from disk, never held whole: no size limit (a recording may be larger than memory).
             kind = "video" if ext in VIDEO_EXTENSIONS else "audio"
-            row.update(file_id=file_id_of_path(entry.path), modality=kind, format=ext.lstrip("."))
+            row.update(file_id=file_id_of_path(entry.path), kind=kind, format=ext.lstrip("."))
             row["size"] = os.path.getsize(entry.path)
             if not row["size"]:
                 raise BadFile("empty file (0 bytes)")
@@ -74,7 +78,7 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
         row["size"] = len(data)
         row["file_id"] = file_id_of(data)
         if ext in IMAGE_EXTENSIONS:
-            row["modality"] = "image"
+            row["kind"] = "image"
             try:
                 header = open_image(data, max_image_pixels)
             except BadFile as exc:
@@ -84,9 +88,9 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
             row.update(format=header.format, width=header.width, height=header.height)
             decode_rgb(data, max_image_pixels, min_side=_VALIDATION_SIDE)
         elif ext in PDF_EXTENSIONS:
-            row.update(modality="document", format="pdf", **describe_pdf(data))
+            row.update(kind="document", format="pdf", **describe_pdf(data))
         else:
-            row["modality"] = "text"
+            row["kind"] = "text"
             try:
                 text, encoding = decode_text(data)
             except BadFile as exc:
@@ -102,28 +106,30 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
     return row
 
 
-RAW_FILES_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("size", pa.int64()),
-        ("mtime_ns", pa.int64()),
-        ("file_id", pa.string()),
-        ("modality", pa.string()),
-        ("format", pa.string()),
-        ("encoding", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("pages", pa.int32()),  # PDFs
-        ("duration", pa.float64()),  # video and audio, seconds
-        ("caption", pa.string()),  # images only: from a sidecar file or a captions manifest
-        ("label", pa.string()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("batch", pa.string()),
-        ("ingested_at", pa.float64()),
-    ]
-)
-
-
 def rejected_row(path: str, reason: str) -> dict:
     return {"path": path, "status": "quarantined", "reason": reason}
+
+
+def inspect_batch(
+    files: list[FoundFile],
+    rejected: list[Rejected],
+    captions: CaptionIndex,
+    *,
+    max_image_pixels: int,
+    max_file_bytes: int,
+    workers: int,
+    progress: Callable[[], None],
+) -> list[dict]:
+    """The ``raw_files`` rows of a batch: every file inspected in a thread pool (decoders release the
+    GIL), images with their caption and label, and the files discovery rejected without reading."""
+
+    def inspect(entry: FoundFile) -> dict:
+        row = inspect_file(entry, max_image_pixels=max_image_pixels, max_file_bytes=max_file_bytes)
+        if row["kind"] == "image" and row["status"] == "ok":
+            row["caption"], row["label"] = captions.lookup(entry.path)
+        progress()
+        return row
+
+    with ThreadPoolExecutor(workers) as pool:
+        rows = list(pool.map(inspect, files))
+    return rows + [rejected_row(r.path, r.reason) for r in rejected]

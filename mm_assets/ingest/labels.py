@@ -13,8 +13,8 @@ import json
 import os
 import threading
 
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.text import decode_text
+from mm_assets.formats import BadFile
+from mm_assets.formats.text import decode_text
 
 CAPTION_MANIFESTS = ("captions.csv", "captions.jsonl")
 Caption = tuple[str | None, str | None]  # (caption, label)

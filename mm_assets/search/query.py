@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -13,10 +12,21 @@ import torch
 
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.base import Encoder
+from mm_assets.encoders.identity import recorded_config
 from mm_assets.encoders.load import load_encoder
-from mm_assets.ingest.images import decode_rgb
-from mm_assets.ingest.reading import read_file_bytes
-from mm_assets.store.vector_db import MODALITY_CODES, VectorDBError, damaged, open_read_only
+from mm_assets.formats.images import decode_rgb
+from mm_assets.formats.reading import read_file_bytes
+from mm_assets.store.catalog import (
+    EncoderTable,
+    VectorDBError,
+    choose_encoder_table,
+    chunk_details,
+    chunks_around,
+    damaged,
+    list_encoder_tables,
+    open_read_only,
+)
+from mm_assets.store.tables import MODALITY_CODES
 
 _QUERY_IMAGE_MAX_PIXELS = 200_000_000
 
@@ -31,9 +41,9 @@ class SearchHit:
     heading: str | None
     file_id: str
     encoder: str
-    # Where the chunk sits in its parent file: what it is (window, figure, caption, frame, ...), its
+    # Where the chunk sits in its parent file: its role (window, figure, caption, frame, ...), its
     # place in reading order, section, PDF page, character range, region, time span in a video or audio.
-    source: str | None = None
+    role: str | None = None
     position: int = 0
     section: int | None = None
     page: int | None = None
@@ -51,59 +61,12 @@ class SearchHit:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class EncoderTable:
-    key: str
-    name: str
-    table_name: str
-    dim: int
-    has_hnsw: bool
-    is_current: bool
-    matrix: str  # serving matrix, relative to the home folder
-    n_vectors: int
-    metadata: dict
-
-
-def list_encoder_tables(con: duckdb.DuckDBPyConnection) -> list[EncoderTable]:
-    rows = con.execute("""
-        SELECT e.key, e.name, e.table_name, e.embedding_dim,
-               EXISTS (SELECT 1 FROM duckdb_indexes() i WHERE i.table_name = e.table_name) AS has_hnsw,
-               e.is_current, e.matrix, e.n_vectors, e.metadata
-        FROM encoders e ORDER BY e.is_default DESC, e.is_current DESC, e.name, e.key""").fetchall()
-    return [EncoderTable(*r[:8], json.loads(r[8])) for r in rows]
-
-
-def pick_encoder_table(tables: list[EncoderTable], encoder: str | None, default_key: str | None) -> EncoderTable:
-    """``encoder``: a name (its current table), a key (name_fingerprint) or a table name; else the default."""
-    if not tables:
-        raise VectorDBError("the vector database has no embedding tables yet")
-    wanted = encoder or default_key
-    if wanted is None:
-        return tables[0]
-    for t in tables:
-        if wanted in (t.key, t.table_name):
-            return t
-    named = [t for t in tables if t.name == wanted]
-    if named:
-        return named[0]  # sorted current-first
-    choices = ", ".join(f"{t.name} ({t.key})" for t in tables)
-    if encoder is None:
-        raise VectorDBError(
-            f"no vectors yet for the configured default encoder ({default_key}); materialize its embeddings, "
-            f"or pick one with --encoder: {choices}"
-        )
-    raise VectorDBError(f"no embedding table for encoder {encoder!r}; available: {choices}")
-
-
 @lru_cache(maxsize=4)
-def _load_encoder(name: str, model_id: str, revision: str, dtype: str, modalities: tuple[str, ...]) -> Encoder:
-    hub_revision = None if revision.startswith("sha256:") else revision
-    encoder = load_encoder(
-        EncoderConfig(name=name, model=model_id, revision=hub_revision, dtype=dtype, modalities=modalities)
-    )
+def _load_checked(config: EncoderConfig, revision: str) -> Encoder:
+    encoder = load_encoder(config)
     if encoder.resolved.revision != revision:
         raise VectorDBError(
-            f"the model {model_id} has changed since its vectors were written (recorded {revision}, now "
+            f"the model {config.model} has changed since its vectors were written (recorded {revision}, now "
             f"{encoder.resolved.revision}); rematerialize that encoder's embeddings or restore the model"
         )
     return encoder
@@ -111,8 +74,7 @@ def _load_encoder(name: str, model_id: str, revision: str, dtype: str, modalitie
 
 def recorded_encoder(table: EncoderTable) -> Encoder:
     """The exact model that wrote the table, whatever the config says today."""
-    m = table.metadata
-    return _load_encoder(m["encoder"], m["model_id"], m["revision"], m["dtype"], tuple(m["modalities"]))
+    return _load_checked(recorded_config(table.metadata), table.metadata["revision"])
 
 
 def embed_query(
@@ -131,7 +93,7 @@ def embed_query(
     if modality == "text":
         return encoder.embed_texts([query])[0]
     if modality == "audio":
-        from mm_assets.ingest.media import decode_audio  # PyAV: only for audio queries
+        from mm_assets.formats.media import decode_audio  # PyAV: only for audio queries
 
         return encoder.embed_audio([decode_audio(str(query), encoder.sample_rate, 0.0, encoder.max_seconds)])[0]
     data = read_file_bytes(str(query), max_bytes=2**31)
@@ -155,46 +117,11 @@ def exact_top_rows(matrix: np.ndarray, codes: np.ndarray, query: np.ndarray, k: 
     return ordered, distances[ordered]
 
 
-_PLACE_COLUMNS = ("source", "position", "section", "page", "char_start", "char_end", "bbox", "t_start", "t_end")
-_DETAIL_COLUMNS = ("chunk_id", "file_id", "modality", "text", "heading", *_PLACE_COLUMNS, "linked_chunk_id")
-
-
-def _select_by_id(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], ids: list[str]) -> list[dict]:
-    """Rows by id as dicts; a literal IN list, so the id index is used."""
-    if not ids:
-        return []
-    key = columns[0]
-    rows = con.execute(
-        f"SELECT {', '.join(columns)} FROM {table} WHERE {key} IN ({', '.join('?' * len(ids))})", ids
-    ).fetchall()
-    return [dict(zip(columns, r)) for r in rows]
-
-
-def chunk_details(con: duckdb.DuckDBPyConnection, chunk_ids: list[str]) -> dict[str, dict]:
-    """Path, modality, text, heading and place in the file per chunk id, and for a caption or alt text
-    the image chunk it describes (a hit on its words shows that figure too)."""
-    chunks = _select_by_id(con, "chunks", _DETAIL_COLUMNS, chunk_ids)
-    files = _select_by_id(con, "files", ("file_id", "path"), sorted({c["file_id"] for c in chunks}))
-    paths = {f["file_id"]: f["path"] for f in files}
-    linked = sorted({c["linked_chunk_id"] for c in chunks if c["linked_chunk_id"]})
-    described = {
-        d["chunk_id"]: d for d in _select_by_id(con, "chunks", ("chunk_id", "modality", *_PLACE_COLUMNS), linked)
-    }
-    out = {}
-    for c in chunks:
-        chunk_id, link = c.pop("chunk_id"), c.pop("linked_chunk_id")
-        out[chunk_id] = {**c, "path": paths[c["file_id"]], "describes": described.get(link)}
-    return out
-
-
 def neighbouring_chunks(con: duckdb.DuckDBPyConnection, hits: list[SearchHit], width: int) -> list[SearchHit]:
     """Each hit with the chunks up to ``width`` positions before and after it in its file."""
     if width < 1 or not hits:
         return hits
-    windows = " OR ".join("(file_id = ? AND position BETWEEN ? AND ?)" for _ in hits)
-    params = [v for h in hits for v in (h.file_id, h.position - width, h.position + width)]
-    rows = con.execute(f"SELECT {', '.join(_DETAIL_COLUMNS)} FROM chunks WHERE {windows} ORDER BY position", params)
-    nearby = [dict(zip(_DETAIL_COLUMNS, r)) for r in rows.fetchall()]
+    nearby = chunks_around(con, [(h.file_id, h.position) for h in hits], width)
 
     def around(h: SearchHit) -> list[dict]:
         return [
@@ -299,10 +226,12 @@ class Searcher:
         if k < 1:
             raise ValueError("k must be at least 1")
         con = self._connection()
-        table = pick_encoder_table(self._tables, encoder, default_key)
+        table = choose_encoder_table(self._tables, encoder, default_key)
         if vector is not None:
             if vector.shape != (table.dim,):
-                raise ValueError(f"query vector has shape {vector.shape}; {table.key} holds {table.dim}-d vectors")
+                raise ValueError(
+                    f"query vector has shape {vector.shape}; {table.encoder_key} holds {table.dim}-d vectors"
+                )
             query = np.asarray(vector, dtype=np.float32)
         else:
             query = embed_query(recorded_encoder(table), text, image, audio).astype(np.float32)
@@ -325,7 +254,10 @@ class Searcher:
                 (
                     # rounding can take 1 - cos a hair below zero for identical directions
                     SearchHit(
-                        chunk_id=chunk_id, distance=max(0.0, float(distance)), encoder=table.key, **details[chunk_id]
+                        chunk_id=chunk_id,
+                        distance=max(0.0, float(distance)),
+                        encoder=table.encoder_key,
+                        **details[chunk_id],
                     )
                     for chunk_id, distance in ranked
                     if modality is None or details[chunk_id]["modality"] == modality

@@ -46,10 +46,6 @@ class ShardStore:
     def shard(self, asset: str, batch: str, encoder_key: str | None = None) -> str:
         return f"{self.shard_dir(asset, encoder_key)}/{batch}.parquet"
 
-    def encoder_record(self, encoder_key: str) -> str:
-        """Metadata of the model that wrote an embeddings shard folder (read by vector_tables)."""
-        return f"{self.shard_dir('embeddings', encoder_key)}/encoder.json"
-
     SEEN_INDEX = "state/seen.parquet"  # what discovery has batched already: path -> (size, mtime)
     WRITTEN_DIRS = ("manifests", "shards", "state")  # everything this store writes lives below these
 

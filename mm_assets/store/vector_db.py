@@ -7,65 +7,47 @@ ever sees a half-built state. Deleting or damaging the file loses nothing: rebui
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import duckdb_extension_vss
 import numpy as np
 
-from mm_assets.chunking.rows import CHUNKS_SCHEMA
-from mm_assets.ingest.files import RAW_FILES_SCHEMA
+from mm_assets.store import tables
+from mm_assets.store.catalog import VectorDBError, load_extensions, open_read_only
 from mm_assets.store.layout import Layout
+from mm_assets.store.tables import (
+    CHUNKS,
+    CHUNKS_SCHEMA,
+    EMBEDDINGS,
+    MODALITY_CODES,
+    RAW_FILES,
+    RAW_FILES_SCHEMA,
+    embedding_table_name,
+)
+
+# Bumped when the database layout changes (the vector_tables code version).
+VECTOR_DB_VERSION = "2"
 
 
-class VectorDBError(RuntimeError):
-    pass
+@dataclass(frozen=True)
+class ServingSpec:
+    """What a build serves besides the shards: which encoder keys are configured now (by name), the
+    default one, and whether HNSW indexes are built. A change of any makes the database out of date."""
 
+    current: dict[str, str]  # encoder name -> encoder key
+    default_key: str
+    hnsw: bool
 
-def damaged(what: str, exc: BaseException) -> VectorDBError:
-    """The error for any damaged part of the serving state: it is derived, so say how to rebuild it."""
-    return VectorDBError(
-        f"{what} is damaged or incomplete ({exc}). It is derived data: rematerialize vector_tables "
-        "(`mm-assets run` or the Dagster UI) to rebuild it from the shards."
-    )
-
-
-def _extension_file(package) -> str:
-    # The pip packages ship the binary for the pinned duckdb version; nothing is downloaded.
-    return str(next(Path(package.__path__[0]).rglob("*.duckdb_extension")))
-
-
-def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
-    """vss: HNSW indexes (a database holding one cannot even be opened without it)."""
-    con.execute(f"LOAD '{_extension_file(duckdb_extension_vss)}'")
-
-
-def open_read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
-    if not db_path.exists():
-        raise VectorDBError(
-            f"no vector database at {db_path}. Build it with `mm-assets run DIR` or by materializing "
-            "the vector_tables asset."
-        )
-    try:
-        con = duckdb.connect(str(db_path), read_only=True)
-        load_extensions(con)
-        con.execute("SELECT count(*) FROM encoders").fetchone()
-        return con
-    except duckdb.Error as exc:
-        raise damaged(f"the vector database {db_path}", exc) from None
-
-
-def embedding_table(encoder_key: str) -> str:
-    return f"emb_{encoder_key}"
-
-
-MODALITY_CODES = {"image": 0, "text": 1, "audio": 2}
+    def as_json(self) -> str:
+        return json.dumps({"current": self.current, "default_key": self.default_key, "hnsw": self.hnsw}, sort_keys=True)
 
 
 def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, serving: Path) -> Path:
@@ -84,20 +66,31 @@ def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, 
     return path
 
 
-def is_up_to_date(layout: Layout) -> bool:
-    """Whether the database exists, opens, and was built from exactly the shards now on disk (False
-    after a killed rebuild or new shards, so rerunning `mm-assets run` finishes the job)."""
+def is_up_to_date(layout: Layout, spec: ServingSpec) -> bool:
+    """Whether the database exists, opens, was built from exactly the shards now in the store and
+    for these settings (False after a killed rebuild, new shards, or a new default encoder, so
+    rerunning `mm-assets run` finishes the job)."""
     try:
         con = open_read_only(layout.db_path)
     except VectorDBError:
         return False
     try:
         built_from = {r[0] for r in con.execute("SELECT shard FROM build_inputs").fetchall()}
+        built_for = con.execute("SELECT settings FROM build_settings").fetchone()
     except duckdb.Error:
         return False
     finally:
         con.close()
-    return built_from == layout.store.all_shards()
+    return built_for is not None and built_for[0] == spec.as_json() and built_from == layout.store.all_shards()
+
+
+@contextmanager
+def single_writer(layout: Layout):
+    """Serialise rebuilds: each starts after the previous one, so the last rebuild sees every shard."""
+    layout.home.mkdir(parents=True, exist_ok=True)
+    with open(layout.writer_lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _remove_old_serving_dirs(layout: Layout, keep: Path) -> None:
@@ -115,32 +108,35 @@ class BuildReport:
     seconds: float
 
 
-def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, hnsw: bool, log=print) -> BuildReport:
+def build_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec, log=print) -> BuildReport:
     """Rebuild ``vectors.duckdb`` from every shard.
 
-    ``current``: encoder name -> key of the configured encoders; older keys found in the shards
-    are kept as their own tables (marked not current) so configurations can be compared.
+    ``records``: encoder key -> encoder record, for every key with shards (see
+    encoders/identity.stored_records); keys not configured now are kept as their own tables (marked
+    not current) so configurations can be compared.
     """
     start = time.perf_counter()
     store = layout.store
-    raw = store.list(store.shard_dir("raw_files"))
-    chunk_shards = store.list(store.shard_dir("chunks"))
+    raw = store.list(store.shard_dir(RAW_FILES))
+    chunk_shards = store.list(store.shard_dir(CHUNKS))
     if not raw or not chunk_shards:
         raise VectorDBError("nothing ingested yet: no raw_files/chunks shards under " + store.url)
     tmp = layout.db_path.with_name(f".{layout.db_path.stem}.{uuid.uuid4().hex[:8]}.building")
     serving = layout.serving_dir(f"{time.time_ns()}")
     serving.mkdir(parents=True)
-    tables: dict[str, int] = {}
+    built: dict[str, int] = {}
     inputs = [*raw, *chunk_shards]  # every shard this build reads, recorded for is_up_to_date
     hnsw_seconds = 0.0
     try:
         con = duckdb.connect(str(tmp))
         load_extensions(con)
         # Shards are scanned as Arrow datasets, so they may live on any filesystem fsspec reaches;
-        # the declared schemas fill columns that older shards lack with NULL.
-        con.register("raw_shards", store.dataset(raw, RAW_FILES_SCHEMA))
-        con.register("chunk_shards", store.dataset(chunk_shards, CHUNKS_SCHEMA))
-        con.execute("CREATE TABLE file_versions AS SELECT * FROM raw_shards")
+        # the declared schemas fill columns that older shards lack with NULL (renamed ones: tables.py).
+        con.register("raw_shards", store.dataset(raw, tables.read_schema(RAW_FILES_SCHEMA, RAW_FILES)))
+        con.register("chunk_shards", store.dataset(chunk_shards, tables.read_schema(CHUNKS_SCHEMA, CHUNKS)))
+        con.execute(
+            f"CREATE TABLE file_versions AS SELECT {tables.select_list(RAW_FILES_SCHEMA, RAW_FILES)} FROM raw_shards"
+        )
         # A path's latest version wins (an edited file replaces its old content); a file id seen under
         # several paths (a rename or a copy) is served under its most recently ingested path.
         con.execute("""
@@ -148,7 +144,7 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
             WITH latest AS (SELECT path, arg_max(file_id, ingested_at) AS file_id,
                                    arg_max(status, ingested_at) AS status
                             FROM file_versions GROUP BY path)
-            SELECT v.file_id, arg_max(v.path, v.ingested_at) AS path, any_value(v.modality) AS modality,
+            SELECT v.file_id, arg_max(v.path, v.ingested_at) AS path, any_value(v.kind) AS kind,
                    any_value(v.format) AS format, any_value(v.encoding) AS encoding, any_value(v.width) AS width,
                    any_value(v.height) AS height, any_value(v.pages) AS pages, any_value(v.duration) AS duration,
                    any_value(v.size) AS size, max(v.ingested_at) AS ingested_at,
@@ -158,23 +154,18 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
         con.execute("""
             CREATE TABLE quarantine AS
             SELECT path, reason, batch, ingested_at FROM file_versions WHERE status = 'quarantined'""")
-        con.execute("""
-            CREATE TABLE chunks AS SELECT DISTINCT ON (chunk_id) * EXCLUDE (media) FROM chunk_shards
-            WHERE file_id IN (SELECT file_id FROM files) ORDER BY chunk_id""")
+        con.execute(f"""
+            CREATE TABLE chunks AS
+            SELECT DISTINCT ON (chunk_id) {tables.select_list(CHUNKS_SCHEMA, CHUNKS, exclude=("media",))}
+            FROM chunk_shards WHERE file_id IN (SELECT file_id FROM files) ORDER BY chunk_id""")
         # Search looks results up by id: point lookups through these indexes, not scans.
         con.execute("CREATE UNIQUE INDEX chunks_by_id ON chunks (chunk_id)")
         con.execute("CREATE UNIQUE INDEX files_by_id ON files (file_id)")
-        con.execute("""
-            CREATE TABLE encoders (key VARCHAR PRIMARY KEY, name VARCHAR, fingerprint VARCHAR, table_name VARCHAR,
-                model_id VARCHAR, revision VARCHAR, embedding_dim INTEGER, dtype VARCHAR, is_current BOOLEAN,
-                is_default BOOLEAN, n_vectors BIGINT, matrix VARCHAR, metadata JSON)""")
-        for key in store.subdirectories(store.shard_dir("embeddings")):
-            shards = store.list(store.shard_dir("embeddings", key))
-            if not shards or not store.exists(store.encoder_record(key)):
-                continue
-            record = store.read_json(store.encoder_record(key))
+        con.execute(tables.ENCODERS_DDL)
+        for key, record in sorted(records.items()):
+            shards = store.list(store.shard_dir(EMBEDDINGS, key))
             inputs += shards
-            table, dim = embedding_table(key), int(record["embedding_dim"])
+            table, dim = embedding_table_name(key), int(record["embedding_dim"])
             con.register(f"{table}_shards", store.dataset(shards))
             # `row` numbers the vectors in chunk-id order: the row of the serving matrix below.
             con.execute(f"""
@@ -184,9 +175,9 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                       FROM {table}_shards WHERE chunk_id IN (SELECT chunk_id FROM chunks))
                 ORDER BY chunk_id""")
             n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            tables[table] = n
+            built[table] = n
             matrix = _write_serving_matrix(con, table, dim, serving)
-            if hnsw and n:
+            if spec.hnsw and n:
                 t0 = time.perf_counter()
                 log(f"building HNSW index on {table} ({n:,} vectors)")
                 con.execute("SET hnsw_enable_experimental_persistence = true")
@@ -203,18 +194,20 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
                     record["revision"],
                     dim,
                     record["dtype"],
-                    current.get(record["encoder"]) == key,
-                    key == default_key,
+                    spec.current.get(record["encoder"]) == key,
+                    key == spec.default_key,
                     n,
                     str(matrix.relative_to(layout.home)),
                     json.dumps(record, sort_keys=True),
                 ],
             )
-        # What this build read: a later run compares it with the shards on disk (see is_up_to_date).
-        con.execute("CREATE TABLE build_inputs (shard VARCHAR)")
+        # What this build read and was built for: a later run compares them (see is_up_to_date).
+        con.execute(tables.BUILD_INPUTS_DDL)
         con.executemany("INSERT INTO build_inputs VALUES (?)", [[key] for key in inputs])
+        con.execute(tables.BUILD_SETTINGS_DDL)
+        con.execute("INSERT INTO build_settings VALUES (?)", [spec.as_json()])
         for name in ("files", "chunks", "quarantine", "file_versions"):
-            tables[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            built[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
         con.execute("CHECKPOINT")
         con.close()
         os.replace(tmp, layout.db_path)
@@ -225,4 +218,4 @@ def build_vector_db(layout: Layout, current: dict[str, str], default_key: str, h
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
-    return BuildReport(tables, hnsw_seconds, time.perf_counter() - start)
+    return BuildReport(built, hnsw_seconds, time.perf_counter() - start)

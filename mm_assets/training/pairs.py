@@ -6,9 +6,9 @@ import pyarrow as pa
 
 from mm_assets.encoders.clip import ImagePreprocessing
 from mm_assets.evaluation.retrieval import in_test_split
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.images import decode_rgb
-from mm_assets.ingest.reading import read_ingested_file
+from mm_assets.formats import BadFile
+from mm_assets.formats.images import decode_rgb
+from mm_assets.formats.reading import read_ingested_file
 from mm_assets.training.contrastive import TrainingPair
 
 
@@ -20,7 +20,7 @@ def training_pairs(
         return [], []
     latest: dict[str, dict] = {}
     for row in raw_files.to_pylist():
-        if row["status"] == "ok" and row["modality"] == "image" and row.get("caption"):
+        if row["status"] == "ok" and row["kind"] == "image" and row.get("caption"):
             if not in_test_split(row["file_id"], test_percent):
                 if row["file_id"] not in latest or row["ingested_at"] > latest[row["file_id"]]["ingested_at"]:
                     latest[row["file_id"]] = row

@@ -15,8 +15,8 @@ from urllib.parse import unquote, urlparse
 from bs4 import BeautifulSoup, NavigableString, Tag
 from markdown_it import MarkdownIt
 
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.reading import file_id_of, read_file_bytes
+from mm_assets.formats import BadFile
+from mm_assets.formats.reading import file_id_of, read_file_bytes
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.images import encode_jpeg
+from mm_assets.formats import BadFile
+from mm_assets.formats.images import encode_jpeg
 
 # A truncated file's packets stop well before the duration its header declares.
 _TRUNCATION_TOLERANCE = 0.9

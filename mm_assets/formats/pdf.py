@@ -13,8 +13,8 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.images import encode_jpeg
+from mm_assets.formats import BadFile
+from mm_assets.formats.images import encode_jpeg
 
 # Images smaller than this on either side are rules, bullets and logos, not figures.
 _MIN_FIGURE_PIXELS = 16

@@ -6,7 +6,7 @@ import codecs
 
 from charset_normalizer import from_bytes
 
-from mm_assets.ingest import BadFile
+from mm_assets.formats import BadFile
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mm_assets.ingest import BadFile
+from mm_assets.formats import BadFile
 
 # Pillow's check is a warning below 2× its limit; we apply our own, configurable limit instead.
 Image.MAX_IMAGE_PIXELS = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from mm_assets.ingest import BadFile
+from mm_assets.formats import BadFile
 
 
 def file_id_of(data: bytes) -> str:

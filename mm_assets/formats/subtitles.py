@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pysubs2
 
-from mm_assets.ingest import BadFile
-from mm_assets.ingest.reading import file_id_of, read_file_bytes
-from mm_assets.ingest.text import decode_text
+from mm_assets.formats import BadFile
+from mm_assets.formats.reading import file_id_of, read_file_bytes
+from mm_assets.formats.text import decode_text
 
 SUBTITLE_EXTENSIONS = (".srt", ".vtt")
 _MAX_SUBTITLE_BYTES = 64 * 1024 * 1024

@@ -1,0 +1,166 @@
+"""What the vector database holds, read back: its encoder tables and which one a query uses, chunk and
+file details by id, counts and the quarantine. Used by search, status, evaluation and the
+vector_tables asset, so each question is asked in one way. Opening is read-only: a reader never
+blocks the writer (which replaces the file atomically, see vector_db.py) nor sees a half-built state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import duckdb_extension_vss
+
+from mm_assets.store.tables import CHUNK_DETAIL_COLUMNS, CHUNK_PLACE_COLUMNS
+
+
+class VectorDBError(RuntimeError):
+    pass
+
+
+def damaged(what: str, exc: BaseException) -> VectorDBError:
+    """The error for any damaged part of the serving state: it is derived, so say how to rebuild it."""
+    return VectorDBError(
+        f"{what} is damaged or incomplete ({exc}). It is derived data: rematerialize vector_tables "
+        "(`mm-assets run` or the Dagster UI) to rebuild it from the shards."
+    )
+
+
+def _extension_file(package) -> str:
+    # The pip packages ship the binary for the pinned duckdb version; nothing is downloaded.
+    return str(next(Path(package.__path__[0]).rglob("*.duckdb_extension")))
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
+    """vss: HNSW indexes (a database holding one cannot even be opened without it)."""
+    con.execute(f"LOAD '{_extension_file(duckdb_extension_vss)}'")
+
+
+def open_read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
+    if not db_path.exists():
+        raise VectorDBError(
+            f"no vector database at {db_path}. Build it with `mm-assets run DIR` or by materializing "
+            "the vector_tables asset."
+        )
+    try:
+        con = duckdb.connect(str(db_path), read_only=True)
+        load_extensions(con)
+        con.execute("SELECT count(*) FROM encoders").fetchone()
+        return con
+    except duckdb.Error as exc:
+        raise damaged(f"the vector database {db_path}", exc) from None
+
+
+@dataclass(frozen=True)
+class EncoderTable:
+    """One encoder configuration's vectors in the database, with the record of the model that wrote them."""
+
+    encoder_key: str
+    name: str
+    table_name: str
+    dim: int
+    has_hnsw: bool
+    is_current: bool  # the configured encoder of that name (older configurations stay for comparison)
+    is_default: bool  # what a query without --encoder uses, as configured when the database was built
+    matrix: str  # serving matrix, relative to the home folder
+    n_vectors: int
+    metadata: dict  # the encoder record (mm_assets/encoders/identity.py)
+
+    def summary(self) -> dict:
+        """The row shown by `mm-assets status` and the vector_tables asset."""
+        m = self.metadata
+        return {
+            "table": self.table_name,
+            "encoder": self.name,
+            "model": m["model_id"],
+            "revision": m["revision"],
+            "dim": self.dim,
+            "current": self.is_current,
+            "default": self.is_default,
+            "vectors": self.n_vectors,
+        }
+
+
+def list_encoder_tables(con: duckdb.DuckDBPyConnection) -> list[EncoderTable]:
+    """The default table first, then current ones, then by name."""
+    rows = con.execute("""
+        SELECT e.encoder_key, e.name, e.table_name, e.embedding_dim,
+               EXISTS (SELECT 1 FROM duckdb_indexes() i WHERE i.table_name = e.table_name) AS has_hnsw,
+               e.is_current, e.is_default, e.matrix, e.n_vectors, e.metadata
+        FROM encoders e ORDER BY e.is_default DESC, e.is_current DESC, e.name, e.encoder_key""").fetchall()
+    return [EncoderTable(*r[:9], json.loads(r[9])) for r in rows]
+
+
+def choose_encoder_table(
+    tables: list[EncoderTable], encoder: str | None = None, default_key: str | None = None
+) -> EncoderTable:
+    """``encoder``: a name (its current table), an encoder key or a table name. Without it, the
+    configured default encoder's key; without that, the table the build marked as the default."""
+    if not tables:
+        raise VectorDBError("the vector database has no embedding tables yet")
+    wanted = encoder or default_key
+    if wanted is None:
+        return tables[0]
+    for t in tables:
+        if wanted in (t.encoder_key, t.table_name):
+            return t
+    named = [t for t in tables if t.name == wanted]
+    if named:
+        return named[0]  # sorted current-first
+    choices = ", ".join(f"{t.name} ({t.encoder_key})" for t in tables)
+    if encoder is None:
+        raise VectorDBError(
+            f"no vectors yet for the configured default encoder ({default_key}); materialize its embeddings, "
+            f"or pick one with --encoder: {choices}"
+        )
+    raise VectorDBError(f"no embedding table for encoder {encoder!r}; available: {choices}")
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("files", "chunks", "quarantine")}
+
+
+def quarantined_files(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    rows = con.execute("SELECT path, reason FROM quarantine ORDER BY path").fetchall()
+    return [{"path": path, "reason": reason} for path, reason in rows]
+
+
+def select_by_id(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], ids: list[str]) -> list[dict]:
+    """Rows by their id (the first column) as dicts; a literal IN list, so the id index is used."""
+    if not ids:
+        return []
+    id_column = columns[0]
+    rows = con.execute(
+        f"SELECT {', '.join(columns)} FROM {table} WHERE {id_column} IN ({', '.join('?' * len(ids))})", ids
+    ).fetchall()
+    return [dict(zip(columns, r)) for r in rows]
+
+
+def chunk_details(con: duckdb.DuckDBPyConnection, chunk_ids: list[str]) -> dict[str, dict]:
+    """Path, modality, text, heading and place in the file per chunk id, and for a caption or alt text
+    the image chunk it describes (a hit on its words shows that figure too)."""
+    chunks = select_by_id(con, "chunks", CHUNK_DETAIL_COLUMNS, chunk_ids)
+    files = select_by_id(con, "files", ("file_id", "path"), sorted({c["file_id"] for c in chunks}))
+    paths = {f["file_id"]: f["path"] for f in files}
+    linked = sorted({c["linked_chunk_id"] for c in chunks if c["linked_chunk_id"]})
+    described = {
+        d["chunk_id"]: d for d in select_by_id(con, "chunks", ("chunk_id", "modality", *CHUNK_PLACE_COLUMNS), linked)
+    }
+    out = {}
+    for c in chunks:
+        chunk_id, link = c.pop("chunk_id"), c.pop("linked_chunk_id")
+        out[chunk_id] = {**c, "path": paths[c["file_id"]], "describes": described.get(link)}
+    return out
+
+
+def chunks_around(con: duckdb.DuckDBPyConnection, places: list[tuple[str, int]], width: int) -> list[dict]:
+    """The chunks within ``width`` positions of each (file id, position), in reading order."""
+    if not places:
+        return []
+    windows = " OR ".join("(file_id = ? AND position BETWEEN ? AND ?)" for _ in places)
+    params = [v for file_id, position in places for v in (file_id, position - width, position + width)]
+    rows = con.execute(
+        f"SELECT {', '.join(CHUNK_DETAIL_COLUMNS)} FROM chunks WHERE {windows} ORDER BY position", params
+    )
+    return [dict(zip(CHUNK_DETAIL_COLUMNS, r)) for r in rows.fetchall()]

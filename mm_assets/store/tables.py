@@ -1,0 +1,147 @@
+"""Every table the product writes, in one place: the Parquet shards (the source of truth), the
+discovery state, and the DuckDB serving file derived from them.
+
+Vocabulary used across the code:
+- a file's **kind** (``raw_files.kind``): image, text, document (PDF), video or audio;
+- a chunk's **modality** (``chunks.modality``): image, text or audio, what an encoder embeds;
+- a chunk's **role** (``chunks.role``): what it is in its file (window, figure, caption, frame, ...);
+- an **encoder key** (``<name>_<fingerprint>``): one configuration of one encoder, see
+  ``mm_assets/encoders/identity.py``; its vectors live in the table ``emb_<encoder key>``.
+
+Shards written before a column was renamed keep reading: ``RENAMED`` maps old names to new ones, and
+both the Arrow readers (``upgrade``) and DuckDB scans (``read_schema`` + ``select_list``) apply it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MODALITIES = ("image", "text", "audio")
+# A chunk's modality as one byte per row of a serving matrix (filtering without a join).
+MODALITY_CODES = {"image": 0, "text": 1, "audio": 2}
+FILE_KINDS = ("image", "text", "document", "video", "audio")
+
+# Assets that write shards, by the folder name under ``shards/``.
+RAW_FILES = "raw_files"
+CHUNKS = "chunks"
+EMBEDDINGS = "embeddings"
+
+RAW_FILES_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("file_id", pa.string()),  # content address (blake2b of the bytes)
+        ("kind", pa.string()),  # image | text | document | video | audio
+        ("format", pa.string()),
+        ("encoding", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("pages", pa.int32()),  # PDFs
+        ("duration", pa.float64()),  # video and audio, seconds
+        ("caption", pa.string()),  # images only: from a sidecar file or a captions manifest
+        ("label", pa.string()),
+        ("status", pa.string()),  # ok | quarantined
+        ("reason", pa.string()),  # why it was quarantined
+        ("batch", pa.string()),
+        ("ingested_at", pa.float64()),
+    ]
+)
+
+CHUNKS_SCHEMA = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("file_id", pa.string()),
+        ("modality", pa.string()),  # image | text | audio: what an encoder embeds
+        ("role", pa.string()),  # what the chunk is in its file: window, image, tile, figure, caption, ...
+        ("position", pa.int32()),  # reading order within the file
+        ("text", pa.string()),
+        ("heading", pa.string()),
+        ("section", pa.int32()),  # section (between headings) or PDF page the chunk belongs to
+        ("char_start", pa.int64()),  # text range (in the page's text for PDFs, the extracted text for HTML)
+        ("char_end", pa.int64()),
+        ("n_tokens", pa.int32()),
+        ("bbox", pa.list_(pa.float32(), 4)),  # x0, y0, x1, y1 as fractions of the (EXIF-oriented) image or page
+        ("page", pa.int32()),  # 1-based PDF page
+        ("t_start", pa.float64()),  # seconds into a video or audio file
+        ("t_end", pa.float64()),
+        ("linked_chunk_id", pa.string()),  # alt text and captions: the image chunk they describe
+        ("media", pa.binary()),  # JPEG of an image cut out of the file (figure, frame, page, linked image)
+    ]
+)
+
+# What discovery has batched already: path -> (size, mtime), in the store's ``state/`` folder.
+SEEN_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())])
+
+# Old column name -> new one, per shard folder (shards are immutable: old ones are read as they are).
+RENAMED = {RAW_FILES: {"modality": "kind"}, CHUNKS: {"source": "role"}}
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    return pa.schema([("chunk_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
+
+
+def upgrade(table: pa.Table, folder: str) -> pa.Table:
+    """Shards as read from disk (one, or several concatenated), with renamed columns under their
+    current names."""
+    for old, new in RENAMED.get(folder, {}).items():
+        if old not in table.column_names:
+            continue
+        if new in table.column_names:  # shards of both ages concatenated: one column each
+            merged = pc.coalesce(table.column(new), table.column(old))
+            table = table.set_column(table.column_names.index(new), new, merged).drop_columns([old])
+        else:
+            table = table.rename_columns([new if name == old else name for name in table.column_names])
+    return table
+
+
+def read_schema(schema: pa.Schema, folder: str) -> pa.Schema:
+    """The schema to scan a folder's shards with: the current columns plus the old names, so that a
+    shard of either age fills its own (the other reads as NULL)."""
+    for old in RENAMED.get(folder, {}):
+        schema = schema.append(pa.field(old, schema.field(RENAMED[folder][old]).type))
+    return schema
+
+
+def select_list(schema: pa.Schema, folder: str, exclude: tuple[str, ...] = ()) -> str:
+    """SQL columns over a ``read_schema`` scan: each renamed column as coalesce(new, old)."""
+    renamed = {new: old for old, new in RENAMED.get(folder, {}).items()}
+    return ", ".join(
+        f"coalesce({name}, {renamed[name]}) AS {name}" if name in renamed else name
+        for name in schema.names
+        if name not in exclude
+    )
+
+
+# --- the DuckDB serving file (vectors.duckdb) ---------------------------------------------------
+# files, chunks, quarantine and file_versions are created from the shards with the columns above;
+# these are the tables with a shape of their own.
+
+
+def embedding_table_name(encoder_key: str) -> str:
+    """The table (and serving matrix) of one encoder configuration's vectors."""
+    return f"emb_{encoder_key}"
+
+
+ENCODERS_DDL = """
+    CREATE TABLE encoders (encoder_key VARCHAR PRIMARY KEY, name VARCHAR, fingerprint VARCHAR,
+        table_name VARCHAR, model_id VARCHAR, revision VARCHAR, embedding_dim INTEGER, dtype VARCHAR,
+        is_current BOOLEAN, is_default BOOLEAN, n_vectors BIGINT, matrix VARCHAR, metadata JSON)"""
+# What a build read, and the settings it was built for (see vector_db.is_up_to_date).
+BUILD_INPUTS_DDL = "CREATE TABLE build_inputs (shard VARCHAR)"
+BUILD_SETTINGS_DDL = "CREATE TABLE build_settings (settings JSON)"
+
+# Where a chunk sits in its file, and what search returns per chunk.
+CHUNK_PLACE_COLUMNS = ("role", "position", "section", "page", "char_start", "char_end", "bbox", "t_start", "t_end")
+CHUNK_DETAIL_COLUMNS = ("chunk_id", "file_id", "modality", "text", "heading", *CHUNK_PLACE_COLUMNS, "linked_chunk_id")
+
+# --- evaluation history (evaluations.duckdb: not derived, kept across rebuilds) -----------------
+
+RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries", "n_gallery")
+RETRIEVAL_EVAL_DDL = """
+    CREATE TABLE IF NOT EXISTS retrieval_eval (
+        evaluated_at TIMESTAMP, run_id VARCHAR, encoder VARCHAR, encoder_key VARCHAR, fingerprint VARCHAR,
+        model_id VARCHAR, revision VARCHAR, task VARCHAR, "recall@1" DOUBLE, "recall@5" DOUBLE,
+        "recall@10" DOUBLE, mrr DOUBLE, "ndcg@10" DOUBLE, "chance@1" DOUBLE, n_queries INTEGER,
+        n_gallery INTEGER)"""

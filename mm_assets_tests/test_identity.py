@@ -1,0 +1,147 @@
+"""mm_assets/encoders/identity.py: an encoder's identity comes from its configuration alone."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+import mm_assets
+from mm_assets.config import EncoderConfig, FineTuneConfig, Settings
+from mm_assets.encoders.identity import (
+    code_version,
+    encoder_key,
+    fingerprint,
+    read_record,
+    record,
+    recorded_config,
+    stored_records,
+    table_name,
+    write_record,
+)
+from mm_assets.store.shards import ShardStore
+
+# Loads the definitions from the config file in argv[1] and prints every asset's code version and
+# whether torch was imported; with argv[2] == "gpu", first makes this machine look like a GPU host
+# with native bf16 on its CPU too (the probes `dtype: auto` would use).
+DEFINITIONS_PROBE = """
+import json, os, sys
+os.environ["MM_ASSETS_CONFIG"] = sys.argv[1]
+if sys.argv[2] == "gpu":
+    import torch
+    torch.cuda.is_available = lambda: True
+    torch.cuda.is_bf16_supported = lambda: True
+    import mm_assets.encoders.precision as precision
+    precision.cpu_has_native_bf16 = lambda cpuinfo=None: True
+import mm_assets.definitions as definitions
+nodes = definitions.defs.resolve_asset_graph().asset_nodes
+versions = {node.key.to_user_string(): node.code_version for node in nodes}
+print(json.dumps({"torch_imported": "torch" in sys.modules, "code_versions": versions}))
+"""
+
+
+def _load_definitions(config: Path, machine: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", DEFINITIONS_PROBE, str(config), machine],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_definitions_import_no_torch_and_code_versions_are_the_same_on_a_gpu_machine(tmp_path, tiny_clip):
+    config = tmp_path / "mm_assets.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "home": str(tmp_path / "home"),
+                "encoders": [
+                    {"name": "clip", "model": str(tiny_clip)},  # dtype: auto, device: auto
+                    {"name": "tuned", "fine_tune": {"base": "clip", "epochs": 1}},
+                ],
+            }
+        )
+    )
+    cpu = _load_definitions(config, "cpu")
+    gpu = _load_definitions(config, "gpu")
+    assert cpu["torch_imported"] is False
+    assert "embeddings/clip" in cpu["code_versions"] and "fine_tuned/tuned" in cpu["code_versions"]
+    assert cpu["code_versions"] == gpu["code_versions"]
+
+
+def test_identity_ignores_speed_settings_and_follows_what_changes_the_vectors(tiny_clip):
+    base = EncoderConfig("clip", model=str(tiny_clip))
+    assert fingerprint(replace(base, device="cuda:1", batch_size=256)) == fingerprint(base)
+    for changed in (
+        replace(base, dtype="float32"),
+        replace(base, revision="abc"),
+        replace(base, modalities=("image",)),
+        replace(base, model="openai/clip-vit-base-patch32"),
+    ):
+        assert fingerprint(changed) != fingerprint(base)
+    assert encoder_key(base) == f"clip_{fingerprint(base)}" and table_name(base) == f"emb_clip_{fingerprint(base)}"
+    assert code_version(base) == fingerprint(base)
+
+
+def test_a_fine_tuned_encoder_follows_its_base(tmp_path, tiny_clip, tiny_clip_other):
+    def tuned_fingerprint(base_model: Path, epochs: int = 1) -> str:
+        settings = Settings(
+            home=tmp_path,
+            encoders=(
+                EncoderConfig("clip", model=str(base_model)),
+                EncoderConfig("tuned", fine_tune=FineTuneConfig(base="clip", epochs=epochs)),
+            ),
+        )
+        return fingerprint(settings.encoder("tuned"))
+
+    assert tuned_fingerprint(tiny_clip) == tuned_fingerprint(tiny_clip)
+    assert tuned_fingerprint(tiny_clip) != tuned_fingerprint(tiny_clip_other)
+    assert tuned_fingerprint(tiny_clip) != tuned_fingerprint(tiny_clip, epochs=2)
+
+
+def test_the_record_beside_the_shards_loads_the_model_that_wrote_them(tmp_path, tiny_clip):
+    from mm_assets.encoders.clip import ClipEncoder
+
+    config = EncoderConfig("clip", model=str(tiny_clip), dtype="float32")
+    encoder = ClipEncoder(config)
+    store = ShardStore(tmp_path / "store")
+    written = record(config, encoder.metadata())
+    write_record(store, encoder_key(config), written)
+    assert read_record(store, encoder_key(config)) == json.loads(json.dumps(written, default=str))
+    assert stored_records(store) == {}, "a key without shards is not served yet"
+    loaded = recorded_config(read_record(store, encoder_key(config)))
+    assert (loaded.name, loaded.model, loaded.revision, loaded.dtype) == ("clip", str(tiny_clip), None, "float32")
+    assert fingerprint(loaded) == written["fingerprint"] == fingerprint(config)
+
+
+LOWER_LAYERS = ("store", "formats", "encoders")
+UPPER_LAYERS = ("ingest", "chunking", "search", "assets")
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_storage_formats_and_encoders_import_nothing_above_them():
+    package = Path(mm_assets.__file__).parent
+    offending = {
+        f"{path.relative_to(package)} imports {module}"
+        for layer in LOWER_LAYERS
+        for path in (package / layer).glob("*.py")
+        for module in _imports(path)
+        if module.split(".")[:2] in (["mm_assets", upper] for upper in UPPER_LAYERS)
+    }
+    assert not offending, sorted(offending)
