@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="retrieval quality of every encoder on the held-out captioned images")
     evaluate.add_argument("--json", action="store_true", help="print one object per encoder and task")
 
+    serve = sub.add_parser("serve", help="HTTP search API and a web page, models and vectors kept loaded")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("MM_ASSETS_TOKEN"),
+        help="required by every API call (env MM_ASSETS_TOKEN); required when binding beyond loopback",
+    )
+
     demo = sub.add_parser("demo", help="offline: generate a labelled corpus, train a small CLIP, run everything")
     demo.add_argument("--epochs", type=int, default=40, help="fine-tuning epochs (default 40)")
     demo.add_argument("--per-label", type=int, default=20, help="images per label (80 labels; default 20)")
@@ -52,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(args)
         settings = load_settings(args.config, home=args.home, model=args.model)
-        return {"run": cmd_run, "search": cmd_search, "status": cmd_status, "eval": cmd_eval}[args.command](
-            settings, args
-        )
+        commands = {"run": cmd_run, "search": cmd_search, "status": cmd_status, "eval": cmd_eval, "serve": cmd_serve}
+        return commands[args.command](settings, args)
     except (ModelNotFoundError, VectorDBError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"mm-assets: error: {exc}", file=sys.stderr)
         return 2
@@ -171,6 +181,29 @@ def cmd_eval(settings: Settings, args) -> int:
         print(comparison_markdown(results))
     else:
         print("no captioned images in the test split: add sidecar captions (photo.jpg + photo.txt) or captions.csv")
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only localhost is known to stay on this machine
+        return host == "localhost"
+
+
+def cmd_serve(settings: Settings, args) -> int:
+    import uvicorn
+
+    from mm_assets.service.app import create_app, warm_up
+
+    if not _is_loopback(args.host) and not args.token:
+        raise ValueError(
+            f"binding to {args.host} serves the index beyond this machine: set --token or MM_ASSETS_TOKEN"
+        )
+    app = create_app(settings, token=args.token)
+    warm_up(app)
+    print(f"serving {settings.db_path} on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -13,6 +13,7 @@ from mm_assets.chunking.text import TextChunker
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets_tests.corpus import write_bad_files, write_good_images, write_texts
 from mm_assets_tests.helpers import ingest_with_dagster, params_for
+from mm_assets_tests.media_corpus import write_media_corpus
 from mm_assets_tests.tiny_models import build_tiny_clap, build_tiny_clip
 
 # Never reach for the hub: a closed local port makes any accidental request fail at once.
@@ -92,3 +93,25 @@ def params(tiny_clip, tmp_path) -> dict:
 @pytest.fixture
 def chunker(tokenizer, params) -> TextChunker:
     return TextChunker(tokenizer, params["text"])
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, tiny_clip, tiny_clap) -> Settings:
+    """Images, texts, a PDF, markdown and HTML with images, a video with subtitles and audio, indexed
+    with a CLIP and a CLAP encoder."""
+    root = tmp_path_factory.mktemp("served")
+    write_good_images(root / "src" / "images")
+    write_texts(root / "src" / "texts")
+    write_media_corpus(root / "src" / "media")
+    settings = Settings(
+        home=root / "home",
+        sources=(root / "src",),
+        encoders=(
+            EncoderConfig(name="clip", model=str(tiny_clip), batch_size=8),
+            EncoderConfig(name="clap", model=str(tiny_clap), modalities=("audio",), batch_size=4),
+        ),
+        decode_workers=2,
+    )
+    with dg.instance_for_test() as instance:
+        assert ingest_with_dagster(settings, instance)[1].success
+    return settings

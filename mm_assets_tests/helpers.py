@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 import numpy as np
+import uvicorn
 
 from mm_assets.assets.common import ingest_batches
 from mm_assets.chunking import chunking_params
@@ -56,3 +63,30 @@ def params_for(tiny_clip, tmp_path, **chunking) -> dict:
 
 def by_role(rows: list[dict], role: str) -> list[dict]:
     return [r for r in rows if r["role"] == role]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(settings: Settings, token: str | None = None) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, in a thread of this process."""
+    from mm_assets.service.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, token=token), host="127.0.0.1", port=free_port(), log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -33,12 +33,12 @@ class Frame:
     jpeg: bytes
 
 
-Source = str | bytes  # a path, or the file's bytes
+MediaInput = str | bytes  # a path, or the file's bytes
 
 
-def _open(source: Source, kind: str):
+def _open(media: MediaInput, kind: str):
     try:
-        container = av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r")
+        container = av.open(io.BytesIO(media) if isinstance(media, bytes) else media, mode="r")
     except av.FFmpegError as exc:
         raise BadFile(f"corrupt or truncated {kind} file ({exc})") from None
     streams = container.streams.video if kind == "video" else container.streams.audio
@@ -54,13 +54,13 @@ def _declared_seconds(container, stream) -> float | None:
     return container.duration / av.time_base if container.duration else None
 
 
-def _check_riff_size(source: Source, kind: str) -> None:
+def _check_riff_size(media: MediaInput, kind: str) -> None:
     """WAV/AVI headers state the file's size; FFmpeg derives durations from the bytes present, so a
     cut-off WAV would otherwise look whole."""
-    if isinstance(source, bytes):
-        head, size = source[:8], len(source)
+    if isinstance(media, bytes):
+        head, size = media[:8], len(media)
     else:
-        with open(source, "rb") as fh:
+        with open(media, "rb") as fh:
             head, size = fh.read(8), os.fstat(fh.fileno()).st_size
     if head[:4] == b"RIFF" and len(head) == 8:
         declared = int.from_bytes(head[4:8], "little") + 8
@@ -68,13 +68,13 @@ def _check_riff_size(source: Source, kind: str) -> None:
             raise BadFile(f"truncated {kind}: the file holds {size:,} of the {declared:,} bytes its header declares")
 
 
-def describe_media(source: Source, kind: str) -> dict:
+def describe_media(media: MediaInput, kind: str) -> dict:
     """Duration (and frame size for video); refuses files with no decodable content or cut short.
 
     Reads every packet (cheap: no decoding) to find truncation, and decodes until the first frame.
     """
-    _check_riff_size(source, kind)
-    container, stream = _open(source, kind)
+    _check_riff_size(media, kind)
+    container, stream = _open(media, kind)
     try:
         declared = _declared_seconds(container, stream)
         first, last_packet = None, 0.0
@@ -102,12 +102,12 @@ def describe_media(source: Source, kind: str) -> dict:
 
 
 def sample_video_frames(
-    source: Source, *, every_seconds: float, scene_threshold: float | None, max_frames: int, max_side: int
+    media: MediaInput, *, every_seconds: float, scene_threshold: float | None, max_frames: int, max_side: int
 ) -> Iterator[Frame]:
     """Frames every ``every_seconds``; with ``scene_threshold``, also each frame whose colours moved
     from the last kept frame's by more than that share of their range (see _colour_shift): a cut,
     so short scenes are not missed."""
-    container, stream = _open(source, "video")
+    container, stream = _open(media, "video")
     stream.thread_type = "AUTO"
     kept, next_due, last_profile = 0, 0.0, None
     try:
@@ -130,6 +130,27 @@ def sample_video_frames(
         raise BadFile(f"video stopped decoding ({exc})") from None
     finally:
         container.close()
+
+
+def frame_at(media: MediaInput, seconds: float, *, max_side: int) -> bytes:
+    """The first frame at or after ``seconds`` as a JPEG (seeks to the keyframe before it, then decodes
+    forward: never the whole video)."""
+    container, stream = _open(media, "video")
+    try:
+        if seconds > 0 and stream.time_base:
+            container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
+        last = None
+        for frame in container.decode(stream):
+            last = frame
+            if frame.time is not None and frame.time >= seconds - 1e-3:
+                break
+    except av.FFmpegError as exc:
+        raise BadFile(f"video stopped decoding ({exc})") from None
+    finally:
+        container.close()
+    if last is None:
+        raise BadFile("no decodable video frames")
+    return encode_jpeg(last.to_image(), max_side)
 
 
 def _colour_profile(frame) -> np.ndarray:
@@ -159,12 +180,12 @@ def _colour_shift(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).sum(axis=1).mean() / _PROFILE_BINS)
 
 
-def decode_audio(source: Source, sample_rate: int, start: float = 0.0, end: float | None = None) -> np.ndarray:
+def decode_audio(media: MediaInput, sample_rate: int, start: float = 0.0, end: float | None = None) -> np.ndarray:
     """Seconds [start, end) of the file (default: all of it) as mono float32 PCM at ``sample_rate``.
 
     Seeks to ``start`` and stops decoding at ``end``, so windows of a long recording are read a few
     at a time, never the whole file at once."""
-    container, stream = _open(source, "audio")
+    container, stream = _open(media, "audio")
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     parts, first_time, have = [], None, 0
     # Times count from the stream's first sample (MP3 and Opus streams start a few ms after zero).

@@ -1,12 +1,16 @@
 """Read PDFs with PDFium (pypdfium2): page text with character boxes, embedded images, rendered pages.
 
 pypdfium2 is Apache-2.0/BSD, its wheels bundle PDFium (nothing to download or compile), and PDFium
-is the engine Chrome uses on hostile PDFs every day.
+is the engine Chrome uses on hostile PDFs every day. PDFium is not thread-safe: every use of it
+goes through ``_document``, which holds one process-wide lock (ingest inspects files in a thread
+pool, and the search service renders pages in worker threads).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,23 +42,32 @@ class PdfPage:
     figures: list[PdfFigure]
 
 
-def open_pdf(data: bytes) -> pdfium.PdfDocument:
-    try:
-        doc = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as exc:
-        message = str(exc)
-        if "password" in message.lower():
-            raise BadFile("encrypted PDF: it needs a password to open") from None
-        raise BadFile(f"corrupt or truncated PDF ({message})") from None
-    if len(doc) == 0:
-        raise BadFile("PDF has no pages")
-    return doc
+# Reentrant: chunking renders a page while it holds the document it is reading.
+_PDFIUM = threading.RLock()
+
+
+@contextmanager
+def _document(data: bytes) -> Iterator[pdfium.PdfDocument]:
+    """An open PDF, used and closed while holding the PDFium lock."""
+    with _PDFIUM:
+        try:
+            doc = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            message = str(exc)
+            if "password" in message.lower():
+                raise BadFile("encrypted PDF: it needs a password to open") from None
+            raise BadFile(f"corrupt or truncated PDF ({message})") from None
+        try:
+            if len(doc) == 0:
+                raise BadFile("PDF has no pages")
+            yield doc
+        finally:
+            doc.close()
 
 
 def describe_pdf(data: bytes) -> dict:
     """Pages and the first page's size in points; every page must load."""
-    doc = open_pdf(data)
-    try:
+    with _document(data) as doc:
         for i in range(len(doc)):
             try:
                 doc[i].close()
@@ -62,31 +75,25 @@ def describe_pdf(data: bytes) -> dict:
                 raise BadFile(f"corrupt PDF: page {i + 1} cannot be loaded ({exc})") from None
         width, height = doc[0].get_size()
         return {"pages": len(doc), "width": round(width), "height": round(height)}
-    finally:
-        doc.close()
 
 
 def read_pdf_pages(data: bytes, *, image_max_side: int) -> Iterator[PdfPage]:
-    doc = open_pdf(data)
-    try:
+    with _document(data) as doc:
         for index in range(len(doc)):
             page = doc[index]
             try:
                 yield _read_page(page, index + 1, image_max_side)
             finally:
                 page.close()
-    finally:
-        doc.close()
 
 
 def render_page(data: bytes, number: int, *, max_side: int) -> bytes:
-    doc = open_pdf(data)
-    try:
+    with _document(data) as doc:
+        if not 1 <= number <= len(doc):
+            raise BadFile(f"the PDF has no page {number}")
         page = doc[number - 1]
         scale = max_side / max(page.get_size())
         return encode_jpeg(page.render(scale=scale).to_pil(), max_side)
-    finally:
-        doc.close()
 
 
 def _read_page(page: pdfium.PdfPage, number: int, image_max_side: int) -> PdfPage:

@@ -28,7 +28,8 @@ from mm_assets.store.catalog import (
 )
 from mm_assets.store.tables import MODALITY_CODES
 
-_QUERY_IMAGE_MAX_PIXELS = 200_000_000
+# A query photo may be larger than files worth indexing; still a bound on what is decoded.
+QUERY_IMAGE_MAX_PIXELS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,15 @@ def recorded_encoder(table: EncoderTable) -> Encoder:
 
 
 def embed_query(
-    encoder: Encoder, text: str | None = None, image: str | Path | None = None, audio: str | Path | None = None
+    encoder: Encoder,
+    text: str | None = None,
+    image: str | Path | bytes | None = None,
+    audio: str | Path | bytes | None = None,
+    *,
+    max_pixels: int = QUERY_IMAGE_MAX_PIXELS,
 ) -> np.ndarray:
-    """A text, an image file or an audio file (its first window: the length the model takes) as a vector."""
+    """A text, an image or an audio clip (its first window: the length the model takes) as a vector;
+    an image or audio clip is a path or the file's bytes."""
     given = {name: value for name, value in (("text", text), ("image", image), ("audio", audio)) if value is not None}
     if len(given) != 1:
         raise ValueError("give exactly one query: a text, an image or an audio file")
@@ -95,9 +102,10 @@ def embed_query(
     if modality == "audio":
         from mm_assets.formats.media import decode_audio  # PyAV: only for audio queries
 
-        return encoder.embed_audio([decode_audio(str(query), encoder.sample_rate, 0.0, encoder.max_seconds)])[0]
-    data = read_file_bytes(str(query), max_bytes=2**31)
-    rgb = decode_rgb(data, _QUERY_IMAGE_MAX_PIXELS, min_side=encoder.preprocess.shortest_edge)
+        clip = query if isinstance(query, bytes) else str(query)
+        return encoder.embed_audio([decode_audio(clip, encoder.sample_rate, 0.0, encoder.max_seconds)])[0]
+    data = query if isinstance(query, bytes) else read_file_bytes(str(query), max_bytes=2**31)
+    rgb = decode_rgb(data, max_pixels, min_side=encoder.preprocess.shortest_edge)
     return encoder.embed_images([rgb])[0]
 
 
@@ -149,15 +157,19 @@ class Searcher:
     matrices between queries. If a rebuild replaces the file, the next query reopens it; until then
     queries see the complete previous state (the old file stays readable after the rename)."""
 
-    def __init__(self, db_path: Path, hnsw_ef_search: int | None = None):
+    def __init__(
+        self, db_path: Path, hnsw_ef_search: int | None = None, max_image_pixels: int = QUERY_IMAGE_MAX_PIXELS
+    ):
         self.db_path = Path(db_path)
+        self.max_image_pixels = max_image_pixels  # query images larger than this are refused
         self.hnsw_ef_search = hnsw_ef_search  # HNSW candidate list size: higher = better recall, slower
         self._con: duckdb.DuckDBPyConnection | None = None
         self._opened: tuple[int, int] | None = None
         self._matrices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._tables: list[EncoderTable] = []
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The open database, reopened when a rebuild has replaced the file."""
         try:
             st = self.db_path.stat()
             identity = (st.st_ino, st.st_mtime_ns)
@@ -175,6 +187,11 @@ class Searcher:
                 raise damaged(f"the vector database {self.db_path}", exc) from None
             self._opened = identity
         return self._con
+
+    def tables(self) -> list[EncoderTable]:
+        """The encoder tables of the database as it is now."""
+        self.connection()
+        return self._tables
 
     def close(self) -> None:
         if self._con is not None:
@@ -203,13 +220,21 @@ class Searcher:
             self._matrices[table.table_name] = loaded
         return self._matrices[table.table_name]
 
+    def _stored_vector(self, table: EncoderTable, chunk_id: str) -> np.ndarray:
+        matrix, _, ids = self._serving_matrix(table)
+        row = int(np.searchsorted(ids, chunk_id))  # ids are in chunk-id order
+        if row >= len(ids) or ids[row] != chunk_id:
+            raise KeyError(f"chunk {chunk_id} has no vector in {table.encoder_key}")
+        return np.asarray(matrix[row], dtype=np.float32)
+
     def search(
         self,
         *,
         text: str | None = None,
-        image: str | Path | None = None,
-        audio: str | Path | None = None,
+        image: str | Path | bytes | None = None,
+        audio: str | Path | bytes | None = None,
         vector: np.ndarray | None = None,
+        like: str | None = None,
         k: int = 10,
         modality: str | None = None,
         encoder: str | None = None,
@@ -220,23 +245,29 @@ class Searcher:
     ) -> list[SearchHit]:
         """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving
         matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
-        over-fetching when a modality filter applies). ``vector``: an embedding from the same encoder
-        instead of a text, image or audio file (e.g. to find the neighbours of a stored chunk). ``context``: attach
-        that many chunks before and after each hit in its file. ``group_by_file``: one hit per file."""
+        over-fetching when a modality filter applies). ``image`` and ``audio``: a path or the file's
+        bytes. ``vector``: an embedding from the same encoder instead of a text, image or audio file.
+        ``like``: a chunk id, "more like this": its stored vector is the query and it is left out of the
+        results. ``context``: attach that many chunks before and after each hit in its file.
+        ``group_by_file``: one hit per file."""
         if k < 1:
             raise ValueError("k must be at least 1")
-        con = self._connection()
+        con = self.connection()
         table = choose_encoder_table(self._tables, encoder, default_key)
-        if vector is not None:
+        if like is not None:
+            query = self._stored_vector(table, like)
+        elif vector is not None:
             if vector.shape != (table.dim,):
                 raise ValueError(
                     f"query vector has shape {vector.shape}; {table.encoder_key} holds {table.dim}-d vectors"
                 )
             query = np.asarray(vector, dtype=np.float32)
         else:
-            query = embed_query(recorded_encoder(table), text, image, audio).astype(np.float32)
+            query = embed_query(recorded_encoder(table), text, image, audio, max_pixels=self.max_image_pixels).astype(
+                np.float32
+            )
         # Grouping keeps the best chunk of each file: look further down the ranking for k distinct files.
-        fetch = k * 8 if group_by_file else k
+        fetch = (k * 8 if group_by_file else k) + (like is not None)
         try:
             if table.has_hnsw and not exact:
                 vec = f"$q::FLOAT[{table.dim}]"
@@ -260,7 +291,7 @@ class Searcher:
                         **details[chunk_id],
                     )
                     for chunk_id, distance in ranked
-                    if modality is None or details[chunk_id]["modality"] == modality
+                    if chunk_id != like and (modality is None or details[chunk_id]["modality"] == modality)
                 ),
                 key=lambda h: (h.distance, h.chunk_id),
             )

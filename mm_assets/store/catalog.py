@@ -19,6 +19,10 @@ class VectorDBError(RuntimeError):
     pass
 
 
+class UnknownEncoder(VectorDBError):
+    """A query named an encoder the database has no table for."""
+
+
 def damaged(what: str, exc: BaseException) -> VectorDBError:
     """The error for any damaged part of the serving state: it is derived, so say how to rebuild it."""
     return VectorDBError(
@@ -114,7 +118,7 @@ def choose_encoder_table(
             f"no vectors yet for the configured default encoder ({default_key}); materialize its embeddings, "
             f"or pick one with --encoder: {choices}"
         )
-    raise VectorDBError(f"no embedding table for encoder {encoder!r}; available: {choices}")
+    raise UnknownEncoder(f"no embedding table for encoder {encoder!r}; available: {choices}")
 
 
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -164,3 +168,30 @@ def chunks_around(con: duckdb.DuckDBPyConnection, places: list[tuple[str, int]],
         f"SELECT {', '.join(CHUNK_DETAIL_COLUMNS)} FROM chunks WHERE {windows} ORDER BY position", params
     )
     return [dict(zip(CHUNK_DETAIL_COLUMNS, r)) for r in rows.fetchall()]
+
+
+def media_chunk(con: duckdb.DuckDBPyConnection, chunk_id: str) -> dict | None:
+    """A chunk with what rendering its media needs: its file's path, kind and size."""
+    columns = ("chunk_id", "file_id", "modality", "role", "text", "page", "bbox", "t_start", "t_end")
+    row = con.execute(
+        f"""SELECT {", ".join(f"c.{c}" for c in columns)}, f.path, f.kind, f.size
+            FROM chunks c JOIN files f USING (file_id) WHERE c.chunk_id = ?""",
+        [chunk_id],
+    ).fetchone()
+    return dict(zip((*columns, "path", "kind", "size"), row)) if row else None
+
+
+
+def chunk_lineage(con: duckdb.DuckDBPyConnection, chunk_id: str) -> dict | None:
+    """Where a chunk came from: its file (path, id, kind, size), the batch and time its file was last
+    ingested under that path."""
+    row = con.execute(
+        """SELECT c.chunk_id, c.role, c.position, c.page, c.t_start, c.t_end, f.file_id, f.path, f.kind, f.size,
+                  v.batch, v.ingested_at
+           FROM chunks c JOIN files f USING (file_id)
+           LEFT JOIN file_versions v ON v.file_id = f.file_id AND v.path = f.path AND v.ingested_at = f.ingested_at
+           WHERE c.chunk_id = ? LIMIT 1""",
+        [chunk_id],
+    ).fetchone()
+    names = ("chunk_id", "role", "position", "page", "t_start", "t_end", "file_id", "path", "kind", "size")
+    return dict(zip((*names, "batch", "ingested_at"), row)) if row else None
