@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ from mm_assets.store.tables import MODALITY_CODES
 
 # A query photo may be larger than files worth indexing; still a bound on what is decoded.
 QUERY_IMAGE_MAX_PIXELS = 200_000_000
+TEXT_VECTORS_CACHED = 256
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ class Searcher:
         self._opened: tuple[int, int] | None = None
         self._matrices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._tables: list[EncoderTable] = []
+        # Text query vectors by (encoder key, text): the page re-asks the same text with other filters.
+        self._text_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The open database, reopened when a rebuild has replaced the file."""
@@ -220,6 +224,17 @@ class Searcher:
             self._matrices[table.table_name] = loaded
         return self._matrices[table.table_name]
 
+    def _embed(self, table: EncoderTable, text, image, audio) -> np.ndarray:
+        if text is None or image is not None or audio is not None:
+            return embed_query(recorded_encoder(table), text, image, audio, max_pixels=self.max_image_pixels)
+        key = (table.encoder_key, text)
+        if key not in self._text_vectors:
+            self._text_vectors[key] = embed_query(recorded_encoder(table), text).astype(np.float32)
+            if len(self._text_vectors) > TEXT_VECTORS_CACHED:
+                self._text_vectors.popitem(last=False)
+        self._text_vectors.move_to_end(key)
+        return self._text_vectors[key]
+
     def _stored_vector(self, table: EncoderTable, chunk_id: str) -> np.ndarray:
         matrix, _, ids = self._serving_matrix(table)
         row = int(np.searchsorted(ids, chunk_id))  # ids are in chunk-id order
@@ -263,9 +278,7 @@ class Searcher:
                 )
             query = np.asarray(vector, dtype=np.float32)
         else:
-            query = embed_query(recorded_encoder(table), text, image, audio, max_pixels=self.max_image_pixels).astype(
-                np.float32
-            )
+            query = self._embed(table, text, image, audio)
         # Grouping keeps the best chunk of each file: look further down the ranking for k distinct files.
         fetch = (k * 8 if group_by_file else k) + (like is not None)
         try:
