@@ -197,9 +197,7 @@ def cmd_serve(settings: Settings, args) -> int:
     from mm_assets.service.app import create_app, warm_up
 
     if not _is_loopback(args.host) and not args.token:
-        raise ValueError(
-            f"binding to {args.host} serves the index beyond this machine: set --token or MM_ASSETS_TOKEN"
-        )
+        raise ValueError(f"binding to {args.host} serves the index beyond this machine: set --token or MM_ASSETS_TOKEN")
     app = create_app(settings, token=args.token)
     warm_up(app)
     print(f"serving {settings.db_path} on http://{args.host}:{args.port}/", flush=True)

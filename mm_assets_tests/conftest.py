@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from mm_assets.chunking.text import TextChunker
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets_tests.corpus import write_bad_files, write_good_images, write_texts
-from mm_assets_tests.helpers import ingest_with_dagster, params_for
+from mm_assets_tests.helpers import clip_and_clap_settings, ingest_with_dagster, params_for
 from mm_assets_tests.media_corpus import write_media_corpus
 from mm_assets_tests.tiny_models import build_tiny_clap, build_tiny_clip
 
@@ -103,15 +103,7 @@ def served(tmp_path_factory, tiny_clip, tiny_clap) -> Settings:
     write_good_images(root / "src" / "images")
     write_texts(root / "src" / "texts")
     write_media_corpus(root / "src" / "media")
-    settings = Settings(
-        home=root / "home",
-        sources=(root / "src",),
-        encoders=(
-            EncoderConfig(name="clip", model=str(tiny_clip), batch_size=8),
-            EncoderConfig(name="clap", model=str(tiny_clap), modalities=("audio",), batch_size=4),
-        ),
-        decode_workers=2,
-    )
+    settings = clip_and_clap_settings(root, tiny_clip, tiny_clap)
     with dg.instance_for_test() as instance:
         assert ingest_with_dagster(settings, instance)[1].success
     return settings

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -16,6 +17,7 @@ from mm_assets.assets.common import ingest_batches
 from mm_assets.chunking import chunking_params
 from mm_assets.config import ChunkingConfig, EncoderConfig, Settings
 from mm_assets.definitions import build_definitions
+from mm_assets.formats.reading import Boundary
 from mm_assets.ingest.batches import create_batch
 from mm_assets.ingest.discover import FoundFile
 from mm_assets.ingest.files import inspect_file
@@ -90,3 +92,21 @@ def running(settings: Settings, token: str | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def clip_and_clap_settings(root: Path, tiny_clip: Path, tiny_clap: Path) -> Settings:
+    """Sources in root/src, data in root/home, a CLIP encoder (default) and a CLAP one for audio."""
+    return Settings(
+        home=root / "home",
+        sources=(root / "src",),
+        encoders=(
+            EncoderConfig(name="clip", model=str(tiny_clip), batch_size=4),
+            EncoderConfig(name="clap", model=str(tiny_clap), modalities=("audio",), batch_size=2),
+        ),
+        decode_workers=2,
+    )
+
+
+def chunk_limits(root: Path) -> dict:
+    """The keyword arguments of chunk_file and chunk_text for files under ``root``."""
+    return {"boundary": Boundary.of([root]), "max_pixels": 10**8, "max_bytes": 2**30}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mm_assets.chunking.documents import chunk_pdf, chunk_text
 from mm_assets.chunking.files import chunk_file
 from mm_assets_tests import media_corpus
-from mm_assets_tests.helpers import by_role, inspect, params_for
+from mm_assets_tests.helpers import by_role, chunk_limits, inspect, params_for
 from mm_assets_tests.media_corpus import PDF_CAPTIONS
 
 
@@ -42,7 +42,7 @@ def test_pdf_pages_rendered_when_configured(chunker, tiny_clip, tmp_path):
 
 def test_markdown_images_link_to_their_section(chunker, params, tmp_path):
     doc = media_corpus.write_markdown_with_images(tmp_path / "notes")
-    found = chunk_file(inspect(doc), chunker, params, max_pixels=10**8, max_bytes=2**30)
+    found = chunk_file(inspect(doc), chunker, params, **chunk_limits(tmp_path))
     rows = found.rows
     figures = by_role(rows, "figure")
     assert [f["text"] for f in figures] == ["img/boat.png", "img/chart.png"] and all(f["media"] for f in figures)
@@ -68,14 +68,14 @@ def test_markdown_images_link_to_their_section(chunker, params, tmp_path):
 
     # the linked image's content is part of the figure's id: replacing it re-embeds that figure only
     (doc.parent / "img" / "boat.png").write_bytes((doc.parent / "img" / "chart.png").read_bytes())
-    again = chunk_file(inspect(doc), chunker, params, max_pixels=10**8, max_bytes=2**30).rows
+    again = chunk_file(inspect(doc), chunker, params, **chunk_limits(tmp_path)).rows
     changed = {r["chunk_id"] for r in rows} ^ {r["chunk_id"] for r in again}
     assert changed == {boat["chunk_id"], by_role(again, "figure")[0]["chunk_id"]}
 
 
 def test_html_text_sections_and_figure(chunker, tmp_path):
     doc = media_corpus.write_html_with_images(tmp_path / "web")
-    rows = chunk_text("page", doc.read_text(), str(doc), chunker).rows
+    rows = chunk_text("page", doc.read_text(), str(doc), chunker, **chunk_limits(tmp_path)).rows
     windows = by_role(rows, "window")
     assert [w["text"] for w in windows] == [
         "Net mending: Nets are mended in winter.",

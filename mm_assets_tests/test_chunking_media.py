@@ -7,7 +7,7 @@ import pytest
 from mm_assets.chunking.files import chunk_file, chunk_image
 from mm_assets.chunking.media import chunk_audio, chunk_video
 from mm_assets_tests import media_corpus
-from mm_assets_tests.helpers import by_role, inspect, params_for
+from mm_assets_tests.helpers import by_role, chunk_limits, inspect, params_for
 
 
 def test_images_are_whole_plus_optional_tiles():
@@ -25,7 +25,7 @@ def test_video_frames_by_scene_and_interval_with_subtitles(chunker, params, tiny
     assert row["status"] == "ok" and row["duration"] == pytest.approx(6.0) and (row["width"], row["height"]) == (64, 48)
 
     # defaults: a frame every 5 s, plus one at each cut (the scenes change at 2 s and 4 s)
-    rows = chunk_file(row, chunker, params, max_pixels=10**8, max_bytes=2**30).rows
+    rows = chunk_file(row, chunker, params, **chunk_limits(tmp_path)).rows
     frames = by_role(rows, "frame")
     assert [(f["t_start"], f["t_end"]) for f in frames] == [(0.0, 2.0), (2.0, 4.0), (4.0, 6.0)]
     assert all(f["modality"] == "image" and f["media"] for f in frames)
@@ -45,7 +45,7 @@ def test_video_frames_by_scene_and_interval_with_subtitles(chunker, params, tiny
 
     # an edited subtitle file changes the subtitle chunks' ids, not the frames'
     (tmp_path / "film.vtt").write_text(media_corpus.VIDEO_SUBTITLES.replace("Blue", "Dark blue"))
-    again = chunk_file(row, chunker, params, max_pixels=10**8, max_bytes=2**30).rows
+    again = chunk_file(row, chunker, params, **chunk_limits(tmp_path)).rows
     assert by_role(again, "subtitle")[0]["chunk_id"] != subtitle["chunk_id"]
     assert [f["chunk_id"] for f in by_role(again, "frame")] == [f["chunk_id"] for f in by_role(rows, "frame")]
 
@@ -66,5 +66,5 @@ def test_video_containers_are_read(chunker, params, tmp_path, ext, fmt, codec):
     path.write_bytes(media_corpus.video_bytes(fmt, codec))
     row = inspect(path)
     assert (row["status"], row["kind"], row["duration"]) == ("ok", "video", 6.0)
-    frames = by_role(chunk_file(row, chunker, params, max_pixels=10**8, max_bytes=2**30).rows, "frame")
+    frames = by_role(chunk_file(row, chunker, params, **chunk_limits(tmp_path)).rows, "frame")
     assert [f["t_start"] for f in frames] == [0.0, 2.0, 4.0]

@@ -12,7 +12,7 @@ from mm_assets.config import ChunkingConfig, EncoderConfig, Settings
 from mm_assets.definitions import build_definitions
 from mm_assets.encoders.identity import fingerprint
 from mm_assets_tests.corpus import MARKDOWN
-from mm_assets_tests.helpers import db_rows, ingest_with_dagster
+from mm_assets_tests.helpers import chunk_limits, db_rows, ingest_with_dagster
 
 TEXT_PARAMS = {"tokenizer": "tiny", "max_tokens": 77, "overlap": 16, "strategy": "heading", "strategy_version": "1"}
 TOPICS = "Boats sail at dawn. Boats return at noon. Boats rest at night. Soup needs salt. Soup needs time. Soup is hot."
@@ -46,10 +46,12 @@ def test_markdown_headings_are_kept_as_context(tokenizer):
     assert any("shell comment" in w.text for w in safety), "'#' inside a code fence is not a heading"
 
 
-def test_chunk_ids_are_content_addressed(tokenizer):
-    a = chunk_text("f1", MARKDOWN, "a.md", TextChunker(tokenizer, TEXT_PARAMS)).rows
-    b = chunk_text("f1", MARKDOWN, "elsewhere/b.md", TextChunker(tokenizer, TEXT_PARAMS)).rows
-    c = chunk_text("f1", MARKDOWN, "a.md", TextChunker(tokenizer, {**TEXT_PARAMS, "overlap": 8})).rows
+def test_chunk_ids_are_content_addressed(tokenizer, tmp_path):
+    a = chunk_text("f1", MARKDOWN, "a.md", TextChunker(tokenizer, TEXT_PARAMS), **chunk_limits(tmp_path)).rows
+    b = chunk_text("f1", MARKDOWN, "elsewhere/b.md", TextChunker(tokenizer, TEXT_PARAMS), **chunk_limits(tmp_path)).rows
+    c = chunk_text(
+        "f1", MARKDOWN, "a.md", TextChunker(tokenizer, {**TEXT_PARAMS, "overlap": 8}), **chunk_limits(tmp_path)
+    ).rows
     assert [r["chunk_id"] for r in a] == [r["chunk_id"] for r in b]
     assert {r["chunk_id"] for r in a}.isdisjoint(r["chunk_id"] for r in c)
 
@@ -111,7 +113,9 @@ def test_each_strategy_versions_the_chunk_ids_and_the_chunks_code_version(tokeni
             chunking=ChunkingConfig(text_strategy=strategy),
         )
         params = chunking_params(settings)
-        rows = chunk_text("f", "Boats.", "a.txt", TextChunker(tokenizer, params["text"], embed)).rows
+        rows = chunk_text(
+            "f", "Boats.", "a.txt", TextChunker(tokenizer, params["text"], embed), **chunk_limits(tmp_path)
+        ).rows
         assert [r["text"] for r in rows] == ["Boats."]  # the same window by every strategy ...
         ids[strategy] = rows[0]["chunk_id"]  # ... under a different id
         versions[strategy] = build_definitions(settings).resolve_asset_graph().get(dg.AssetKey("chunks")).code_version

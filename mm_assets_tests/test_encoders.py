@@ -1,4 +1,8 @@
+import json
+import pickle
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +116,43 @@ def test_auto_precision_falls_back_to_fp32_when_it_drifts(tiny_clip, monkeypatch
     fallback = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
     assert fallback.precision == "float32" and fallback.metadata()["dtype"] == "float32"
     assert fallback.metadata()["dtype_requested"] == "auto"
+
+
+def _hostile_model(source: Path, folder: Path, marker: Path, *, keep_safetensors: bool) -> Path:
+    """A copy of a model whose config files ask for remote code and that carries a pickle payload;
+    executing either would create ``marker``."""
+    shutil.copytree(source, folder)
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('code ran')\n")
+    for name, auto_map in (
+        ("config.json", {"AutoConfig": "evil.Config", "AutoModel": "evil.Model"}),
+        ("tokenizer_config.json", {"AutoTokenizer": ["evil.Tokenizer", None]}),
+        ("processor_config.json", {"AutoProcessor": "evil.Processor"}),
+    ):
+        path = folder / name
+        assert path.exists(), name
+        path.write_text(json.dumps({**json.loads(path.read_text()), "auto_map": auto_map}))
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    if not keep_safetensors:
+        for weights in folder.glob("*.safetensors"):
+            weights.unlink()
+    return folder
+
+
+def test_a_model_directory_never_runs_its_code_or_unpickles_its_weights(tiny_clip, tmp_path):
+    from mm_assets.encoders.load import load_encoder
+
+    marker = tmp_path / "marker"
+    hostile = _hostile_model(tiny_clip, tmp_path / "hostile", marker, keep_safetensors=True)
+    encoder = load_encoder(EncoderConfig("clip", model=str(hostile)))
+    assert encoder.embed_texts(["a dog"]).shape == (1, 16)
+    assert not marker.exists(), "remote code or a pickle was executed"
+
+    pickle_only = _hostile_model(tiny_clip, tmp_path / "pickle_only", marker, keep_safetensors=False)
+    with pytest.raises(ModelNotFoundError, match="safetensors"):
+        load_encoder(EncoderConfig("clip", model=str(pickle_only)))
+    assert not marker.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from mm_assets.formats.reading import Boundary
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets_tests.corpus import gradient
 
@@ -15,7 +16,7 @@ def test_captions_from_sidecars_and_manifests(tmp_path):
     (tmp_path / "dog.txt").write_text("a dog on a beach\n")
     (tmp_path / "captions.csv").write_text("path,caption,label\ncat.jpg,a sleepy cat,cats\na/bird.png,a bird,birds\n")
     (tmp_path / "a" / "captions.jsonl").write_text(json.dumps({"path": "fish.png", "caption": "a fish"}) + "\n")
-    index = CaptionIndex()
+    index = CaptionIndex(Boundary.of([tmp_path]))
     assert index.lookup(str(tmp_path / "dog.jpg")) == ("a dog on a beach", None)
     assert index.lookup(str(tmp_path / "cat.jpg")) == ("a sleepy cat", "cats")
     assert index.lookup(str(tmp_path / "a" / "bird.png")) == ("a bird", "birds")  # manifest in a parent folder
@@ -25,6 +26,6 @@ def test_captions_from_sidecars_and_manifests(tmp_path):
 
 def test_a_broken_manifest_is_reported_not_fatal(tmp_path):
     (tmp_path / "captions.csv").write_text("path,caption\nx.jpg,\n")
-    index = CaptionIndex()
+    index = CaptionIndex(Boundary.of([tmp_path]))
     assert index.lookup(str(tmp_path / "x.jpg")) == (None, None)
     assert index.errors and "needs 'path' and 'caption'" in index.errors[0]

@@ -8,7 +8,7 @@ import pytest
 
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.search.query import search
-from mm_assets_tests.helpers import db_rows, ingest_with_dagster
+from mm_assets_tests.helpers import clip_and_clap_settings, db_rows, ingest_with_dagster
 from mm_assets_tests.media_corpus import PDF_CAPTIONS, write_broken_media, write_media_corpus
 
 
@@ -16,16 +16,7 @@ from mm_assets_tests.media_corpus import PDF_CAPTIONS, write_broken_media, write
 def media_settings(tmp_path, tiny_clip, tiny_clap) -> tuple[Settings, dict, dict]:
     good = write_media_corpus(tmp_path / "src" / "media")
     broken = write_broken_media(tmp_path / "src" / "broken")
-    settings = Settings(
-        home=tmp_path / "home",
-        sources=(tmp_path / "src",),
-        encoders=(
-            EncoderConfig(name="clip", model=str(tiny_clip), batch_size=4),
-            EncoderConfig(name="clap", model=str(tiny_clap), modalities=("audio",), batch_size=2),
-        ),
-        decode_workers=2,
-    )
-    return settings, good, broken
+    return clip_and_clap_settings(tmp_path, tiny_clip, tiny_clap), good, broken
 
 
 def test_documents_video_and_audio_end_to_end(media_settings):

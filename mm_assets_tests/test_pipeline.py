@@ -1,11 +1,19 @@
 """The whole asset graph, materialized with Dagster against real files, good and bad."""
 
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
 import pytest
 
 from mm_assets.definitions import build_definitions
 from mm_assets.encoders.identity import fingerprint
+from mm_assets.search.query import search
+from mm_assets_tests import media_corpus
+from mm_assets_tests.corpus import gradient
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster, stored_vectors
 
 
@@ -99,3 +107,74 @@ def test_embedding_metadata_records_the_encoder_and_timings(settings, instance):
     chunk_meta = result.asset_materializations_for_node("chunks")[0].metadata
     assert chunk_meta["dagster/row_count"].value > 0
     assert chunk_meta["max_text_tokens"].value <= 77
+
+
+def write_references_that_leave_the_sources(tmp_path) -> tuple[Path, Path]:
+    """Sources whose documents, video and image point at files outside them (or at things that are
+    not files); returns (source folder, folder outside it). Nothing outside may reach the index."""
+    outside, source = tmp_path / "outside", tmp_path / "home_dir" / "src"
+    (source / "docs" / "pictures").mkdir(parents=True)
+    (source / "video").mkdir()
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(media_corpus._png((200, 10, 10)))
+    (outside / "secret.vtt").write_text("WEBVTT\n\n00:00:00.500 --> 00:00:02.000\nSECRET SUBTITLE\n")
+    (outside / "secret.txt").write_text("SECRET CAPTION")
+    # A captions manifest above the source folder: never read, whatever it names.
+    (source.parent / "captions.csv").write_text("path,caption\nsrc/docs/cat.png,SECRET MANIFEST\n")
+    docs = source / "docs"
+    (docs / "ok.png").write_bytes(media_corpus._png((10, 200, 10)))
+    (docs / "linked.png").symlink_to(outside / "secret.png")
+    (docs / "linked_folder").symlink_to(outside, target_is_directory=True)
+    (docs / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(docs / "pipe.png")
+    (docs / "notes.md").write_text(
+        "# Notes\n\nA harbour at dawn.\n\n"
+        f"![up](../../../outside/secret.png) ![absolute]({outside / 'secret.png'}) "
+        f"![url](file://{outside / 'secret.png'}) ![symlink](linked.png) ![folder](linked_folder/secret.png) "
+        "![device](zero.png) ![fifo](pipe.png) ![fine](ok.png)\n"
+    )
+    (docs / "page.html").write_text(
+        f'<h1>Page</h1><p>A lighthouse.</p><img src="file://{outside / "secret.png"}" alt="x">'
+    )
+    gradient(40, 30, 9).save(docs / "cat.png")
+    (docs / "cat.txt").symlink_to(outside / "secret.txt")  # a caption sidecar leading outside
+    (source / "video" / "film.mp4").write_bytes(media_corpus.video_bytes())
+    (source / "video" / "film.vtt").symlink_to(outside / "secret.vtt")
+    return source, outside
+
+
+def test_references_outside_the_sources_are_reported_and_never_read(settings, instance, tmp_path):
+    source, outside = write_references_that_leave_the_sources(tmp_path)
+    settings = replace(settings, sources=(source,))
+    signal.alarm(300)  # opening the FIFO would block forever
+    try:
+        batch, result = ingest_with_dagster(settings, instance)
+    finally:
+        signal.alarm(0)
+    assert result.success
+    texts = [t for (t,) in db_rows(settings, "SELECT coalesce(text, '') FROM chunks")]
+    assert not [t for t in texts if "SECRET" in t], "content from outside the sources was indexed"
+    assert db_rows(settings, "SELECT caption FROM files WHERE path LIKE '%cat.png'") == [(None,)]
+    figures = db_rows(settings, "SELECT text FROM chunks WHERE role = 'figure'")
+    assert figures == [("ok.png",)], "only the linked image inside the sources is read"
+    [chunks] = result.asset_materializations_for_node("chunks")
+    problems = chunks.metadata["problems"].value
+    for src in ("../../../outside/secret.png", str(outside / "secret.png"), "linked.png", "linked_folder/secret.png"):
+        assert f"image {src!r}:" in problems, src
+    assert problems.count("resolves outside the source folders") >= 4
+    assert "zero.png resolves outside the source folders" in problems
+    assert "pipe.png is not a regular file" in problems
+    assert "only local images are read" in problems  # file:// (HTML; markdown-it drops such links itself)
+    assert "subtitles:" in problems and "film.vtt resolves outside the source folders" in problems
+    hits = search(settings.db_path, text="SECRET SUBTITLE", k=50)
+    assert hits and not [h for h in hits if "SECRET" in (h.text or "")]
+
+
+def test_a_quarantined_file_that_is_fixed_leaves_the_quarantine_and_is_found(settings, instance, bad_reasons):
+    truncated = settings.sources[0] / "bad" / "truncated.jpg"
+    assert ingest_with_dagster(settings, instance)[1].success
+    assert str(truncated) in {p for (p,) in db_rows(settings, "SELECT path FROM quarantine")}
+    gradient(120, 90, 11).save(truncated, "JPEG")
+    assert ingest_with_dagster(settings, instance)[1].success
+    assert str(truncated) not in {p for (p,) in db_rows(settings, "SELECT path FROM quarantine")}
+    assert search(settings.db_path, image=truncated, k=1)[0].path == str(truncated)

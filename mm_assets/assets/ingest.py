@@ -28,12 +28,12 @@ def build_ingest_assets(settings: Settings) -> list:
     )
     def raw_files(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         layout, batch = storage.layout, context.partition_key
-        files, rejected = read_manifest(layout, batch)
-        captions = CaptionIndex()
-        with Progress(len(files), f"ingest {batch}", context.log.info) as progress:
+        manifest = read_manifest(layout, batch)
+        captions = CaptionIndex(manifest.boundary)
+        with Progress(len(manifest.files), f"ingest {batch}", context.log.info) as progress:
             rows = inspect_batch(
-                files,
-                rejected,
+                manifest.files,
+                manifest.rejected,
                 captions,
                 max_image_pixels=settings.max_image_pixels,
                 max_file_bytes=settings.max_file_bytes,
@@ -86,6 +86,7 @@ def build_ingest_assets(settings: Settings) -> list:
                 files,
                 chunker,
                 params,
+                boundary=read_manifest(storage.layout, batch).boundary,
                 max_pixels=settings.max_image_pixels,
                 max_bytes=settings.max_file_bytes,
                 progress=progress,

@@ -10,10 +10,11 @@ from mm_assets.formats import BadFile
 from mm_assets.formats.images import decode_rgb, encode_jpeg
 from mm_assets.formats.markup import ImageRef, parse_markup, read_referenced_image
 from mm_assets.formats.pdf import read_pdf_pages, render_page, text_bbox
+from mm_assets.formats.reading import Boundary
 
 
 def chunk_text(
-    file_id: str, text: str, path: str, chunker: TextChunker, *, max_pixels: int = 2**62, max_bytes: int = 2**40
+    file_id: str, text: str, path: str, chunker: TextChunker, *, boundary: Boundary, max_pixels: int, max_bytes: int
 ) -> FileChunks:
     """Plain text, markdown or HTML: windows by the configured strategy; images a markdown or HTML
     file references become image chunks of their section, with their alt text and caption."""
@@ -35,13 +36,15 @@ def chunk_text(
             "char_start": item.offset,
             "char_end": item.offset,
         }
-        _add_linked_image(chunks, chunker, item, path, fields, max_pixels, max_bytes)
+        _add_linked_image(chunks, chunker, item, path, fields, boundary, max_pixels, max_bytes)
     return chunks
 
 
-def _add_linked_image(chunks: FileChunks, chunker, ref: ImageRef, path: str, fields: dict, max_pixels, max_bytes):
+def _add_linked_image(
+    chunks: FileChunks, chunker, ref: ImageRef, path: str, fields: dict, boundary: Boundary, max_pixels, max_bytes
+):
     try:
-        image_id, data = read_referenced_image(path, ref.src, max_bytes)
+        image_id, data = read_referenced_image(path, ref.src, max_bytes, boundary)
         jpeg = encode_jpeg(decode_rgb(data, max_pixels, min_side=IMAGE_CHUNK_MAX_SIDE), IMAGE_CHUNK_MAX_SIDE)
     except BadFile as exc:
         chunks.problems.append(f"image {ref.src!r}: {exc}")

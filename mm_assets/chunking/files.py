@@ -11,22 +11,28 @@ from mm_assets.chunking.media import chunk_audio, chunk_video_file
 from mm_assets.chunking.rows import FileChunks
 from mm_assets.chunking.text import TextChunker
 from mm_assets.formats import BadFile, failure_reason
-from mm_assets.formats.reading import read_ingested_file
+from mm_assets.formats.reading import Boundary, read_ingested_file
 from mm_assets.formats.text import decode_text
 
 
-def chunk_file(f: dict, chunker: TextChunker, params: dict, *, max_pixels: int, max_bytes: int) -> FileChunks:
-    """The chunks of one ``raw_files`` row (an ingested file whose status is ok)."""
+def chunk_file(
+    f: dict, chunker: TextChunker, params: dict, *, boundary: Boundary, max_pixels: int, max_bytes: int
+) -> FileChunks:
+    """The chunks of one ``raw_files`` row (an ingested file whose status is ok). ``boundary``: the
+    batch's source folders, the only place the files a document refers to are read from."""
     kind, file_id = f["kind"], f["file_id"]
     if kind == "image":
         return chunk_image(file_id, params["image"])
     if kind == "audio":
         return chunk_audio(file_id, f["duration"], params["audio"])
     if kind == "video":
-        return chunk_video_file(f, chunker, params["video"])
+        return chunk_video_file(f, chunker, params["video"], boundary)
     data = read_ingested_file(f["path"], file_id, max_bytes)
     if kind == "text":
-        return chunk_text(file_id, decode_text(data)[0], f["path"], chunker, max_pixels=max_pixels, max_bytes=max_bytes)
+        text = decode_text(data)[0]
+        return chunk_text(
+            file_id, text, f["path"], chunker, boundary=boundary, max_pixels=max_pixels, max_bytes=max_bytes
+        )
     if kind == "document":
         return chunk_pdf(file_id, data, chunker, params["document"])
     raise BadFile(f"no chunker for files of kind {kind!r}")
@@ -55,6 +61,7 @@ def chunk_batch(
     chunker: TextChunker,
     params: dict,
     *,
+    boundary: Boundary,
     max_pixels: int,
     max_bytes: int,
     progress: Callable[[], None],
@@ -63,7 +70,7 @@ def chunk_batch(
     out = BatchChunks()
     for f in files:
         try:
-            found = chunk_file(f, chunker, params, max_pixels=max_pixels, max_bytes=max_bytes)
+            found = chunk_file(f, chunker, params, boundary=boundary, max_pixels=max_pixels, max_bytes=max_bytes)
             out.rows.extend(found.rows)
             out.problems += [{"path": f["path"], "problem": p} for p in found.problems]
         except Exception as exc:

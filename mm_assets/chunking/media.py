@@ -6,19 +6,18 @@ from mm_assets.chunking.rows import FileChunks
 from mm_assets.chunking.text import TextChunker
 from mm_assets.formats import BadFile
 from mm_assets.formats.media import sample_video_frames
-from mm_assets.formats.reading import check_ingested_path
+from mm_assets.formats.reading import Boundary, check_ingested_path
 from mm_assets.formats.subtitles import Subtitles, read_subtitles, subtitle_path_for
 
 
-def chunk_video_file(f: dict, chunker: TextChunker, params: dict) -> FileChunks:
+def chunk_video_file(f: dict, chunker: TextChunker, params: dict, boundary: Boundary) -> FileChunks:
     """A video streamed from its path, with the subtitle file beside it, if any."""
     subtitles, problem = None, None
-    sidecar = subtitle_path_for(f["path"])
-    if sidecar:
-        try:
-            subtitles = read_subtitles(sidecar)
-        except BadFile as exc:
-            problem = str(exc)
+    try:
+        sidecar = subtitle_path_for(f["path"], boundary)
+        subtitles = read_subtitles(sidecar) if sidecar else None
+    except BadFile as exc:
+        problem = f"subtitles: {exc}"
     video = check_ingested_path(f["path"], f["file_id"])
     chunks = chunk_video(f["file_id"], video, f["duration"], subtitles, chunker, params)
     chunks.problems += [problem] if problem else []

@@ -16,7 +16,7 @@ from bs4 import BeautifulSoup, NavigableString, Tag
 from markdown_it import MarkdownIt
 
 from mm_assets.formats import BadFile
-from mm_assets.formats.reading import file_id_of, read_file_bytes
+from mm_assets.formats.reading import Boundary, file_id_of
 
 
 @dataclass(frozen=True)
@@ -135,13 +135,14 @@ def parse_markup(text: str, path: str) -> MarkupDocument | None:
     return None
 
 
-def read_referenced_image(doc_path: str, src: str, max_bytes: int) -> tuple[str, bytes]:
-    """(file id, bytes) of a local image a document references, relative to the document."""
+def read_referenced_image(doc_path: str, src: str, max_bytes: int, boundary: Boundary) -> tuple[str, bytes]:
+    """(file id, bytes) of a local image a document references, relative to the document; only a
+    regular file inside the source folders is read."""
     parsed = urlparse(src)
     if parsed.scheme or parsed.netloc:
         raise BadFile(f"{src}: only local images are read (no network)")
     if not parsed.path:
         raise BadFile("empty image reference")
     path = os.path.normpath(os.path.join(os.path.dirname(doc_path), unquote(parsed.path)))
-    data = read_file_bytes(path, max_bytes)
+    data = boundary.read(path, max_bytes)
     return file_id_of(data), data

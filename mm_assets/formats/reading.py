@@ -5,8 +5,45 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from mm_assets.formats import BadFile
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """The folders the product may read from: the configured sources, after symlinks. Every file it
+    opens, wherever the path came from (discovery, a link in a document, a sidecar), passes here."""
+
+    roots: tuple[str, ...]
+
+    @classmethod
+    def of(cls, folders: Iterable[str | os.PathLike]) -> Boundary:
+        return cls(tuple(os.path.realpath(f) for f in folders))
+
+    def contains(self, real_path: str) -> bool:
+        return any(real_path == r or real_path.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots)
+
+    def resolve(self, path: str) -> str:
+        """The real path of ``path`` if it is a regular file inside the roots; otherwise BadFile with
+        the reason (never opened: a FIFO would block, a device would never end)."""
+        real = os.path.realpath(path)
+        if not self.contains(real):
+            raise BadFile(f"{path} resolves outside the source folders; not read")
+        try:
+            mode = os.stat(real).st_mode
+        except FileNotFoundError:
+            raise BadFile(f"{path} does not exist") from None
+        except OSError as exc:
+            raise BadFile(f"cannot stat {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):
+            raise BadFile(f"{path} is not a regular file (a folder, FIFO, socket or device); not read")
+        return real
+
+    def read(self, path: str, max_bytes: int) -> bytes:
+        return read_file_bytes(self.resolve(path), max_bytes)
 
 
 def file_id_of(data: bytes) -> str:

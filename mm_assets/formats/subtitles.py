@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pysubs2
 
 from mm_assets.formats import BadFile
-from mm_assets.formats.reading import file_id_of, read_file_bytes
+from mm_assets.formats.reading import Boundary, file_id_of, read_file_bytes
 from mm_assets.formats.text import decode_text
 
 SUBTITLE_EXTENSIONS = (".srt", ".vtt")
@@ -29,9 +29,12 @@ class Subtitles:
     cues: list[Cue]
 
 
-def subtitle_path_for(video_path: str) -> str | None:
+def subtitle_path_for(video_path: str, boundary: Boundary) -> str | None:
+    """The subtitle file beside a video, if one is there; BadFile if it is there but may not be read
+    (it leads outside the source folders, or is not a regular file)."""
     stem = os.path.splitext(video_path)[0]
-    return next((stem + ext for ext in SUBTITLE_EXTENSIONS if os.path.isfile(stem + ext)), None)
+    found = next((stem + ext for ext in SUBTITLE_EXTENSIONS if os.path.lexists(stem + ext)), None)
+    return boundary.resolve(found) if found else None
 
 
 def read_subtitles(path: str) -> Subtitles:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
 from mm_assets.config import short_hash
+from mm_assets.formats.reading import Boundary
 from mm_assets.ingest.discover import FoundFile, Rejected, new_or_changed, walk_sources
 from mm_assets.store.layout import Layout
 from mm_assets.store.tables import SEEN_SCHEMA
@@ -62,11 +63,20 @@ def create_batch(layout: Layout, sources, max_files: int | None = None) -> str |
     return batch
 
 
-def read_manifest(layout: Layout, batch: str) -> tuple[list[FoundFile], list[Rejected]]:
+@dataclass(frozen=True)
+class Manifest:
+    files: list[FoundFile]
+    rejected: list[Rejected]
+    boundary: Boundary  # the source folders the batch was discovered in: the only ones its files may read
+
+
+def read_manifest(layout: Layout, batch: str) -> Manifest:
     key = layout.store.manifest(batch)
     if not layout.store.exists(key):
         raise FileNotFoundError(
             f"no manifest for batch {batch!r} at {layout.store.uri(key)}; batches are created by discovery"
         )
     m = layout.store.read_json(key)
-    return [FoundFile(**f) for f in m["files"]], [Rejected(**r) for r in m["rejected"]]
+    return Manifest(
+        [FoundFile(**f) for f in m["files"]], [Rejected(**r) for r in m["rejected"]], Boundary.of(m["sources"])
+    )

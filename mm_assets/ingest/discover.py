@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from mm_assets.formats import SUPPORTED_EXTENSIONS
+from mm_assets.formats.reading import Boundary
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,14 @@ def printable_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _inside(path: str, roots: list[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
-
-
 def walk_sources(sources: Iterable[str | os.PathLike]) -> Iterator[FoundFile | Rejected]:
     """Yield every file with a supported extension under the sources, in a stable order.
 
     Symlinks are followed only when they resolve inside a source folder (never directories, to
     rule out cycles); file names that are not valid UTF-8 are rejected rather than mangled.
     """
-    roots = [os.path.realpath(s) for s in sources]
+    boundary = Boundary.of(sources)
+    roots = boundary.roots
     for root in roots:
         if not os.path.isdir(root):
             raise NotADirectoryError(f"source folder does not exist or is not a directory: {root}")
@@ -51,10 +49,10 @@ def walk_sources(sources: Iterable[str | os.PathLike]) -> Iterator[FoundFile | R
                 full = os.path.join(dirpath, name)
                 if os.path.splitext(name)[1].lower() not in SUPPORTED_EXTENSIONS:
                     continue
-                yield _classify(full, roots)
+                yield _classify(full, boundary)
 
 
-def _classify(full: str, roots: list[str]) -> FoundFile | Rejected:
+def _classify(full: str, boundary: Boundary) -> FoundFile | Rejected:
     shown = printable_path(full)
     if shown != full:
         return Rejected(shown, "file name is not valid UTF-8; rename the file to ingest it")
@@ -62,7 +60,7 @@ def _classify(full: str, roots: list[str]) -> FoundFile | Rejected:
         st = os.lstat(full)
         if stat.S_ISLNK(st.st_mode):
             target = os.path.realpath(full)
-            if not _inside(target, roots):
+            if not boundary.contains(target):
                 return Rejected(
                     full, f"symlink points outside the source folders (-> {printable_path(target)}); not followed"
                 )

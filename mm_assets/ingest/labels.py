@@ -2,21 +2,27 @@
 
 - a sidecar text file with the image's stem (``dog.jpg`` + ``dog.txt``), or
 - a ``captions.csv`` (header: path, caption[, label]) or ``captions.jsonl`` (one object per line with
-  those keys) in the image's folder or any folder above it; paths are relative to the manifest.
+  those keys) in the image's folder or any folder above it, up to the source folder; paths are
+  relative to the manifest.
 Several images may share a label; an image without a label is relevant only to its own caption.
+Sidecars and manifests are read like any file: only regular files inside the source folders, bounded.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import threading
 
 from mm_assets.formats import BadFile
+from mm_assets.formats.reading import Boundary
 from mm_assets.formats.text import decode_text
 
 CAPTION_MANIFESTS = ("captions.csv", "captions.jsonl")
+MAX_SIDECAR_BYTES = 1024 * 1024
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 Caption = tuple[str | None, str | None]  # (caption, label)
 
 
@@ -24,13 +30,13 @@ class CaptionManifestError(ValueError):
     pass
 
 
-def _read_manifest(path: str) -> dict[str, Caption]:
+def _read_manifest(path: str, boundary: Boundary) -> dict[str, Caption]:
     folder = os.path.dirname(path)
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        if path.endswith(".csv"):
-            rows = list(csv.DictReader(fh))
-        else:
-            rows = [json.loads(line) for line in fh if line.strip()]
+    text = boundary.read(path, MAX_MANIFEST_BYTES).decode("utf-8-sig")
+    if path.endswith(".csv"):
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     out = {}
     for i, row in enumerate(rows, 1):
         if not row.get("path") or not row.get("caption"):
@@ -43,7 +49,8 @@ def _read_manifest(path: str) -> dict[str, Caption]:
 class CaptionIndex:
     """Looks captions up per image; each manifest is read once (thread-safe, used by a decode pool)."""
 
-    def __init__(self):
+    def __init__(self, boundary: Boundary):
+        self.boundary = boundary
         self._manifests: dict[str, dict[str, Caption]] = {}
         self._lock = threading.Lock()
         self.errors: list[str] = []  # unreadable manifests: reported, never fatal
@@ -54,10 +61,10 @@ class CaptionIndex:
                 merged: dict[str, Caption] = {}
                 for name in CAPTION_MANIFESTS:
                     candidate = os.path.join(folder, name)
-                    if os.path.isfile(candidate):
+                    if os.path.lexists(candidate):
                         try:
-                            merged.update(_read_manifest(candidate))
-                        except (OSError, ValueError, CaptionManifestError) as exc:
+                            merged.update(_read_manifest(candidate, self.boundary))
+                        except (OSError, ValueError, BadFile) as exc:
                             self.errors.append(f"{candidate}: {exc}")
                 self._manifests[folder] = merged
             return self._manifests[folder]
@@ -65,21 +72,21 @@ class CaptionIndex:
     def lookup(self, image_path: str) -> Caption:
         stem = os.path.splitext(image_path)[0]
         sidecar = stem + ".txt"
-        if os.path.isfile(sidecar):
+        if os.path.lexists(sidecar):
             try:
-                with open(sidecar, "rb") as fh:
-                    caption = decode_text(fh.read())[0].strip()
+                caption = decode_text(self.boundary.read(sidecar, MAX_SIDECAR_BYTES))[0].strip()
                 if caption:
                     return caption, None
-            except (OSError, BadFile):
-                pass  # an unreadable sidecar is quarantined on its own when ingested as text
+            except BadFile:
+                pass  # discovery quarantines it on its own (outside the sources, unreadable, or not text)
         target = os.path.normpath(image_path)
         folder = os.path.dirname(target)
-        while True:
+        while self.boundary.contains(os.path.realpath(folder)):
             found = self._manifest_captions(folder).get(target)
             if found:
                 return found
             parent = os.path.dirname(folder)
             if parent == folder:
-                return None, None
+                break
             folder = parent
+        return None, None

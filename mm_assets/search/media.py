@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from mm_assets.formats import BadFile
 from mm_assets.formats.images import decode_rgb, encode_jpeg
 from mm_assets.formats.markup import read_referenced_image
-from mm_assets.formats.reading import read_ingested_file
+from mm_assets.formats.reading import Boundary, read_ingested_file
 
 THUMBNAIL_SIDE = 384
 PAGE_SIDE = 800
@@ -37,8 +37,9 @@ class Media:
     media_type: str  # image/jpeg or audio/wav
 
 
-def render_chunk_media(chunk: dict, *, max_pixels: int, max_bytes: int) -> Media:
-    """``chunk``: a row of store.catalog.media_chunk (the chunk with its file's path and kind)."""
+def render_chunk_media(chunk: dict, *, boundary: Boundary, max_pixels: int, max_bytes: int) -> Media:
+    """``chunk``: a row of store.catalog.media_chunk (the chunk with its file's path and kind);
+    ``boundary``: the source folders of the batch that ingested it (a linked image is read only there)."""
     kind, path, file_id = chunk["kind"], chunk["path"], chunk["file_id"]
     if chunk["modality"] == "audio":
         return _audio_window(_same_size(path, chunk["size"]), chunk["t_start"], chunk["t_end"])
@@ -56,7 +57,7 @@ def render_chunk_media(chunk: dict, *, max_pixels: int, max_bytes: int) -> Media
         return Media(frame_at(_same_size(path, chunk["size"]), chunk["t_start"], max_side=PAGE_SIDE), "image/jpeg")
     if kind == "text" and chunk["role"] == "figure":
         read_ingested_file(path, file_id, max_bytes)  # the document is still the one indexed
-        _, data = read_referenced_image(path, chunk["text"], max_bytes)
+        _, data = read_referenced_image(path, chunk["text"], max_bytes, boundary)
         return _jpeg(decode_rgb(data, max_pixels, min_side=THUMBNAIL_SIDE), THUMBNAIL_SIDE)
     raise NoMedia(f"chunk {chunk['chunk_id']} is text: it has no media to show")
 

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from mm_assets.config import Settings
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.formats import BadFile
+from mm_assets.ingest.batches import read_manifest
 from mm_assets.search.media import NoMedia, render_chunk_media
 from mm_assets.search.query import Searcher, SearchHit
 from mm_assets.store.catalog import (
@@ -118,8 +119,9 @@ class Service:
             chunk = media_chunk(self.searcher.connection(), chunk_id)
         if chunk is None:
             raise HTTPException(404, f"no chunk {chunk_id} in the index")
+        boundary = read_manifest(self.settings.layout, chunk["batch"]).boundary
         return render_chunk_media(
-            chunk, max_pixels=self.settings.max_image_pixels, max_bytes=self.settings.max_file_bytes
+            chunk, boundary=boundary, max_pixels=self.settings.max_image_pixels, max_bytes=self.settings.max_file_bytes
         )
 
 

@@ -171,15 +171,17 @@ def chunks_around(con: duckdb.DuckDBPyConnection, places: list[tuple[str, int]],
 
 
 def media_chunk(con: duckdb.DuckDBPyConnection, chunk_id: str) -> dict | None:
-    """A chunk with what rendering its media needs: its file's path, kind and size."""
+    """A chunk with what rendering its media needs: its file's path, kind, size, and the batch that
+    ingested it there (whose source folders bound what the file may refer to)."""
     columns = ("chunk_id", "file_id", "modality", "role", "text", "page", "bbox", "t_start", "t_end")
     row = con.execute(
-        f"""SELECT {", ".join(f"c.{c}" for c in columns)}, f.path, f.kind, f.size
-            FROM chunks c JOIN files f USING (file_id) WHERE c.chunk_id = ?""",
+        f"""SELECT {", ".join(f"c.{c}" for c in columns)}, f.path, f.kind, f.size, v.batch
+            FROM chunks c JOIN files f USING (file_id)
+            JOIN file_versions v ON v.file_id = f.file_id AND v.path = f.path AND v.ingested_at = f.ingested_at
+            WHERE c.chunk_id = ? LIMIT 1""",
         [chunk_id],
     ).fetchone()
-    return dict(zip((*columns, "path", "kind", "size"), row)) if row else None
-
+    return dict(zip((*columns, "path", "kind", "size", "batch"), row)) if row else None
 
 
 def chunk_lineage(con: duckdb.DuckDBPyConnection, chunk_id: str) -> dict | None:

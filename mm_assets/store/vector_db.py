@@ -151,9 +151,12 @@ def build_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec,
                    arg_max(v.caption, v.ingested_at) AS caption, arg_max(v.label, v.ingested_at) AS label
             FROM file_versions v JOIN latest l ON v.path = l.path AND v.file_id = l.file_id
             WHERE l.status = 'ok' GROUP BY v.file_id""")
+        # A path is quarantined while its latest version is: a fixed file leaves the table.
         con.execute("""
             CREATE TABLE quarantine AS
-            SELECT path, reason, batch, ingested_at FROM file_versions WHERE status = 'quarantined'""")
+            SELECT path, arg_max(reason, ingested_at) AS reason, arg_max(batch, ingested_at) AS batch,
+                   max(ingested_at) AS ingested_at
+            FROM file_versions GROUP BY path HAVING arg_max(status, ingested_at) = 'quarantined'""")
         con.execute(f"""
             CREATE TABLE chunks AS
             SELECT DISTINCT ON (chunk_id) {tables.select_list(CHUNKS_SCHEMA, CHUNKS, exclude=("media",))}
