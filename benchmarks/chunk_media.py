@@ -107,8 +107,10 @@ def main() -> None:
             return sum(len(doc[i].get_textpage().get_text_range()) for i in range(len(doc)))
 
         base, _ = timed(text_only)
-        ours, rows = timed(lambda: chunk_pdf("f", data, chunker, params).rows)
-        rendered, _ = timed(lambda: chunk_pdf("f", data, chunker, {**params, "render_pages": True}).rows)
+        ours, rows = timed(lambda: chunk_pdf("f", data, chunker, params, max_pixels=10**8).rows)
+        rendered, _ = timed(
+            lambda: chunk_pdf("f", data, chunker, {**params, "render_pages": True}, max_pixels=10**8).rows
+        )
         print(f"pdf {args.pages} pages, 2 figures each")
         print(f"  baseline (page text only):     {base:6.2f} s")
         print(f"  chunk_pdf:                     {ours:6.2f} s, {len(rows)} chunks, {args.pages / ours:.1f} pages/s "

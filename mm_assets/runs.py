@@ -46,7 +46,10 @@ class RunSummary:
         out += [f"materialized batch {b}" for b in self.batches_run]
         out += [f"trained {t}" for t in self.trained]
         out += [f"run FAILED: {r} (see `dagster dev` for its logs)" for r in self.failed_runs]
-        out.append("vector tables rebuilt" if self.vector_tables_rebuilt else "vector tables already up to date")
+        if self.vector_tables_rebuilt:
+            out.append("vector tables rebuilt")
+        elif "vector_tables" not in self.failed_runs:
+            out.append("vector tables already up to date")
         return out
 
 

@@ -10,7 +10,7 @@ from mm_assets_tests.media_corpus import PDF_CAPTIONS
 
 
 def test_pdf_pages_figures_and_captions(chunker, params):
-    rows = chunk_pdf("doc", media_corpus.pdf_bytes(), chunker, params["document"]).rows
+    rows = chunk_pdf("doc", media_corpus.pdf_bytes(), chunker, params["document"], max_pixels=10**8).rows
     windows, figures, captions = by_role(rows, "window"), by_role(rows, "figure"), by_role(rows, "caption")
     assert {w["page"] for w in windows} == {1, 2} and all(w["section"] == w["page"] for w in windows)
     assert "Harbour survey" in windows[0]["text"] and windows[0]["page"] == 1
@@ -33,10 +33,12 @@ def test_pdf_pages_figures_and_captions(chunker, params):
 
 def test_pdf_pages_rendered_when_configured(chunker, tiny_clip, tmp_path):
     params = params_for(tiny_clip, tmp_path, pdf_render_pages=True)
-    rows = chunk_pdf("doc", media_corpus.pdf_bytes(), chunker, params["document"]).rows
+    rows = chunk_pdf("doc", media_corpus.pdf_bytes(), chunker, params["document"], max_pixels=10**8).rows
     pages = by_role(rows, "page")
     assert [p["page"] for p in pages] == [1, 2] and all(p["media"] and p["modality"] == "image" for p in pages)
-    plain = chunk_pdf("doc", media_corpus.pdf_bytes(), chunker, params_for(tiny_clip, tmp_path)["document"]).rows
+    plain = chunk_pdf(
+        "doc", media_corpus.pdf_bytes(), chunker, params_for(tiny_clip, tmp_path)["document"], max_pixels=10**8
+    ).rows
     assert {r["chunk_id"] for r in rows}.isdisjoint(r["chunk_id"] for r in plain), "a parameter is part of the id"
 
 
@@ -88,3 +90,24 @@ def test_html_text_sections_and_figure(chunker, tmp_path):
         "A purple net",
         "Figure 3: a mended net",
     }
+
+
+def test_a_pdf_figure_beyond_the_pixel_limit_is_never_decoded(chunker, params):
+    """A 1-bit 8000x8000 image (64 M pixels) compresses to a few kB inside a PDF."""
+    import io
+
+    from fpdf import FPDF
+    from PIL import Image
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.multi_cell(0, 6, "A page with a huge figure.")
+    png = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(png, "PNG")
+    pdf.image(png, x=20, y=40, w=60)
+    pdf.image(io.BytesIO(media_corpus._png((200, 30, 30))), x=20, y=120, w=60)
+    found = chunk_pdf("doc", bytes(pdf.output()), chunker, params["document"], max_pixels=10_000_000)
+    assert len(by_role(found.rows, "figure")) == 1, "the small figure is kept"
+    assert found.problems == ["page 1: a 8000x8000 figure exceeds the limit of 10,000,000 pixels; not decoded"]
+    assert by_role(found.rows, "window"), "the page text still counts"

@@ -94,3 +94,11 @@ def test_a_missing_model_fails_fast_with_one_clear_error(tmp_path, source, capsy
     err = capsys.readouterr().err
     assert "does not exist" in err and "save_pretrained" in err and "HF_HUB_OFFLINE" in err
     assert not (tmp_path / "home" / "manifests").exists(), "fails before any work is started"
+
+
+def test_a_failed_rebuild_is_not_reported_as_up_to_date():
+    from mm_assets.runs import RunSummary
+
+    lines = RunSummary(new_batch=None, failed_runs=["vector_tables"]).lines()
+    assert any("run FAILED: vector_tables" in line for line in lines)
+    assert not any("up to date" in line for line in lines)

@@ -94,3 +94,15 @@ def test_audio_formats_are_read(tmp_path, ext, fmt):
     path.write_bytes(media_corpus.audio_bytes(3.0, fmt))
     row = inspect(path)
     assert (row["status"], row["kind"]) == ("ok", "audio") and row["duration"] == pytest.approx(3.0, abs=0.05)
+
+
+def test_a_wav_written_by_a_streaming_muxer_is_read(tmp_path):
+    """FFmpeg writing to a pipe cannot know the size: the RIFF header says 0xFFFFFFFF."""
+    data = bytearray(media_corpus.audio_bytes(3.0))
+    data[4:8] = b"\xff\xff\xff\xff"
+    (tmp_path / "streamed.wav").write_bytes(bytes(data))
+    row = inspect(tmp_path / "streamed.wav")
+    assert (row["status"], row["kind"]) == ("ok", "audio") and row["duration"] == pytest.approx(3.0, abs=0.05)
+    data[4:8] = (len(data) * 2).to_bytes(4, "little")  # a real size that the file does not hold
+    (tmp_path / "cut.wav").write_bytes(bytes(data))
+    assert "truncated audio" in inspect(tmp_path / "cut.wav")["reason"]

@@ -115,3 +115,24 @@ def test_the_database_is_out_of_date_when_the_default_encoder_or_hnsw_changes(in
     two = replace(indexed, encoders=(*indexed.encoders, EncoderConfig("other", model=str(tiny_clip_other))))
     assert is_up_to_date(layout, serving_spec(replace(two, default_encoder_name="clip"))) is False, "a new encoder"
     assert not is_up_to_date(layout, serving_spec(replace(two, default_encoder_name="other")))
+
+
+def test_a_lost_serving_folder_or_a_killed_build_is_repaired_by_the_next_build(indexed):
+    import shutil
+
+    from mm_assets.assets.vector_tables import serving_spec
+    from mm_assets.store.vector_db import is_up_to_date
+
+    layout = indexed.layout
+    leftover = layout.home / ".vectors.deadbeef.building"
+    leftover.write_bytes(b"half a database")
+    Path(f"{leftover}.wal").write_bytes(b"its log")
+    shutil.rmtree(layout.home / "serving")
+    assert not is_up_to_date(layout, serving_spec(indexed)), "search cannot answer: the next run must rebuild"
+    _rebuild(indexed)
+    assert is_up_to_date(layout, serving_spec(indexed))
+    assert not list(layout.home.glob(".vectors.*")), "what a killed build left is removed"
+    photo = indexed.sources[0] / "images" / "photo.jpg"
+    from mm_assets.search.query import search
+
+    assert search(indexed.db_path, image=photo, k=1)[0].path == str(photo)

@@ -3,6 +3,8 @@ captions). Text is windowed by the configured strategy (chunking/text.py)."""
 
 from __future__ import annotations
 
+import bisect
+
 from mm_assets.chunking import IMAGE_CHUNK_MAX_SIDE
 from mm_assets.chunking.rows import FileChunks, in_reading_order
 from mm_assets.chunking.text import TextChunker, TextWindow
@@ -24,12 +26,13 @@ def chunk_text(
     windows = chunker.windows(body, markdown=doc is not None)
     images = doc.images if doc else []
     sections = chunker.sections(body, markdown=True) if images else []
+    starts = [s.offset for s in sections]
     # An image goes after every window that starts at or before its paragraph.
     for item in in_reading_order(windows, [(ref.offset + 0.5, ref) for ref in images]):
         if isinstance(item, TextWindow):
             chunks.add_window(item)
             continue
-        index = max((i for i, s in enumerate(sections) if s.offset <= item.offset), default=0)
+        index = max(0, bisect.bisect_right(starts, item.offset) - 1)  # the section the image sits in
         fields = {
             "section": index,
             "heading": " > ".join(sections[index].headings) or None,
@@ -54,12 +57,13 @@ def _add_linked_image(
     chunks.add_descriptions(chunker, image_chunk, ref.alt, ref.caption, **fields)
 
 
-def chunk_pdf(file_id: str, data: bytes, chunker: TextChunker, params: dict) -> FileChunks:
+def chunk_pdf(file_id: str, data: bytes, chunker: TextChunker, params: dict, *, max_pixels: int) -> FileChunks:
     """Per page: text windows with their box on the page, figures with their captions, and the
     rendered page when configured. ``section`` is the page number."""
     chunks = FileChunks(file_id, "document", params)
     side = params["image_max_side"]
-    for page in read_pdf_pages(data, image_max_side=side):
+    for page in read_pdf_pages(data, image_max_side=side, max_pixels=max_pixels):
+        chunks.problems += [f"page {page.number}: {reason}" for reason in page.skipped]
         where = {"page": page.number, "section": page.number}
         if params["render_pages"]:
             chunks.add("image", "page", media=render_page(data, page.number, max_side=side), bbox=[0, 0, 1, 1], **where)

@@ -34,7 +34,7 @@ def chunk_file(
             file_id, text, f["path"], chunker, boundary=boundary, max_pixels=max_pixels, max_bytes=max_bytes
         )
     if kind == "document":
-        return chunk_pdf(file_id, data, chunker, params["document"])
+        return chunk_pdf(file_id, data, chunker, params["document"], max_pixels=max_pixels)
     raise BadFile(f"no chunker for files of kind {kind!r}")
 
 

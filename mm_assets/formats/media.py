@@ -56,13 +56,14 @@ def _declared_seconds(container, stream) -> float | None:
 
 def _check_riff_size(media: MediaInput, kind: str) -> None:
     """WAV/AVI headers state the file's size; FFmpeg derives durations from the bytes present, so a
-    cut-off WAV would otherwise look whole."""
+    cut-off WAV would otherwise look whole. A streaming muxer (FFmpeg writing to a pipe) cannot know
+    the size and writes 0 or 0xFFFFFFFF: nothing to check then."""
     if isinstance(media, bytes):
         head, size = media[:8], len(media)
     else:
         with open(media, "rb") as fh:
             head, size = fh.read(8), os.fstat(fh.fileno()).st_size
-    if head[:4] == b"RIFF" and len(head) == 8:
+    if head[:4] == b"RIFF" and len(head) == 8 and head[4:8] not in (b"\x00" * 4, b"\xff" * 4):
         declared = int.from_bytes(head[4:8], "little") + 8
         if declared > size:
             raise BadFile(f"truncated {kind}: the file holds {size:,} of the {declared:,} bytes its header declares")

@@ -40,6 +40,7 @@ class PdfPage:
     text: str
     char_boxes: np.ndarray  # (len(text), 4) fractions of the page, top-left origin; NaN for generated characters
     figures: list[PdfFigure]
+    skipped: list[str]  # figures left out, with the reason (too many pixels to decode)
 
 
 # Reentrant: chunking renders a page while it holds the document it is reading.
@@ -77,12 +78,14 @@ def describe_pdf(data: bytes) -> dict:
         return {"pages": len(doc), "width": round(width), "height": round(height)}
 
 
-def read_pdf_pages(data: bytes, *, image_max_side: int) -> Iterator[PdfPage]:
+def read_pdf_pages(data: bytes, *, image_max_side: int, max_pixels: int) -> Iterator[PdfPage]:
+    """Each page's text with character boxes, and its figures; a figure of more than ``max_pixels``
+    is never decoded (a small PDF can hold an image of hundreds of megapixels)."""
     with _document(data) as doc:
         for index in range(len(doc)):
             page = doc[index]
             try:
-                yield _read_page(page, index + 1, image_max_side)
+                yield _read_page(page, index + 1, image_max_side, max_pixels)
             finally:
                 page.close()
 
@@ -96,7 +99,7 @@ def render_page(data: bytes, number: int, *, max_side: int) -> bytes:
         return encode_jpeg(page.render(scale=scale).to_pil(), max_side)
 
 
-def _read_page(page: pdfium.PdfPage, number: int, image_max_side: int) -> PdfPage:
+def _read_page(page: pdfium.PdfPage, number: int, image_max_side: int, max_pixels: int) -> PdfPage:
     width, height = page.get_size()
     textpage = page.get_textpage()
     text = textpage.get_text_range()
@@ -105,10 +108,13 @@ def _read_page(page: pdfium.PdfPage, number: int, image_max_side: int) -> PdfPag
         left, bottom, right, top = textpage.get_charbox(i)
         if right > left or top > bottom:  # generated characters (line breaks) have no box
             boxes[i] = (left / width, 1 - top / height, right / width, 1 - bottom / height)
-    figures = []
+    figures, skipped = [], []
     for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]):
         px_w, px_h = obj.get_px_size()
         if min(px_w, px_h) < _MIN_FIGURE_PIXELS:
+            continue
+        if px_w * px_h > max_pixels:
+            skipped.append(f"a {px_w}x{px_h} figure exceeds the limit of {max_pixels:,} pixels; not decoded")
             continue
         try:
             pixels = obj.get_bitmap(render=False).to_pil()
@@ -133,7 +139,7 @@ def _read_page(page: pdfium.PdfPage, number: int, image_max_side: int) -> PdfPag
             )
         )
     textpage.close()
-    return PdfPage(number, text, boxes, figures)
+    return PdfPage(number, text, boxes, figures, skipped)
 
 
 def text_bbox(page: PdfPage, start: int, end: int) -> list[float] | None:

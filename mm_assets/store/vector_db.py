@@ -77,11 +77,15 @@ def is_up_to_date(layout: Layout, spec: ServingSpec) -> bool:
     try:
         built_from = {r[0] for r in con.execute("SELECT shard FROM build_inputs").fetchall()}
         built_for = con.execute("SELECT settings FROM build_settings").fetchone()
+        matrices = [layout.home / m for (m,) in con.execute("SELECT matrix FROM encoders").fetchall()]
     except duckdb.Error:
         return False
     finally:
         con.close()
-    return built_for is not None and built_for[0] == spec.as_json() and built_from == layout.store.all_shards()
+    serving = all(m.exists() and m.with_suffix(".ids.npy").exists() for m in matrices)
+    return (
+        serving and built_for is not None and built_for[0] == spec.as_json() and built_from == layout.store.all_shards()
+    )
 
 
 @contextmanager
@@ -91,6 +95,13 @@ def single_writer(layout: Layout):
     with open(layout.writer_lock, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
+
+
+def _remove_killed_builds(layout: Layout) -> None:
+    """Databases a killed rebuild left half-written (builds run one at a time: under the writer lock,
+    any other one is dead)."""
+    for leftover in layout.db_path.parent.glob(f".{layout.db_path.stem}.*.building*"):
+        leftover.unlink(missing_ok=True)
 
 
 def _remove_old_serving_dirs(layout: Layout, keep: Path) -> None:
@@ -109,13 +120,14 @@ class BuildReport:
 
 
 def build_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec, log=print) -> BuildReport:
-    """Rebuild ``vectors.duckdb`` from every shard.
+    """Rebuild ``vectors.duckdb`` from every shard (one writer at a time: call it under ``single_writer``).
 
     ``records``: encoder key -> encoder record, for every key with shards (see
     encoders/identity.stored_records); keys not configured now are kept as their own tables (marked
     not current) so configurations can be compared.
     """
     start = time.perf_counter()
+    _remove_killed_builds(layout)
     store = layout.store
     raw = store.list(store.shard_dir(RAW_FILES))
     chunk_shards = store.list(store.shard_dir(CHUNKS))
