@@ -106,3 +106,11 @@ def test_a_wav_written_by_a_streaming_muxer_is_read(tmp_path):
     data[4:8] = (len(data) * 2).to_bytes(4, "little")  # a real size that the file does not hold
     (tmp_path / "cut.wav").write_bytes(bytes(data))
     assert "truncated audio" in inspect(tmp_path / "cut.wav")["reason"]
+
+
+def test_video_frames_larger_than_the_pixel_limit_are_quarantined(tmp_path):
+    """The same limit as an image file: each frame would be decoded at that size."""
+    (tmp_path / "film.mp4").write_bytes(media_corpus.video_bytes())  # 64x48 frames
+    assert inspect(tmp_path / "film.mp4", max_image_pixels=64 * 48)["status"] == "ok"
+    row = inspect(tmp_path / "film.mp4", max_image_pixels=64 * 48 - 1)
+    assert row["status"] == "quarantined" and "video frames of 64x48 exceed the limit of 3,071 pixels" in row["reason"]

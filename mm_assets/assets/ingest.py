@@ -2,6 +2,7 @@
 
 import time
 from collections import Counter
+from itertools import groupby
 
 import dagster as dg
 import pyarrow as pa
@@ -93,8 +94,11 @@ def build_ingest_assets(settings: Settings) -> list:
             )
         for f in found.failures:
             context.log.warning(f"could not chunk {f['path']}: {f['reason']}")
-        for p in found.problems:
-            context.log.warning(f"{p['path']}: {p['problem']}")
+        # One line per file however many problems it has (a page with thousands of dead links).
+        for path, problems in groupby(found.problems, key=lambda p: p["path"]):
+            problems = [p["problem"] for p in problems]
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            context.log.warning(f"{path}: {len(problems)} problem(s): {'; '.join(problems[:3])}{more}")
         table = pa.Table.from_pylist(found.rows, schema=CHUNKS_SCHEMA)
         key = store.shard(CHUNKS, batch)
         store.write_table(key, table)

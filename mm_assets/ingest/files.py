@@ -71,6 +71,10 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
             if not row["size"]:
                 raise BadFile("empty file (0 bytes)")
             row.update(describe_media(entry.path, kind))
+            if kind == "video" and row["width"] * row["height"] > max_image_pixels:
+                raise BadFile(
+                    f"video frames of {row['width']}x{row['height']} exceed the limit of {max_image_pixels:,} pixels"
+                )
             return row
         data = read_file_bytes(entry.path, max_file_bytes)
         if not data:
