@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mm_assets.config import Settings, load_settings
 from mm_assets.encoders.resolve import ModelNotFoundError
+from mm_assets.formats import BadFile
 from mm_assets.store.catalog import VectorDBError
 
 
@@ -65,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, home=args.home, model=args.model)
         commands = {"run": cmd_run, "search": cmd_search, "status": cmd_status, "eval": cmd_eval, "serve": cmd_serve}
         return commands[args.command](settings, args)
-    except (ModelNotFoundError, VectorDBError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except (ModelNotFoundError, VectorDBError, ValueError, BadFile) as exc:
         print(f"mm-assets: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that cannot be created or read: the path and the system's reason
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mm-assets: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 
@@ -117,20 +122,26 @@ def cmd_search(settings: Settings, args) -> int:
 
     if sum(q is not None for q in (args.text, args.image, args.audio)) != 1:
         raise ValueError("give a text query, --image PATH or --audio PATH (exactly one)")
-    hits = search(
-        settings.db_path,
-        text=args.text,
-        image=args.image,
-        audio=args.audio,
-        k=args.k,
-        modality=args.modality,
-        encoder=args.encoder,
-        default_key=None if args.encoder else encoder_key(settings.default_encoder),
-        exact=args.exact,
-        context=args.context,
-        group_by_file=args.group_by_file,
-        hnsw_ef_search=settings.hnsw_ef_search,
-    )
+    for option, path in (("--image", args.image), ("--audio", args.audio)):
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{option} {path}: no such file")
+    try:
+        hits = search(
+            settings.db_path,
+            text=args.text,
+            image=args.image,
+            audio=args.audio,
+            k=args.k,
+            modality=args.modality,
+            encoder=args.encoder,
+            default_key=None if args.encoder else encoder_key(settings.default_encoder),
+            exact=args.exact,
+            context=args.context,
+            group_by_file=args.group_by_file,
+            hnsw_ef_search=settings.hnsw_ef_search,
+        )
+    except BadFile as exc:  # the query file itself: name it
+        raise ValueError(f"{'--image ' + args.image if args.image else '--audio ' + args.audio}: {exc}") from None
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=1))
         return 0

@@ -3,6 +3,8 @@
 Resolution order: explicit arguments > environment (``MM_ASSETS_*``) > config file > defaults.
 The config file is ``$MM_ASSETS_CONFIG`` or ``./mm_assets.yaml`` when present.
 Relative paths in the file are relative to the file; elsewhere to the working directory.
+The file is validated against the dataclasses below (pydantic reads them as they are): a wrong type,
+an unknown key or a bad value is one error that names the key and what is expected.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from mm_assets.store.layout import Layout
 from mm_assets.store.tables import MODALITIES
@@ -33,6 +37,10 @@ _PLAIN_SETTINGS = (
 )
 
 
+# Unknown keys in the file are mistakes (a misspelt setting would otherwise be silently ignored).
+_FILE_RULES = ConfigDict(extra="forbid")
+
+
 def short_hash(payload: object, length: int = 12) -> str:
     """Stable hash of JSON-serialisable data (sorted keys), used for fingerprints and ids."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -42,6 +50,8 @@ def short_hash(payload: object, length: int = 12) -> str:
 @dataclass(frozen=True)
 class FineTuneConfig:
     """Contrastive fine-tuning of another configured encoder on the training split."""
+
+    __pydantic_config__ = _FILE_RULES
 
     base: str  # name of the encoder to start from
     epochs: int = 5
@@ -68,6 +78,8 @@ class EncoderConfig:
     lives under ``<home>/models/<name>``. Its identity (fingerprint, key, table) is computed in
     mm_assets/encoders/identity.py.
     """
+
+    __pydantic_config__ = _FILE_RULES
 
     name: str
     model: str = DEFAULT_MODEL
@@ -97,6 +109,8 @@ class EncoderConfig:
 @dataclass(frozen=True)
 class ChunkingConfig:
     """How each kind of file is cut into chunks (see mm_assets/chunking)."""
+
+    __pydantic_config__ = _FILE_RULES
 
     tokenizer: str | None = None  # None: the default encoder's model
     max_tokens: int = 77  # CLIP's text context, special tokens included
@@ -139,6 +153,8 @@ class ExecutorConfig:
     """Which Dagster executor runs the steps of a run: ``multiprocess`` (one process per step, the
     default), ``in_process``, or on a cluster ``docker`` (dagster-docker) or ``k8s`` (dagster-k8s),
     each step in its own container. ``config`` is the executor's own config (image, namespace, env)."""
+
+    __pydantic_config__ = _FILE_RULES
 
     kind: str = "multiprocess"
     config: dict = field(default_factory=dict)
@@ -244,6 +260,35 @@ def _store_url(value: str, base: Path) -> str:
     return value if "://" in value else str(_path(value, base))
 
 
+def _checked(annotation, value, where: str, config_file):
+    """``value`` as ``annotation`` (a type or one of the dataclasses above), or one ValueError naming
+    the key, what is wrong and what was given."""
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        problems = exc.errors()
+        first = problems[0]
+        key = ".".join(str(part) for part in (where, *first["loc"]) if part != "")
+        if first["type"] == "unexpected_keyword_argument":
+            message = "unknown key"
+        elif first["type"] == "value_error":
+            message = first["msg"].removeprefix("Value error, ")
+        else:
+            message = f"{first['msg']} (got {first['input']!r})"
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ValueError(f"{config_file or 'settings'}: {key}: {message}{more}") from None
+
+
+def _read_config_file(config_path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{config_path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{config_path}: expected a mapping at the top level")
+    return raw
+
+
 def load_settings(
     config_file: str | os.PathLike | None = None,
     *,
@@ -261,36 +306,34 @@ def load_settings(
         config_path = Path(config_file).expanduser().resolve()
         if not config_path.is_file():
             raise FileNotFoundError(f"config file not found: {config_path}")
-        raw = yaml.safe_load(config_path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{config_path}: expected a mapping at the top level")
+        raw = _read_config_file(config_path)
         base = config_path.parent
     unknown = set(raw) - {"home", "store", "executor", "sources", "encoders", "chunking", "default_encoder"}
     unknown -= set(_PLAIN_SETTINGS)
     if unknown:
         raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
 
-    encoders = tuple(
-        EncoderConfig(
-            **{
-                **e,
-                "model": _normalise_model(str(e.get("model", DEFAULT_MODEL)), base),
-                "modalities": tuple(e.get("modalities", DEFAULT_MODALITIES)),
-                "fine_tune": FineTuneConfig(**e["fine_tune"]) if e.get("fine_tune") else None,
-            }
-        )
-        for e in raw.get("encoders", [{"name": "clip"}])
-    )
-    kwargs = {k: raw[k] for k in _PLAIN_SETTINGS if k in raw}
+    def checked(annotation, key: str, default=None):
+        return _checked(annotation, raw[key], key, config_file) if key in raw else default
+
+    encoders = []
+    for i, entry in enumerate(checked(list[dict], "encoders", [{"name": "clip"}])):
+        if "base" in entry:  # set from fine_tune.base, never by hand
+            raise ValueError(f"{config_file}: encoders.{i}.base: unknown key")
+        encoder = _checked(EncoderConfig, entry, f"encoders.{i}", config_file)
+        encoders.append(replace(encoder, model=_normalise_model(encoder.model, base)))
+    hints = typing.get_type_hints(Settings)
+    kwargs = {k: _checked(hints[k], raw[k], k, config_file) for k in _PLAIN_SETTINGS if k in raw}
     if "default_encoder" in raw:
-        kwargs["default_encoder_name"] = raw["default_encoder"]
+        kwargs["default_encoder_name"] = checked(str, "default_encoder")
+    store = checked(str | None, "store")
     settings = Settings(
-        home=_path(raw.get("home", ".mm_assets"), base),
-        sources=tuple(_path(s, base) for s in raw.get("sources", [])),
-        encoders=encoders,
-        chunking=ChunkingConfig(**raw.get("chunking", {})),
-        store_url=_store_url(str(raw["store"]), base) if raw.get("store") else None,
-        executor=ExecutorConfig(**raw.get("executor", {})),
+        home=_path(checked(str, "home", ".mm_assets"), base),
+        sources=tuple(_path(s, base) for s in checked(list[str], "sources", [])),
+        encoders=tuple(encoders),
+        chunking=checked(ChunkingConfig, "chunking", ChunkingConfig()),
+        store_url=_store_url(store, base) if store else None,
+        executor=checked(ExecutorConfig, "executor", ExecutorConfig()),
         **kwargs,
     )
     if home or env.get("MM_ASSETS_HOME"):

@@ -55,7 +55,13 @@ class RunSummary:
 
 def default_instance(settings: Settings) -> dg.DagsterInstance:
     """The instance under DAGSTER_HOME; without one, a persistent instance inside the data folder."""
-    if not os.environ.get("DAGSTER_HOME"):
+    dagster_home = os.environ.get("DAGSTER_HOME")
+    if dagster_home and not Path(dagster_home).is_dir():
+        raise ValueError(
+            f"DAGSTER_HOME={dagster_home} is not a folder: create it, or unset DAGSTER_HOME "
+            f"to keep runs in {settings.home / 'dagster'}"
+        )
+    if not dagster_home:
         home = settings.home / "dagster"
         home.mkdir(parents=True, exist_ok=True)
         config = home / "dagster.yaml"

@@ -102,3 +102,44 @@ def test_a_failed_rebuild_is_not_reported_as_up_to_date():
     lines = RunSummary(new_batch=None, failed_runs=["vector_tables"]).lines()
     assert any("run FAILED: vector_tables" in line for line in lines)
     assert not any("up to date" in line for line in lines)
+
+
+CONFIG_MISTAKES = [
+    ("max_file_bytes: 512MB\n", "max_file_bytes: Input should be a valid integer", "512MB"),
+    ("home: [unclosed\n", "not valid YAML", ""),
+    ("encoders:\n  - {name: clip, batchsize: 8}\n", "encoders.0.batchsize: unknown key", ""),
+    ("chunking: {max_token: 60}\n", "chunking.max_token: unknown key", ""),
+    ("encoders: {clip: {model: x}}\n", "encoders: Input should be a valid list", ""),
+    ("sources: /data/photos\n", "sources: Input should be a valid list", "/data/photos"),
+    ("hnsw: maybe\n", "hnsw: Input should be a valid boolean", "maybe"),
+    ("encoders:\n  - {name: clip, fine_tune: {base: clip, epochs: two}}\n", "encoders.0.fine_tune.epochs", "two"),
+]
+
+
+@pytest.mark.parametrize(("text", "message", "given"), CONFIG_MISTAKES, ids=[m for _, m, _ in CONFIG_MISTAKES])
+def test_a_config_mistake_is_one_error_line_naming_the_key(tmp_path, capsys, text, message, given):
+    config = tmp_path / "mm_assets.yaml"
+    config.write_text(text)
+    assert main(["--config", str(config), "status"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mm-assets: error: ") and "Traceback" not in err
+    assert str(config) in err and message in err and given in err
+
+
+def test_bad_query_files_and_folders_are_one_error_line(cli, source, tmp_path, tiny_clip, capsys, monkeypatch):
+    assert cli("run", source) == 0
+    capsys.readouterr()
+    for args, message in (
+        (("search", "--image", tmp_path / "missing.jpg"), "--image"),
+        (("search", "--image", source / "texts" / "guide.md"), "not a recognised image format"),
+    ):
+        assert cli(*args) == 2
+        err = capsys.readouterr().err
+        (line,) = [line for line in err.splitlines() if "error" in line.lower()]
+        assert line.startswith("mm-assets: error: ") and message in line and str(args[-1]) in line, err
+    (tmp_path / "a_file").write_text("")
+    assert main(["--home", str(tmp_path / "a_file" / "home"), "--model", str(tiny_clip), "run", str(source)]) == 2
+    assert "Not a directory" in capsys.readouterr().err
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "no_such_folder"))
+    assert cli("run", source) == 2
+    assert "DAGSTER_HOME" in capsys.readouterr().err
