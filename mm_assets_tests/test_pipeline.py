@@ -178,3 +178,20 @@ def test_a_quarantined_file_that_is_fixed_leaves_the_quarantine_and_is_found(set
     assert ingest_with_dagster(settings, instance)[1].success
     assert str(truncated) not in {p for (p,) in db_rows(settings, "SELECT path FROM quarantine")}
     assert search(settings.db_path, image=truncated, k=1)[0].path == str(truncated)
+
+
+def test_every_file_ends_searchable_or_quarantined_with_a_reason(settings, instance):
+    """A page that is all script, and legacy HTML nested past Python's recursion limit."""
+    docs = settings.sources[0] / "texts"
+    (docs / "empty.html").write_text("<html><script>var x = 1;</script></html>")
+    (docs / "legacy.html").write_text("<html><body>" + "<div><p>harbour " * 5000 + "</body></html>")
+    batch, result = ingest_with_dagster(settings, instance)
+    assert result.success
+    quarantine = dict(db_rows(settings, "SELECT path, reason FROM quarantine"))
+    assert "yields no chunks" in quarantine[str(docs / "empty.html")]
+    assert str(docs / "legacy.html") not in quarantine
+    legacy = db_rows(settings, "SELECT count(*) FROM chunks JOIN files USING (file_id) WHERE path LIKE '%legacy.html'")
+    assert legacy[0][0] > 0
+    chunked = {p for (p,) in db_rows(settings, "SELECT DISTINCT path FROM chunks JOIN files USING (file_id)")}
+    ok = {p for (p,) in db_rows(settings, "SELECT path FROM file_versions WHERE status = 'ok'")}
+    assert ok == chunked | {p for p in quarantine if p in ok}, "every ingested file is searchable or quarantined"

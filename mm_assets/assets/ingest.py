@@ -15,7 +15,15 @@ from mm_assets.ingest.batches import read_manifest
 from mm_assets.ingest.files import INGEST_VERSION, inspect_batch
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.progress import Progress
-from mm_assets.store.tables import CHUNKS, CHUNKS_SCHEMA, RAW_FILES, RAW_FILES_SCHEMA, upgrade
+from mm_assets.store.tables import (
+    CHUNK_FAILURES,
+    CHUNK_FAILURES_SCHEMA,
+    CHUNKS,
+    CHUNKS_SCHEMA,
+    RAW_FILES,
+    RAW_FILES_SCHEMA,
+    upgrade,
+)
 
 
 def build_ingest_assets(settings: Settings) -> list:
@@ -102,6 +110,10 @@ def build_ingest_assets(settings: Settings) -> list:
         table = pa.Table.from_pylist(found.rows, schema=CHUNKS_SCHEMA)
         key = store.shard(CHUNKS, batch)
         store.write_table(key, table)
+        # Files that gave no chunks go to the quarantine table with their reason (always written, so a
+        # rematerialization that fixes them clears them).
+        failed = [{**f, "batch": batch} for f in found.failures]
+        store.write_table(store.shard(CHUNK_FAILURES, batch), pa.Table.from_pylist(failed, CHUNK_FAILURES_SCHEMA))
         chunked = {r["file_id"] for r in found.rows}
         missing = [f for f in files if f["file_id"] not in chunked]
         return dg.MaterializeResult(

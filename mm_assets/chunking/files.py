@@ -52,7 +52,7 @@ def chunk_image(file_id: str, params: dict) -> FileChunks:
 @dataclass
 class BatchChunks:
     rows: list[dict] = field(default_factory=list)  # the chunks of every file, file by file
-    failures: list[dict] = field(default_factory=list)  # {path, reason}: files that gave no chunks
+    failures: list[dict] = field(default_factory=list)  # {path, file_id, reason}: files that gave no chunks
     problems: list[dict] = field(default_factory=list)  # {path, problem}: parts of files left out
 
 
@@ -71,9 +71,11 @@ def chunk_batch(
     for f in files:
         try:
             found = chunk_file(f, chunker, params, boundary=boundary, max_pixels=max_pixels, max_bytes=max_bytes)
+            if not found.rows:
+                raise BadFile("nothing to search: the file yields no chunks (no text, no images)")
             out.rows.extend(found.rows)
             out.problems += [{"path": f["path"], "problem": p} for p in found.problems]
         except Exception as exc:
-            out.failures.append({"path": f["path"], "reason": failure_reason(exc)})
+            out.failures.append({"path": f["path"], "file_id": f["file_id"], "reason": failure_reason(exc)})
         progress()
     return out

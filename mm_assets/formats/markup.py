@@ -80,30 +80,36 @@ def parse_html(html: str) -> MarkupDocument:
         parts.append(s)
         length += len(s)
 
-    def walk(node: Tag) -> None:
-        for child in node.children:
-            if isinstance(child, NavigableString):
-                if type(child) is NavigableString:  # not comments, CDATA or doctypes
-                    emit(re.sub(r"\s+", " ", str(child)))
-                continue
-            if not isinstance(child, Tag) or child.name in _SKIPPED:
-                continue
-            if re.fullmatch(r"h[1-6]", child.name):
-                emit(f"\n\n{'#' * int(child.name[1])} {_clean(child.get_text(' ')) or ''}\n\n")
-            elif child.name == "img":
-                figure = child.find_parent("figure")
-                figcaption = figure.find("figcaption") if figure else None
-                caption = _clean(child.get("title")) or (_clean(figcaption.get_text(" ")) if figcaption else None)
-                images.append(ImageRef(str(child.get("src") or ""), _clean(child.get("alt")), caption, length))
-            else:
-                block = child.name in _BLOCKS
-                if block:
-                    emit("\n\n")
-                walk(child)
-                if block:
-                    emit("\n\n")
+    # Depth-first with an explicit stack: exported legacy HTML nests unclosed tags thousands deep,
+    # past Python's recursion limit.
+    stack = [(iter(soup.children), False)]
+    while stack:
+        children, closes_block = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            if closes_block:
+                emit("\n\n")
+            continue
+        if isinstance(child, NavigableString):
+            if type(child) is NavigableString:  # not comments, CDATA or doctypes
+                emit(re.sub(r"\s+", " ", str(child)))
+            continue
+        if not isinstance(child, Tag) or child.name in _SKIPPED:
+            continue
+        if re.fullmatch(r"h[1-6]", child.name):
+            emit(f"\n\n{'#' * int(child.name[1])} {_clean(child.get_text(' ')) or ''}\n\n")
+        elif child.name == "img":
+            figure = child.find_parent("figure")
+            figcaption = figure.find("figcaption") if figure else None
+            caption = _clean(child.get("title")) or (_clean(figcaption.get_text(" ")) if figcaption else None)
+            images.append(ImageRef(str(child.get("src") or ""), _clean(child.get("alt")), caption, length))
+        else:
+            block = child.name in _BLOCKS
+            if block:
+                emit("\n\n")
+            stack.append((iter(child.children), block))
 
-    walk(soup)
     raw = "".join(parts)
     # Collapse the blank lines blocks leave behind, keeping image offsets pointing at the same text.
     text, mapping, pos = [], [], 0

@@ -26,6 +26,7 @@ FILE_KINDS = ("image", "text", "document", "video", "audio")
 RAW_FILES = "raw_files"
 CHUNKS = "chunks"
 EMBEDDINGS = "embeddings"
+CHUNK_FAILURES = "chunk_failures"  # files that passed inspection but gave no chunks, with the reason
 
 RAW_FILES_SCHEMA = pa.schema(
     [
@@ -69,6 +70,10 @@ CHUNKS_SCHEMA = pa.schema(
         ("linked_chunk_id", pa.string()),  # alt text and captions: the image chunk they describe
         ("media", pa.binary()),  # JPEG of an image cut out of the file (figure, frame, page, linked image)
     ]
+)
+
+CHUNK_FAILURES_SCHEMA = pa.schema(
+    [("path", pa.string()), ("file_id", pa.string()), ("reason", pa.string()), ("batch", pa.string())]
 )
 
 # What discovery has batched already: path -> (size, mtime), in the store's ``state/`` folder.

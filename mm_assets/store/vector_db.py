@@ -24,6 +24,8 @@ from mm_assets.store import tables
 from mm_assets.store.catalog import VectorDBError, load_extensions, open_read_only
 from mm_assets.store.layout import Layout
 from mm_assets.store.tables import (
+    CHUNK_FAILURES,
+    CHUNK_FAILURES_SCHEMA,
     CHUNKS,
     CHUNKS_SCHEMA,
     EMBEDDINGS,
@@ -137,7 +139,8 @@ def build_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec,
     serving = layout.serving_dir(f"{time.time_ns()}")
     serving.mkdir(parents=True)
     built: dict[str, int] = {}
-    inputs = [*raw, *chunk_shards]  # every shard this build reads, recorded for is_up_to_date
+    failure_shards = store.list(store.shard_dir(CHUNK_FAILURES))
+    inputs = [*raw, *chunk_shards, *failure_shards]  # every shard this build reads, recorded for is_up_to_date
     hnsw_seconds = 0.0
     try:
         con = duckdb.connect(str(tmp))
@@ -163,12 +166,20 @@ def build_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec,
                    arg_max(v.caption, v.ingested_at) AS caption, arg_max(v.label, v.ingested_at) AS label
             FROM file_versions v JOIN latest l ON v.path = l.path AND v.file_id = l.file_id
             WHERE l.status = 'ok' GROUP BY v.file_id""")
-        # A path is quarantined while its latest version is: a fixed file leaves the table.
+        # A path is quarantined while its latest version is (a fixed file leaves the table), or while
+        # that version gave no chunks: every file ends either searchable or here, with its reason.
+        con.register("failure_shards", store.dataset(failure_shards, CHUNK_FAILURES_SCHEMA))
         con.execute("""
             CREATE TABLE quarantine AS
-            SELECT path, arg_max(reason, ingested_at) AS reason, arg_max(batch, ingested_at) AS batch,
-                   max(ingested_at) AS ingested_at
-            FROM file_versions GROUP BY path HAVING arg_max(status, ingested_at) = 'quarantined'""")
+            WITH latest AS (SELECT path, arg_max(file_id, ingested_at) AS file_id,
+                                   arg_max(status, ingested_at) AS status, arg_max(reason, ingested_at) AS reason,
+                                   arg_max(batch, ingested_at) AS batch, max(ingested_at) AS ingested_at
+                            FROM file_versions GROUP BY path)
+            SELECT path, reason, batch, ingested_at FROM latest WHERE status = 'quarantined'
+            UNION ALL
+            SELECT l.path, any_value(f.reason), any_value(f.batch), l.ingested_at
+            FROM latest l JOIN failure_shards f ON f.path = l.path AND f.file_id = l.file_id
+            WHERE l.status = 'ok' GROUP BY l.path, l.ingested_at""")
         con.execute(f"""
             CREATE TABLE chunks AS
             SELECT DISTINCT ON (chunk_id) {tables.select_list(CHUNKS_SCHEMA, CHUNKS, exclude=("media",))}
