@@ -102,3 +102,21 @@ def test_text_encodings_are_detected(raw, expected):
 def test_binary_data_is_not_text():
     with pytest.raises(BadFile, match="binary"):
         decode_text(bytes(range(256)))
+
+
+def test_a_16_bit_image_is_scaled_to_8_bits_without_widening_it_whole():
+    import io
+    import tracemalloc
+
+    side = 3000
+    ramp = np.tile(np.linspace(0, 65535, side, dtype=np.uint16), (side, 1))
+    png = io.BytesIO()
+    Image.fromarray(ramp).save(png, "PNG")
+    tracemalloc.start()
+    rgb = decode_rgb(png.getvalue(), 10**8)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    pixels = np.asarray(rgb)
+    assert pixels[0, 0].tolist() == [0, 0, 0] and pixels[0, -1].tolist() == [255, 255, 255]
+    assert abs(int(pixels[0, side // 2, 0]) - 128) <= 1, "scaled, not clipped"
+    assert peak < 6 * side * side, f"{peak / side / side:.1f} bytes per pixel in NumPy"

@@ -56,11 +56,7 @@ def decode_rgb(data: bytes, max_pixels: int, min_side: int | None = None) -> Ima
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB: 16-bit scaled (not clipped), alpha composited on white."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        if img.mode == "F" and arr.max() <= 1.0:
-            peak = 1.0
-        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(_scaled_to_8_bits(img), "L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -68,6 +64,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def _scaled_to_8_bits(img: Image.Image, rows_at_once: int = 512) -> np.ndarray:
+    """16-bit, 32-bit and float greyscale scaled (not clipped) to 8 bits, a band of rows at a time:
+    peak memory is the 8-bit result plus one band, not the image widened to float64 (which made four
+    large 16-bit PNGs in the decode pool cost gigabytes)."""
+    arr = np.asarray(img)
+    if img.mode == "F":
+        peak = 1.0 if arr.max() <= 1.0 else 255.0
+    else:
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for top in range(0, arr.shape[0], rows_at_once):
+        band = arr[top : top + rows_at_once].astype(np.float32)
+        out[top : top + rows_at_once] = np.clip(band * (255.0 / peak) + 0.5, 0, 255)
+    return out
 
 
 def encode_jpeg(image: Image.Image, max_side: int) -> bytes:
