@@ -5,6 +5,7 @@ Used by `mm-assets run`: the same job, assets and checks as the sensor and the U
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,14 @@ def default_instance(settings: Settings) -> dg.DagsterInstance:
         if not config.exists():  # an explicit (empty-ish) config: Dagster warns on every start without one
             config.write_text("telemetry:\n  enabled: false\n")
         os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    # Two runs starting together on a new home would both create Dagster's storage and race its
+    # schema migration (one crashes, or both stamp and every later run fails): one at a time.
+    with open(Path(os.environ["DAGSTER_HOME"]) / ".mm_assets_instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)  # creates (or migrates) the run, event and schedule storage now
+        instance.get_dynamic_partitions(ingest_batches.name)
+    return instance
 
 
 def pending_assets(layout: Layout, settings: Settings, batch: str) -> list[dg.AssetKey]:

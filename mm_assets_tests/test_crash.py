@@ -65,3 +65,17 @@ def test_killed_mid_rebuild_keeps_serving_the_last_complete_state(tmp_path, tiny
 
     assert start_run(home, tiny_clip, source).wait() == 0
     assert db_rows(settings, "SELECT count(*) FROM chunks")[0][0] == before + 200
+
+
+def test_two_runs_started_together_on_a_new_home_both_finish_and_later_runs_work(tmp_path, tiny_clip, monkeypatch):
+    """They share Dagster's storage (created on first use) and the shard store; each file is served once."""
+    monkeypatch.delenv("DAGSTER_HOME")  # the default instance, inside the new home
+    home, source = tmp_path / "home", many_images(tmp_path / "src", 30)
+    runs = [start_run(home, tiny_clip, source) for _ in range(2)]
+    assert [r.wait(timeout=600) for r in runs] == [0, 0]
+    assert start_run(home, tiny_clip, source).wait(timeout=600) == 0
+    settings = load_settings(home=home, model=str(tiny_clip))
+    rows = db_rows(settings, "SELECT count(*), count(DISTINCT path) FROM files")
+    assert rows == [(30, 30)]
+    (table,) = [t for (t,) in db_rows(settings, "SELECT table_name FROM encoders")]
+    assert db_rows(settings, f"SELECT count(*), count(DISTINCT chunk_id) FROM {table}") == [(30, 30)]
