@@ -136,3 +136,23 @@ def test_semantic_chunking_runs_in_the_asset_with_the_default_encoder(settings, 
     assert params["text"]["semantic_encoder"] == fingerprint(semantic.default_encoder)
     windows = [r[0] for r in db_rows(semantic, "SELECT text FROM chunks WHERE role = 'window' AND text LIKE '%Soup%'")]
     assert windows and all(w.rstrip().endswith((".", "!", "?")) for w in windows), "windows end on sentence ends"
+
+
+def test_a_text_of_one_long_line_is_tokenized_a_block_at_a_time(tokenizer):
+    """A 1 MB file with no line break: the tokenizer never sees more than one block, and the windows
+    still cover the text in order with their character ranges."""
+    from mm_assets.chunking.text import _BLOCK_CHARS
+
+    seen = []
+
+    def spy(text, **kwargs):
+        seen.append(len(text))
+        return tokenizer(text, **kwargs)
+
+    line = " ".join(f"boat{i % 97}" for i in range(150_000))
+    windows = chunk_text_windows(line, spy, max_tokens=77, overlap=16, markdown=False, strategy="fixed")
+    assert len(line) > 8 * _BLOCK_CHARS and max(seen) <= _BLOCK_CHARS
+    assert windows[0].char_start == 0 and windows[-1].char_end == len(line)
+    assert all(a.char_start < b.char_start for a, b in zip(windows, windows[1:]))
+    assert all(line[w.char_start : w.char_end] == w.text for w in windows[:: len(windows) // 50])
+    assert all(w.n_tokens <= 77 for w in windows)

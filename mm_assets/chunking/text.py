@@ -23,6 +23,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?\u2026])([\"')\]\u201d\u2019]*)\s+|\n\s*\n"
 
 EmbedSentences = Callable[[list[str]], np.ndarray]  # unit-norm rows
 
+# Text is tokenized in blocks of this many characters (about 20,000 tokens): windows never cross a block.
+_BLOCK_CHARS = 100_000
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
@@ -172,6 +174,24 @@ def _fit_prefix(headings: tuple[str, ...], tokenizer, max_tokens: int) -> str:
 
 
 def _section_windows(section: Section, heading, prefix: str, tokenizer, max_tokens: int, overlap: int):
+    """Token windows over a section, tokenized a block at a time: a section of megabytes (a text file
+    that is one long line) costs memory for one block, not for every token of the file at once."""
+    for block in _blocks(section):
+        yield from _block_windows(block, heading, prefix, tokenizer, max_tokens, overlap)
+
+
+def _blocks(section: Section):
+    """The section in pieces of at most _BLOCK_CHARS characters, cut at whitespace where there is any."""
+    body, start = section.body, 0
+    while len(body) - start > _BLOCK_CHARS:
+        cut = body.rfind(" ", start + _BLOCK_CHARS // 2, start + _BLOCK_CHARS)
+        cut = cut + 1 if cut > 0 else start + _BLOCK_CHARS
+        yield Section(section.headings, body[start:cut], section.offset + start)
+        start = cut
+    yield Section(section.headings, body[start:], section.offset + start) if start else section
+
+
+def _block_windows(section: Section, heading, prefix: str, tokenizer, max_tokens: int, overlap: int):
     body = section.body
     offsets = tokenizer(body, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     n = len(offsets)
