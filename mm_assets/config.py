@@ -30,6 +30,8 @@ EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
 _PLAIN_SETTINGS = (
     "max_image_pixels",
     "max_file_bytes",
+    "max_media_seconds",
+    "max_pdf_pages",
     "hnsw",
     "hnsw_ef_search",
     "decode_workers",
@@ -175,6 +177,8 @@ class Settings:
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     max_image_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
     max_file_bytes: int = 512 * 1024 * 1024
+    max_media_seconds: float = 24 * 3600  # longer recordings (or headers claiming so) are quarantined
+    max_pdf_pages: int = 10_000
     hnsw: bool = False
     hnsw_ef_search: int | None = None  # HNSW candidates per query (DuckDB's default 64); more = higher recall
     decode_workers: int = max(1, min(8, os.cpu_count() or 1))

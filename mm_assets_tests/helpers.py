@@ -47,12 +47,19 @@ def stored_vectors(settings: Settings, table: str) -> tuple[list[str], np.ndarra
     return [r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32)
 
 
-def inspect(path, max_image_pixels: int = 89_478_485) -> dict:
-    """The raw_files row of one file, as the ingest step writes it."""
+# The limits of the default settings, for calling inspect_file directly.
+INSPECT_LIMITS = {
+    "max_image_pixels": 89_478_485,
+    "max_file_bytes": 1 << 30,
+    "max_media_seconds": 86_400.0,
+    "max_pdf_pages": 10_000,
+}
+
+
+def inspect(path, **limits) -> dict:
+    """The raw_files row of one file, as the ingest step writes it (default limits unless given)."""
     st = path.stat()
-    return inspect_file(
-        FoundFile(str(path), st.st_size, st.st_mtime_ns), max_image_pixels=max_image_pixels, max_file_bytes=1 << 30
-    )
+    return inspect_file(FoundFile(str(path), st.st_size, st.st_mtime_ns), **{**INSPECT_LIMITS, **limits})
 
 
 def params_for(tiny_clip, tmp_path, **chunking) -> dict:

@@ -13,9 +13,9 @@ from mm_assets.formats import SUPPORTED_EXTENSIONS
 from mm_assets.ingest.discover import FoundFile
 from mm_assets.ingest.files import inspect_file
 from mm_assets_tests.corpus import gradient
+from mm_assets_tests.helpers import INSPECT_LIMITS as LIMITS
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster
 
-LIMITS = dict(max_image_pixels=89_478_485, max_file_bytes=1 << 30)
 FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"]
 
 

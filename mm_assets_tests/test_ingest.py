@@ -8,9 +8,8 @@ from mm_assets.formats import BadFile
 from mm_assets.ingest.discover import FoundFile, Rejected, walk_sources
 from mm_assets.ingest.files import inspect_file
 from mm_assets_tests import media_corpus
+from mm_assets_tests.helpers import INSPECT_LIMITS as LIMITS
 from mm_assets_tests.helpers import inspect
-
-LIMITS = dict(max_image_pixels=89_478_485, max_file_bytes=1 << 30)
 
 
 def test_every_supported_image_format_is_ingested_by_content(source):
@@ -54,8 +53,7 @@ def test_a_file_that_vanishes_after_discovery_is_quarantined(tmp_path):
 
 def test_a_configured_pixel_limit_applies(source):
     path = source / "images" / "photo.jpg"
-    st = os.stat(path)
-    row = inspect_file(FoundFile(str(path), st.st_size, st.st_mtime_ns), max_image_pixels=1000, max_file_bytes=1 << 30)
+    row = inspect(path, max_image_pixels=1000)
     assert "decompression bomb" in row["reason"]
 
 
@@ -114,3 +112,13 @@ def test_video_frames_larger_than_the_pixel_limit_are_quarantined(tmp_path):
     assert inspect(tmp_path / "film.mp4", max_image_pixels=64 * 48)["status"] == "ok"
     row = inspect(tmp_path / "film.mp4", max_image_pixels=64 * 48 - 1)
     assert row["status"] == "quarantined" and "video frames of 64x48 exceed the limit of 3,071 pixels" in row["reason"]
+
+
+def test_recordings_longer_than_the_limit_and_pdfs_with_too_many_pages_are_quarantined(tmp_path):
+    (tmp_path / "talk.wav").write_bytes(media_corpus.audio_bytes(25.0))
+    row = inspect(tmp_path / "talk.wav", max_media_seconds=10)
+    assert row["status"] == "quarantined" and "more than max_media_seconds = 10" in row["reason"]
+    assert inspect(tmp_path / "talk.wav", max_media_seconds=30)["status"] == "ok"
+    (tmp_path / "survey.pdf").write_bytes(media_corpus.pdf_bytes())  # two pages
+    row = inspect(tmp_path / "survey.pdf", max_pdf_pages=1)
+    assert row["status"] == "quarantined" and "PDF of 2 pages, more than max_pdf_pages = 1" in row["reason"]

@@ -31,7 +31,7 @@ def build_ingest_assets(settings: Settings) -> list:
         partitions_def=ingest_batches,
         group_name="ingest",
         kinds={"python", "parquet"},
-        code_version=f"{INGEST_VERSION}-{short_hash([settings.max_image_pixels, settings.max_file_bytes], 6)}",
+        code_version=f"{INGEST_VERSION}-{short_hash(_limits(settings), 6)}",
         description="Every file of the batch: content hash, type sniffed from content, metadata; "
         "bad files quarantined with a reason.",
     )
@@ -46,6 +46,8 @@ def build_ingest_assets(settings: Settings) -> list:
                 captions,
                 max_image_pixels=settings.max_image_pixels,
                 max_file_bytes=settings.max_file_bytes,
+                max_media_seconds=settings.max_media_seconds,
+                max_pdf_pages=settings.max_pdf_pages,
                 workers=settings.decode_workers,
                 progress=progress,
             )
@@ -137,3 +139,8 @@ def build_ingest_assets(settings: Settings) -> list:
         )
 
     return [raw_files, chunks]
+
+
+def _limits(settings: Settings) -> list:
+    """The limits inspection applies: changing one re-examines every batch (raw_files goes stale)."""
+    return [settings.max_image_pixels, settings.max_file_bytes, settings.max_media_seconds, settings.max_pdf_pages]

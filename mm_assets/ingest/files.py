@@ -44,7 +44,14 @@ def _describe_other_content(data: bytes) -> str:
         return "unrecognised binary data"
 
 
-def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int) -> dict:
+def inspect_file(
+    entry: FoundFile,
+    *,
+    max_image_pixels: int,
+    max_file_bytes: int,
+    max_media_seconds: float,
+    max_pdf_pages: int,
+) -> dict:
     """One row of ``raw_files``: status 'ok' with a description, or 'quarantined' with a reason."""
     row = {
         "path": entry.path,
@@ -71,6 +78,11 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
             if not row["size"]:
                 raise BadFile("empty file (0 bytes)")
             row.update(describe_media(entry.path, kind))
+            if row["duration"] > max_media_seconds:
+                raise BadFile(
+                    f"{kind} lasts (or its timestamps claim) {row['duration']:,.0f} s, more than "
+                    f"max_media_seconds = {max_media_seconds:,.0f}"
+                )
             if kind == "video" and row["width"] * row["height"] > max_image_pixels:
                 raise BadFile(
                     f"video frames of {row['width']}x{row['height']} exceed the limit of {max_image_pixels:,} pixels"
@@ -93,6 +105,8 @@ def inspect_file(entry: FoundFile, *, max_image_pixels: int, max_file_bytes: int
             decode_rgb(data, max_image_pixels, min_side=_VALIDATION_SIDE)
         elif ext in PDF_EXTENSIONS:
             row.update(kind="document", format="pdf", **describe_pdf(data))
+            if row["pages"] > max_pdf_pages:
+                raise BadFile(f"PDF of {row['pages']:,} pages, more than max_pdf_pages = {max_pdf_pages:,}")
         else:
             row["kind"] = "text"
             try:
@@ -121,6 +135,8 @@ def inspect_batch(
     *,
     max_image_pixels: int,
     max_file_bytes: int,
+    max_media_seconds: float,
+    max_pdf_pages: int,
     workers: int,
     progress: Callable[[], None],
 ) -> list[dict]:
@@ -128,7 +144,13 @@ def inspect_batch(
     GIL), images with their caption and label, and the files discovery rejected without reading."""
 
     def inspect(entry: FoundFile) -> dict:
-        row = inspect_file(entry, max_image_pixels=max_image_pixels, max_file_bytes=max_file_bytes)
+        row = inspect_file(
+            entry,
+            max_image_pixels=max_image_pixels,
+            max_file_bytes=max_file_bytes,
+            max_media_seconds=max_media_seconds,
+            max_pdf_pages=max_pdf_pages,
+        )
         if row["kind"] == "image" and row["status"] == "ok":
             row["caption"], row["label"] = captions.lookup(entry.path)
         progress()
