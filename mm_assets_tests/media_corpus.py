@@ -4,6 +4,7 @@ images, a video with subtitles, audio clips, and broken versions of each."""
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import av
@@ -167,3 +168,20 @@ def write_broken_media(folder: Path) -> dict[str, str]:
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
     return {name: reason for name, (_, reason) in files.items()}
+
+
+def pcm_wav_bytes(valid_bits: int, container_bits: int, *, big_endian: bool = False, rate: int = 16000) -> bytes:
+    """Two seconds of a 440 Hz tone at half scale, as integer PCM in any container width, written
+    the way other tools do: RIFX for big-endian, WAVE_FORMAT_EXTENSIBLE for valid bits < container."""
+    e, width = (">" if big_endian else "<"), container_bits // 8
+    t = np.arange(rate * 2) / rate
+    ints = np.round(0.5 * np.sin(2 * np.pi * 440 * t) * (2 ** (valid_bits - 1) - 1)).astype(np.int64)
+    ints <<= container_bits - valid_bits
+    data = b"".join(int(v).to_bytes(width, "big" if big_endian else "little", signed=True) for v in ints)
+    if valid_bits == container_bits:
+        fmt = struct.pack(e + "HHIIHH", 1, 1, rate, rate * width, width, container_bits)
+    else:
+        fmt = struct.pack(e + "HHIIHHHHI", 0xFFFE, 1, rate, rate * width, width, container_bits, 22, valid_bits, 4)
+        fmt += struct.pack(e + "H", 1) + bytes.fromhex("000000001000800000aa00389b71")
+    body = b"WAVE" + b"fmt " + struct.pack(e + "I", len(fmt)) + fmt + b"data" + struct.pack(e + "I", len(data)) + data
+    return (b"RIFX" if big_endian else b"RIFF") + struct.pack(e + "I", len(body)) + body

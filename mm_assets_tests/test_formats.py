@@ -120,3 +120,22 @@ def test_a_16_bit_image_is_scaled_to_8_bits_without_widening_it_whole():
     assert pixels[0, 0].tolist() == [0, 0, 0] and pixels[0, -1].tolist() == [255, 255, 255]
     assert abs(int(pixels[0, side // 2, 0]) - 128) <= 1, "scaled, not clipped"
     assert peak < 6 * side * side, f"{peak / side / side:.1f} bytes per pixel in NumPy"
+
+
+@pytest.mark.parametrize(
+    ("valid", "container", "big_endian"),
+    [(16, 16, True), (24, 32, True), (36, 40, False), (45, 48, False), (53, 56, False)],
+)
+def test_pcm_wavs_other_tools_read_are_read_right(tmp_path, valid, container, big_endian):
+    """Big-endian (RIFX) and samples in 5-, 6- and 7-byte containers: FFmpeg decodes the first as
+    noise and refuses the others."""
+    from mm_assets.formats.media import decode_audio, describe_media
+
+    path = tmp_path / "tone.wav"
+    path.write_bytes(media_corpus.pcm_wav_bytes(valid, container, big_endian=big_endian))
+    assert describe_media(str(path), "audio") == {"duration": 2.0}
+    pcm = decode_audio(str(path), 16000)
+    reference = 0.5 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)
+    assert len(pcm) == 32000 and np.abs(pcm - reference).max() < 1e-3
+    window = decode_audio(str(path), 8000, 0.5, 1.0)
+    assert len(window) == 4000 and 0.45 < np.abs(window).max() < 0.55

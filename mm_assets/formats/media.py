@@ -18,6 +18,7 @@ import numpy as np
 
 from mm_assets.formats import BadFile
 from mm_assets.formats.images import encode_jpeg
+from mm_assets.formats.wav import read_pcm, read_pcm_header
 
 # A truncated file's packets stop well before the duration its header declares.
 _TRUNCATION_TOLERANCE = 0.9
@@ -74,6 +75,11 @@ def describe_media(media: MediaInput, kind: str) -> dict:
 
     Reads every packet (cheap: no decoding) to find truncation, and decodes until the first frame.
     """
+    wav = read_pcm_header(media) if kind == "audio" and isinstance(media, str) else None
+    if wav is not None:
+        if not wav.frames:
+            raise BadFile("no decodable audio frames")
+        return {"duration": wav.seconds}
     _check_riff_size(media, kind)
     container, stream = _open(media, kind)
     try:
@@ -133,6 +139,17 @@ def sample_video_frames(
         container.close()
 
 
+def _resampled(pcm: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Mono float32 PCM from ``rate`` to ``target`` Hz, with FFmpeg's resampler."""
+    if rate == target or not len(pcm):
+        return pcm
+    frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
+    parts = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
 def frame_at(media: MediaInput, seconds: float, *, max_side: int) -> bytes:
     """The first frame at or after ``seconds`` as a JPEG (seeks to the keyframe before it, then decodes
     forward: never the whole video)."""
@@ -186,6 +203,9 @@ def decode_audio(media: MediaInput, sample_rate: int, start: float = 0.0, end: f
 
     Seeks to ``start`` and stops decoding at ``end``, so windows of a long recording are read a few
     at a time, never the whole file at once."""
+    wav = read_pcm_header(media) if isinstance(media, str) else None
+    if wav is not None:
+        return _resampled(read_pcm(wav, start, end), wav.rate, sample_rate)
     container, stream = _open(media, "audio")
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     parts, first_time, have = [], None, 0
