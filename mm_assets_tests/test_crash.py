@@ -79,3 +79,32 @@ def test_two_runs_started_together_on_a_new_home_both_finish_and_later_runs_work
     assert rows == [(30, 30)]
     (table,) = [t for (t,) in db_rows(settings, "SELECT table_name FROM encoders")]
     assert db_rows(settings, f"SELECT count(*), count(DISTINCT chunk_id) FROM {table}") == [(30, 30)]
+
+
+def test_ten_kills_at_random_points_then_a_clean_run_serve_every_file_once(tmp_path, tiny_clip):
+    """kill -9 anywhere (imports, discovery, ingest, chunking, embedding, the rebuild), ten times, new
+    files arriving in between; then one clean run."""
+    import random
+
+    from mm_assets.search.query import search
+
+    home, source = tmp_path / "home", many_images(tmp_path / "src", 30)
+    rng = random.Random(7)
+    for round_ in range(10):
+        for i in range(3):
+            gradient(160, 120, seed=5000 + 10 * round_ + i).save(source / f"new_{round_}_{i}.png")
+        run = start_run(home, tiny_clip, source)
+        time.sleep(rng.uniform(0.5, 9.0))
+        run.kill()
+        run.wait()
+    assert start_run(home, tiny_clip, source).wait(timeout=600) == 0
+    settings = load_settings(home=home, model=str(tiny_clip))
+    images = sorted(source.glob("*.png"))
+    assert db_rows(settings, "SELECT count(*), count(DISTINCT path) FROM files") == [(len(images), len(images))]
+    (table,) = [t for (t,) in db_rows(settings, "SELECT table_name FROM encoders")]
+    assert db_rows(settings, f"SELECT count(*), count(DISTINCT chunk_id) FROM {table}") == [(len(images),) * 2]
+    for image in images[::7]:
+        assert search(settings.db_path, image=image, k=1)[0].path == str(image)
+    leftovers = [p for p in home.rglob(".*") if p.suffix in (".tmp", ".building") or ".building" in p.name]
+    assert not leftovers, "what the killed writers left is cleaned up"
+    assert len(list((home / "serving").iterdir())) <= 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import uuid
 from contextlib import contextmanager
@@ -63,7 +64,8 @@ class ShardStore:
 
     def _tmp(self, key: str) -> str:
         directory, _, name = self.path(key).rpartition("/")
-        return f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        # The writer's host and pid are in the name: a dead writer's temporary is known at once.
+        return f"{directory}/.{name}.{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
 
     @contextmanager
     def _atomic(self, key: str):
@@ -154,8 +156,9 @@ class ShardStore:
     # --- housekeeping -------------------------------------------------------------------------
 
     def remove_stale_temporaries(self, older_than_seconds: float = 6 * 3600) -> list[str]:
-        """Delete temporaries left by killed writers. A live writer's temporary keeps being written
-        (recent mtime), so only ones untouched for hours are removed."""
+        """Delete temporaries left by killed writers: at once when the writer was a process of this
+        host that no longer exists; otherwise (another machine) when untouched for hours, as a live
+        writer keeps writing its temporary."""
         removed = []
         now = time.time()
         for directory in self.WRITTEN_DIRS:
@@ -164,10 +167,27 @@ class ShardStore:
             for path in self.fs.find(self.path(directory)):
                 name = path.rpartition("/")[2]
                 if name.startswith(".") and name.endswith(".tmp"):
-                    if now - self.fs.modified(path).timestamp() > older_than_seconds:
+                    if _writer_is_dead(name) or now - self.fs.modified(path).timestamp() > older_than_seconds:
                         self.fs.rm(path)
                         removed.append(self._key(path))
         return removed
+
+
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_")
+
+
+def _writer_is_dead(temporary: str) -> bool:
+    """Whether a temporary's writer was a process of this host that has exited."""
+    host, _, pid = temporary.rsplit(".", 2)[-2].rpartition("-")[0].rpartition("-")
+    if host != _HOST or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _is_complete(path: str, suffix: str) -> bool:
