@@ -32,6 +32,7 @@ _PLAIN_SETTINGS = (
     "max_file_bytes",
     "max_media_seconds",
     "max_pdf_pages",
+    "max_seconds_per_file",
     "hnsw",
     "hnsw_ef_search",
     "decode_workers",
@@ -179,6 +180,7 @@ class Settings:
     max_file_bytes: int = 512 * 1024 * 1024
     max_media_seconds: float = 24 * 3600  # longer recordings (or headers claiming so) are quarantined
     max_pdf_pages: int = 10_000
+    max_seconds_per_file: float = 600.0  # chunking a file that takes longer stops and quarantines it
     hnsw: bool = False
     hnsw_ef_search: int | None = None  # HNSW candidates per query (DuckDB's default 64); more = higher recall
     decode_workers: int = max(1, min(8, os.cpu_count() or 1))

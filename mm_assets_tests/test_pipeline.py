@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -195,3 +196,15 @@ def test_every_file_ends_searchable_or_quarantined_with_a_reason(settings, insta
     chunked = {p for (p,) in db_rows(settings, "SELECT DISTINCT path FROM chunks JOIN files USING (file_id)")}
     ok = {p for (p,) in db_rows(settings, "SELECT path FROM file_versions WHERE status = 'ok'")}
     assert ok == chunked | {p for p in quarantine if p in ok}, "every ingested file is searchable or quarantined"
+
+
+def test_a_file_that_takes_too_long_to_chunk_is_stopped_and_quarantined(settings, instance):
+    slow = settings.sources[0] / "texts" / "one_line.txt"
+    slow.write_text(" ".join(f"boat{i % 97}" for i in range(400_000)))  # seconds of tokenizing
+    settings = replace(settings, max_seconds_per_file=1.0)
+    start = time.monotonic()
+    batch, result = ingest_with_dagster(settings, instance)
+    assert result.success and time.monotonic() - start < 120
+    quarantine = dict(db_rows(settings, "SELECT path, reason FROM quarantine"))
+    assert "took longer than 1 s (max_seconds_per_file)" in quarantine[str(slow)]
+    assert db_rows(settings, "SELECT count(*) FROM files WHERE path LIKE '%guide.md'") == [(1,)]

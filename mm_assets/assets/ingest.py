@@ -100,6 +100,7 @@ def build_ingest_assets(settings: Settings) -> list:
                 boundary=read_manifest(storage.layout, batch).boundary,
                 max_pixels=settings.max_image_pixels,
                 max_bytes=settings.max_file_bytes,
+                max_seconds=settings.max_seconds_per_file,
                 progress=progress,
             )
         for f in found.failures:

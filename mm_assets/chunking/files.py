@@ -3,7 +3,10 @@ documents.py, videos and audio in media.py."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from mm_assets.chunking.documents import chunk_pdf, chunk_text
@@ -49,6 +52,27 @@ def chunk_image(file_id: str, params: dict) -> FileChunks:
     return chunks
 
 
+@contextmanager
+def time_limit(seconds: float):
+    """BadFile when the block runs longer than ``seconds`` (checked between Python bytecodes, so a
+    decoder's C call finishes first). Signals reach only the main thread, where Dagster runs a step;
+    elsewhere the block runs unbounded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise BadFile(f"chunking took longer than {seconds:g} s (max_seconds_per_file); stopped")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @dataclass
 class BatchChunks:
     rows: list[dict] = field(default_factory=list)  # the chunks of every file, file by file
@@ -64,13 +88,16 @@ def chunk_batch(
     boundary: Boundary,
     max_pixels: int,
     max_bytes: int,
+    max_seconds: float,
     progress: Callable[[], None],
 ) -> BatchChunks:
-    """The chunks of a batch's ingested files; a file that fails costs only itself."""
+    """The chunks of a batch's ingested files; a file that fails, or takes more than ``max_seconds``,
+    costs only itself."""
     out = BatchChunks()
     for f in files:
         try:
-            found = chunk_file(f, chunker, params, boundary=boundary, max_pixels=max_pixels, max_bytes=max_bytes)
+            with time_limit(max_seconds):
+                found = chunk_file(f, chunker, params, boundary=boundary, max_pixels=max_pixels, max_bytes=max_bytes)
             if not found.rows:
                 raise BadFile("nothing to search: the file yields no chunks (no text, no images)")
             out.rows.extend(found.rows)
