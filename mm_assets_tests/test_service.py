@@ -7,20 +7,23 @@ import io
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pytest
 import requests
+import yaml
 from PIL import Image
 
-from mm_assets.config import EncoderConfig, Settings
+from mm_assets.config import load_settings
 from mm_assets.search.query import search
 from mm_assets.service.app import MAX_UPLOAD_BYTES
 from mm_assets_tests.corpus import gradient, write_good_images, write_texts
-from mm_assets_tests.helpers import ingest_with_dagster, running
+from mm_assets_tests.helpers import free_port, ingest_with_dagster, running
 from mm_assets_tests.media_corpus import audio_bytes
 
 
@@ -181,17 +184,48 @@ def test_a_token_is_required_when_set(served):
         assert requests.get(f"{url}/").status_code == 200, "the page holds no data"
 
 
-def test_answers_switch_to_a_new_build_while_serving(tmp_path, tiny_clip, monkeypatch):
+@contextmanager
+def serving_process(config: Path) -> Iterator[str]:
+    """`mm-assets serve` in its own process, as deployed (DuckDB shares one database instance per path
+    within a process, so a server must not share its process with the builder)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mm_assets.cli", "--config", str(config), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                requests.get(f"{url}/api/health", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_answers_switch_to_a_new_build_while_serving(tmp_path, tiny_clip):
     """Searches in a loop while new files are ingested and the vector tables rebuilt: no error, and
     the new files are found without a restart."""
     write_good_images(tmp_path / "src" / "images")
-    settings = Settings(
-        home=tmp_path / "home",
-        sources=(tmp_path / "src",),
-        encoders=(EncoderConfig(name="clip", model=str(tiny_clip), batch_size=8),),
-        decode_workers=2,
+    config = tmp_path / "mm_assets.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "home": str(tmp_path / "home"),
+                "sources": [str(tmp_path / "src")],
+                "encoders": [{"name": "clip", "model": str(tiny_clip), "batch_size": 8}],
+                "decode_workers": 2,
+            }
+        )
     )
-    with dg.instance_for_test() as instance, running(settings) as url:
+    settings = load_settings(config)
+    with dg.instance_for_test() as instance, serving_process(config) as url:
         assert requests.get(f"{url}/api/ready").status_code == 503, "no database yet"
         assert ingest_with_dagster(settings, instance)[1].success
         errors, stop = [], threading.Event()
