@@ -168,6 +168,17 @@ class ExecutorConfig:
 
 
 @dataclass(frozen=True)
+class InspectionLimits:
+    """What inspecting one file may cost (see SECURITY.md): bytes read of an image, text or PDF, pixels
+    decoded (images and video frames), the duration a recording has or claims, PDF pages."""
+
+    max_image_pixels: int
+    max_file_bytes: int
+    max_media_seconds: float
+    max_pdf_pages: int
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     sources: tuple[Path, ...] = ()
@@ -222,6 +233,10 @@ class Settings:
         if encoder.fine_tune:
             encoder = self.encoder(encoder.fine_tune.base)
         return self.chunking.tokenizer or encoder.model
+
+    @property
+    def inspection_limits(self) -> InspectionLimits:
+        return InspectionLimits(self.max_image_pixels, self.max_file_bytes, self.max_media_seconds, self.max_pdf_pages)
 
     @property
     def layout(self) -> Layout:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -48,18 +49,13 @@ def stored_vectors(settings: Settings, table: str) -> tuple[list[str], np.ndarra
 
 
 # The limits of the default settings, for calling inspect_file directly.
-INSPECT_LIMITS = {
-    "max_image_pixels": 89_478_485,
-    "max_file_bytes": 1 << 30,
-    "max_media_seconds": 86_400.0,
-    "max_pdf_pages": 10_000,
-}
+INSPECT_LIMITS = Settings(home=Path(".")).inspection_limits
 
 
 def inspect(path, **limits) -> dict:
     """The raw_files row of one file, as the ingest step writes it (default limits unless given)."""
     st = path.stat()
-    return inspect_file(FoundFile(str(path), st.st_size, st.st_mtime_ns), **{**INSPECT_LIMITS, **limits})
+    return inspect_file(FoundFile(str(path), st.st_size, st.st_mtime_ns), replace(INSPECT_LIMITS, **limits))
 
 
 def params_for(tiny_clip, tmp_path, **chunking) -> dict:

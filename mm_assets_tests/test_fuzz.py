@@ -49,7 +49,7 @@ def mutated_images(draw) -> bytes:
 def check(tmp_path, name: str, data: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(data)
-    row = inspect_file(FoundFile(str(path), len(data), 0), **LIMITS)
+    row = inspect_file(FoundFile(str(path), len(data), 0), LIMITS)
     assert row["status"] in ("ok", "quarantined")
     assert (row["status"] == "quarantined") == bool(row["reason"])
 

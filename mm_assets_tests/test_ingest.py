@@ -29,7 +29,7 @@ def test_each_bad_file_is_quarantined_with_its_reason(source, bad_reasons):
     results = {}
     for entry in walk_sources([source / "bad"]):
         name = os.path.basename(entry.path)
-        results[name] = entry.reason if isinstance(entry, Rejected) else inspect_file(entry, **LIMITS)["reason"]
+        results[name] = entry.reason if isinstance(entry, Rejected) else inspect_file(entry, LIMITS)["reason"]
     assert set(results) == set(bad_reasons)
     for name, fragment in bad_reasons.items():
         assert results[name] and fragment in results[name], (name, results[name])
@@ -48,7 +48,7 @@ def test_files_with_unsupported_extensions_are_ignored(source):
 
 def test_a_file_that_vanishes_after_discovery_is_quarantined(tmp_path):
     gone = FoundFile(str(tmp_path / "gone.jpg"), 10, 0)
-    assert inspect_file(gone, **LIMITS)["reason"] == "file vanished before it could be read"
+    assert inspect_file(gone, LIMITS)["reason"] == "file vanished before it could be read"
 
 
 def test_a_configured_pixel_limit_applies(source):

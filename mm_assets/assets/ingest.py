@@ -2,6 +2,7 @@
 
 import time
 from collections import Counter
+from dataclasses import asdict
 from itertools import groupby
 
 import dagster as dg
@@ -31,7 +32,7 @@ def build_ingest_assets(settings: Settings) -> list:
         partitions_def=ingest_batches,
         group_name="ingest",
         kinds={"python", "parquet"},
-        code_version=f"{INGEST_VERSION}-{short_hash(_limits(settings), 6)}",
+        code_version=f"{INGEST_VERSION}-{short_hash(asdict(settings.inspection_limits), 6)}",
         description="Every file of the batch: content hash, type sniffed from content, metadata; "
         "bad files quarantined with a reason.",
     )
@@ -44,10 +45,7 @@ def build_ingest_assets(settings: Settings) -> list:
                 manifest.files,
                 manifest.rejected,
                 captions,
-                max_image_pixels=settings.max_image_pixels,
-                max_file_bytes=settings.max_file_bytes,
-                max_media_seconds=settings.max_media_seconds,
-                max_pdf_pages=settings.max_pdf_pages,
+                settings.inspection_limits,
                 workers=settings.decode_workers,
                 progress=progress,
             )
@@ -140,8 +138,3 @@ def build_ingest_assets(settings: Settings) -> list:
         )
 
     return [raw_files, chunks]
-
-
-def _limits(settings: Settings) -> list:
-    """The limits inspection applies: changing one re-examines every batch (raw_files goes stale)."""
-    return [settings.max_image_pixels, settings.max_file_bytes, settings.max_media_seconds, settings.max_pdf_pages]

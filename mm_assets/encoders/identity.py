@@ -66,8 +66,8 @@ def record(encoder: EncoderConfig, model_metadata: dict) -> dict:
     return {**model_metadata, "encoder": encoder.name, "fingerprint": fingerprint(encoder)}
 
 
-def write_record(store: ShardStore, key: str, record: dict) -> None:
-    store.write_json(f"{shard_folder(key)}/{RECORD_FILE}", record)
+def write_record(store: ShardStore, key: str, info: dict) -> None:
+    store.write_json(f"{shard_folder(key)}/{RECORD_FILE}", info)
 
 
 def read_record(store: ShardStore, key: str) -> dict | None:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from mm_assets.config import InspectionLimits
 from mm_assets.formats import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -44,14 +45,7 @@ def _describe_other_content(data: bytes) -> str:
         return "unrecognised binary data"
 
 
-def inspect_file(
-    entry: FoundFile,
-    *,
-    max_image_pixels: int,
-    max_file_bytes: int,
-    max_media_seconds: float,
-    max_pdf_pages: int,
-) -> dict:
+def inspect_file(entry: FoundFile, limits: InspectionLimits) -> dict:
     """One row of ``raw_files``: status 'ok' with a description, or 'quarantined' with a reason."""
     row = {
         "path": entry.path,
@@ -78,17 +72,18 @@ def inspect_file(
             if not row["size"]:
                 raise BadFile("empty file (0 bytes)")
             row.update(describe_media(entry.path, kind))
-            if row["duration"] > max_media_seconds:
+            if row["duration"] > limits.max_media_seconds:
                 raise BadFile(
                     f"{kind} lasts (or its timestamps claim) {row['duration']:,.0f} s, more than "
-                    f"max_media_seconds = {max_media_seconds:,.0f}"
+                    f"max_media_seconds = {limits.max_media_seconds:,.0f}"
                 )
-            if kind == "video" and row["width"] * row["height"] > max_image_pixels:
+            if kind == "video" and row["width"] * row["height"] > limits.max_image_pixels:
                 raise BadFile(
-                    f"video frames of {row['width']}x{row['height']} exceed the limit of {max_image_pixels:,} pixels"
+                    f"video frames of {row['width']}x{row['height']} exceed the limit of "
+                    f"{limits.max_image_pixels:,} pixels"
                 )
             return row
-        data = read_file_bytes(entry.path, max_file_bytes)
+        data = read_file_bytes(entry.path, limits.max_file_bytes)
         if not data:
             raise BadFile("empty file (0 bytes)")
         row["size"] = len(data)
@@ -96,17 +91,17 @@ def inspect_file(
         if ext in IMAGE_EXTENSIONS:
             row["kind"] = "image"
             try:
-                header = open_image(data, max_image_pixels)
+                header = open_image(data, limits.max_image_pixels)
             except BadFile as exc:
                 if str(exc) == "not a recognised image format":
                     raise BadFile(f"named {ext} but the content is {_describe_other_content(data)}") from None
                 raise
             row.update(format=header.format, width=header.width, height=header.height)
-            decode_rgb(data, max_image_pixels, min_side=_VALIDATION_SIDE)
+            decode_rgb(data, limits.max_image_pixels, min_side=_VALIDATION_SIDE)
         elif ext in PDF_EXTENSIONS:
             row.update(kind="document", format="pdf", **describe_pdf(data))
-            if row["pages"] > max_pdf_pages:
-                raise BadFile(f"PDF of {row['pages']:,} pages, more than max_pdf_pages = {max_pdf_pages:,}")
+            if row["pages"] > limits.max_pdf_pages:
+                raise BadFile(f"PDF of {row['pages']:,} pages, more than max_pdf_pages = {limits.max_pdf_pages:,}")
         else:
             row["kind"] = "text"
             try:
@@ -132,11 +127,8 @@ def inspect_batch(
     files: list[FoundFile],
     rejected: list[Rejected],
     captions: CaptionIndex,
+    limits: InspectionLimits,
     *,
-    max_image_pixels: int,
-    max_file_bytes: int,
-    max_media_seconds: float,
-    max_pdf_pages: int,
     workers: int,
     progress: Callable[[], None],
 ) -> list[dict]:
@@ -144,13 +136,7 @@ def inspect_batch(
     GIL), images with their caption and label, and the files discovery rejected without reading."""
 
     def inspect(entry: FoundFile) -> dict:
-        row = inspect_file(
-            entry,
-            max_image_pixels=max_image_pixels,
-            max_file_bytes=max_file_bytes,
-            max_media_seconds=max_media_seconds,
-            max_pdf_pages=max_pdf_pages,
-        )
+        row = inspect_file(entry, limits)
         if row["kind"] == "image" and row["status"] == "ok":
             row["caption"], row["label"] = captions.lookup(entry.path)
         progress()

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from mm_assets.config import Settings
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.formats import BadFile
+from mm_assets.formats.reading import Boundary
 from mm_assets.ingest.batches import read_manifest
 from mm_assets.search.media import NoMedia, render_chunk_media
 from mm_assets.search.query import Searcher, SearchHit
@@ -73,6 +74,7 @@ class Service:
         self.default_key = encoder_key(settings.default_encoder)
         self.lock = threading.Lock()
         self.limiter = anyio.CapacityLimiter(WORKER_THREADS)
+        self._boundaries: dict[str, Boundary] = {}  # batch -> its source folders (manifests never change)
 
     async def run(self, fn, *args):
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
@@ -119,9 +121,14 @@ class Service:
             chunk = media_chunk(self.searcher.connection(), chunk_id)
         if chunk is None:
             raise HTTPException(404, f"no chunk {chunk_id} in the index")
-        boundary = read_manifest(self.settings.layout, chunk["batch"]).boundary
+        batch = chunk["batch"]
+        if batch not in self._boundaries:
+            self._boundaries[batch] = read_manifest(self.settings.layout, batch).boundary
         return render_chunk_media(
-            chunk, boundary=boundary, max_pixels=self.settings.max_image_pixels, max_bytes=self.settings.max_file_bytes
+            chunk,
+            boundary=self._boundaries[batch],
+            max_pixels=self.settings.max_image_pixels,
+            max_bytes=self.settings.max_file_bytes,
         )
 
 
