@@ -20,7 +20,7 @@ from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import resolve_model
-from mm_assets.ingest.batches import create_batch
+from mm_assets.ingest.batches import create_batch, read_manifest
 from mm_assets.store.layout import Layout
 from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES
 from mm_assets.store.vector_db import is_up_to_date
@@ -33,6 +33,7 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 @dataclass
 class RunSummary:
     new_batch: str | None
+    changes: dict[str, int] = field(default_factory=dict)  # of the new batch: added, edited, ... deleted
     batches_run: list[str] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
@@ -43,7 +44,8 @@ class RunSummary:
         return not self.failed_runs
 
     def lines(self) -> list[str]:
-        out = [f"new batch: {self.new_batch}" if self.new_batch else "no new or changed files"]
+        counts = ", ".join(f"{n} {change}" for change, n in self.changes.items() if n)
+        out = [f"new batch: {self.new_batch} ({counts})" if self.new_batch else "no files added, edited or deleted"]
         out += [f"materialized batch {b}" for b in self.batches_run]
         out += [f"trained {t}" for t in self.trained]
         out += [f"run FAILED: {r} (see `dagster dev` for its logs)" for r in self.failed_runs]
@@ -138,7 +140,9 @@ def run_pipeline(
     instance = instance or default_instance(settings)
     layout = settings.layout
     runner = _Runner(settings, instance, run_config)
-    summary = RunSummary(new_batch=create_batch(layout, sources))
+    summary = RunSummary(new_batch=create_batch(layout, sources, max_file_bytes=settings.max_file_bytes))
+    if summary.new_batch:
+        summary.changes = read_manifest(layout, summary.new_batch).counts()
 
     batches = layout.batches()
     known = set(instance.get_dynamic_partitions(ingest_batches.name))

@@ -12,14 +12,15 @@ def build_new_files_sensor(settings: Settings, job: dg.JobDefinition) -> dg.Sens
         job=job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING if settings.sources else dg.DefaultSensorStatus.STOPPED,
-        description="Watches the configured source folders; new and changed files become one ingest batch.",
+        description="Watches the configured source folders; added, edited and deleted files (and files whose "
+        "sidecars, subtitles or linked images changed) become one ingest batch.",
     )
     def new_files_sensor(context: dg.SensorEvaluationContext, storage: Storage):
         if not settings.sources:
             return dg.SkipReason("no source folders configured (`sources:` in mm_assets.yaml or MM_ASSETS_SOURCES)")
-        batch = create_batch(storage.layout, settings.sources)
+        batch = create_batch(storage.layout, settings.sources, max_file_bytes=settings.max_file_bytes)
         if batch is None:
-            return dg.SkipReason("no new or changed files")
+            return dg.SkipReason("no files added, edited or deleted")
         context.log.info(f"new ingest batch {batch}")
         return dg.SensorResult(
             run_requests=[dg.RunRequest(run_key=batch, partition_key=batch)],

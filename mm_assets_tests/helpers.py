@@ -17,7 +17,7 @@ import uvicorn
 from mm_assets.assets.common import ingest_batches
 from mm_assets.chunking import chunking_params
 from mm_assets.config import ChunkingConfig, EncoderConfig, Settings
-from mm_assets.definitions import build_definitions
+from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.formats.reading import Boundary
 from mm_assets.ingest.batches import create_batch
 from mm_assets.ingest.discover import FoundFile
@@ -33,6 +33,26 @@ def ingest_with_dagster(settings: Settings, instance: dg.DagsterInstance) -> tup
     defs = build_definitions(settings)
     result = dg.materialize(list(defs.assets), partition_key=batch, instance=instance, resources=dict(defs.resources))
     return batch, result
+
+
+def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance):
+    """One evaluation of the new-files sensor, as the daemon would run it."""
+    sensor = defs.resolve_sensor_def("new_files_sensor")
+    context = dg.build_sensor_context(instance=instance, resources=dict(defs.resources))
+    return sensor(context)
+
+
+def run_requested(defs, instance, result, encoder: str = "clip") -> dict:
+    """Apply the sensor's partition request and execute its run, as the daemon would; the metadata of
+    the run's raw_files and embeddings materializations, the latter's keys prefixed with the encoder."""
+    (request,) = result.run_requests
+    for partitions_request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(partitions_request.partitions_def_name, partitions_request.partition_keys)
+    run = defs.resolve_job_def(INGEST_JOB).execute_in_process(partition_key=request.partition_key, instance=instance)
+    assert run.success
+    raw = run.asset_materializations_for_node("raw_files")[0].metadata
+    embedded = run.asset_materializations_for_node(f"embeddings__{encoder}")[0].metadata
+    return {k: v.value for k, v in raw.items()} | {k: v.value for k, v in embedded.items()}
 
 
 def db_rows(settings: Settings, sql: str, params=None) -> list[tuple]:

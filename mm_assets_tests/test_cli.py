@@ -50,7 +50,7 @@ def test_run_then_search_and_status(cli, source, bad_reasons, capsys, dagster_ho
 
     # nothing new: no new batch, nothing re-embedded
     assert cli("run", source) == 0
-    assert "no new or changed files" in capsys.readouterr().out
+    assert "no files added, edited or deleted" in capsys.readouterr().out
 
 
 def test_cli_top_k_equals_numpy_brute_force(cli, source, tmp_path, capsys):
@@ -76,7 +76,7 @@ def test_model_override_builds_a_second_table_beside_the_first(cli, source, tiny
     assert cli("run", source) == 0
     assert main(["--home", str(tmp_path / "home"), "--model", str(tiny_clip_other), "run", str(source)]) == 0
     out = capsys.readouterr().out
-    assert "no new or changed files" in out and "materialized batch" in out
+    assert "no files added, edited or deleted" in out and "materialized batch" in out
     assert cli("status", "--json") == 0
     encoders = json.loads(capsys.readouterr().out)["encoders"]
     assert len(encoders) == 2 and len({e["model"] for e in encoders}) == 2

@@ -4,42 +4,26 @@ import os
 
 import dagster as dg
 
-from mm_assets.definitions import INGEST_JOB, build_definitions
+from mm_assets.definitions import build_definitions
 from mm_assets_tests.corpus import gradient
-from mm_assets_tests.helpers import db_rows
-
-
-def tick(defs: dg.Definitions, instance: dg.DagsterInstance):
-    sensor = defs.resolve_sensor_def("new_files_sensor")
-    context = dg.build_sensor_context(instance=instance, resources=dict(defs.resources))
-    return sensor(context)
-
-
-def run_requested(defs, instance, result) -> dict:
-    """Apply the sensor's partition request and execute its run, as the daemon would."""
-    (request,) = result.run_requests
-    for partitions_request in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(partitions_request.partitions_def_name, partitions_request.partition_keys)
-    run = defs.resolve_job_def(INGEST_JOB).execute_in_process(partition_key=request.partition_key, instance=instance)
-    assert run.success
-    return {k: v.value for k, v in run.asset_materializations_for_node("embeddings__clip")[0].metadata.items()}
+from mm_assets_tests.helpers import db_rows, run_requested, sensor_tick
 
 
 def test_sensor_picks_up_new_and_changed_files_only(settings):
     defs = build_definitions(settings)
     src = settings.sources[0]
     with dg.instance_for_test() as instance:
-        first = tick(defs, instance)
+        first = sensor_tick(defs, instance)
         assert isinstance(first, dg.SensorResult)
         meta = run_requested(defs, instance, first)
         n_first = meta["embedded"]
         assert n_first > 0 and meta["already_embedded"] == 0
 
-        assert isinstance(tick(defs, instance), dg.SkipReason), "nothing new: no batch"
+        assert isinstance(sensor_tick(defs, instance), dg.SkipReason), "nothing new: no batch"
 
         gradient(90, 70, seed=42).save(src / "images" / "new.png")
         os.rename(src / "images" / "photo.jpg", src / "images" / "renamed.jpg")
-        second = tick(defs, instance)
+        second = sensor_tick(defs, instance)
         meta = run_requested(defs, instance, second)
         assert meta["chunks_in_batch"] == 2
         assert meta["embedded"] == 1, "only the new image is embedded"
@@ -56,9 +40,9 @@ def test_an_edited_file_replaces_its_old_content(settings):
     defs = build_definitions(settings)
     note = settings.sources[0] / "texts" / "long.txt"
     with dg.instance_for_test() as instance:
-        run_requested(defs, instance, tick(defs, instance))
+        run_requested(defs, instance, sensor_tick(defs, instance))
         note.write_text("completely different words about mountains")
-        meta = run_requested(defs, instance, tick(defs, instance))
+        meta = run_requested(defs, instance, sensor_tick(defs, instance))
         assert meta["embedded"] == 1
     texts = [
         r[0]
@@ -74,5 +58,5 @@ def test_sensor_without_sources_skips_with_a_reason(settings):
 
     defs = build_definitions(replace(settings, sources=()))
     with dg.instance_for_test() as instance:
-        result = tick(defs, instance)
+        result = sensor_tick(defs, instance)
     assert isinstance(result, dg.SkipReason) and "no source folders" in result.skip_message

@@ -12,7 +12,7 @@ from mm_assets.assets.common import Storage, ingest_batches, markdown_table, tab
 from mm_assets.chunking import CHUNKER_VERSION, chunking_params, text_chunker
 from mm_assets.chunking.files import chunk_batch
 from mm_assets.config import Settings, short_hash
-from mm_assets.ingest.batches import read_manifest
+from mm_assets.ingest.batches import deleted_rows, mark_moves, read_manifest
 from mm_assets.ingest.files import INGEST_VERSION, inspect_batch
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.progress import Progress
@@ -34,7 +34,8 @@ def build_ingest_assets(settings: Settings) -> list:
         kinds={"python", "parquet"},
         code_version=f"{INGEST_VERSION}-{short_hash(asdict(settings.inspection_limits), 6)}",
         description="Every file of the batch: content hash, type sniffed from content, metadata; "
-        "bad files quarantined with a reason.",
+        "bad files quarantined with a reason; deleted paths as tombstones. Counts files added, edited, "
+        "moved and deleted.",
     )
     def raw_files(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         layout, batch = storage.layout, context.partition_key
@@ -49,6 +50,8 @@ def build_ingest_assets(settings: Settings) -> list:
                 workers=settings.decode_workers,
                 progress=progress,
             )
+        rows += deleted_rows(layout.store, manifest.deleted)
+        changes = mark_moves(rows)
         now = time.time()
         for row in rows:
             row.update(batch=batch, ingested_at=now)
@@ -62,6 +65,10 @@ def build_ingest_assets(settings: Settings) -> list:
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(table, layout.store.uri(key)),
+                **{f"files_{change}": n for change, n in changes.items()},
+                "changed_paths": markdown_table(
+                    [r for r in rows if r["change"] != "added" or r["status"] != "ok"], ["change", "path"]
+                ),
                 "files_ok": len(ok),
                 "files_quarantined": len(bad),
                 "by_kind": dict(Counter(r["kind"] for r in ok)),
@@ -108,6 +115,8 @@ def build_ingest_assets(settings: Settings) -> list:
             problems = [p["problem"] for p in problems]
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             context.log.warning(f"{path}: {len(problems)} problem(s): {'; '.join(problems[:3])}{more}")
+        for row in found.rows:
+            row["batch"] = batch
         table = pa.Table.from_pylist(found.rows, schema=CHUNKS_SCHEMA)
         key = store.shard(CHUNKS, batch)
         store.write_table(key, table)

@@ -141,14 +141,18 @@ def parse_markup(text: str, path: str) -> MarkupDocument | None:
     return None
 
 
-def read_referenced_image(doc_path: str, src: str, max_bytes: int, boundary: Boundary) -> tuple[str, bytes]:
-    """(file id, bytes) of a local image a document references, relative to the document; only a
-    regular file inside the source folders is read."""
+def referenced_path(doc_path: str, src: str) -> str:
+    """The local path an image reference of a document means (relative to the document)."""
     parsed = urlparse(src)
     if parsed.scheme or parsed.netloc:
         raise BadFile(f"{src}: only local images are read (no network)")
     if not parsed.path:
         raise BadFile("empty image reference")
-    path = os.path.normpath(os.path.join(os.path.dirname(doc_path), unquote(parsed.path)))
-    data = boundary.read(path, max_bytes)
+    return os.path.normpath(os.path.join(os.path.dirname(doc_path), unquote(parsed.path)))
+
+
+def read_referenced_image(doc_path: str, src: str, max_bytes: int, boundary: Boundary) -> tuple[str, bytes]:
+    """(file id, bytes) of a local image a document references, relative to the document; only a
+    regular file inside the source folders is read."""
+    data = boundary.read(referenced_path(doc_path, src), max_bytes)
     return file_id_of(data), data

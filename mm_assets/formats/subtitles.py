@@ -29,11 +29,16 @@ class Subtitles:
     cues: list[Cue]
 
 
+def subtitle_candidates(video_path: str) -> list[str]:
+    """Where a video's subtitle file may be, in order of preference."""
+    stem = os.path.splitext(video_path)[0]
+    return [stem + ext for ext in SUBTITLE_EXTENSIONS]
+
+
 def subtitle_path_for(video_path: str, boundary: Boundary) -> str | None:
     """The subtitle file beside a video, if one is there; BadFile if it is there but may not be read
     (it leads outside the source folders, or is not a regular file)."""
-    stem = os.path.splitext(video_path)[0]
-    found = next((stem + ext for ext in SUBTITLE_EXTENSIONS if os.path.lexists(stem + ext)), None)
+    found = next((path for path in subtitle_candidates(video_path) if os.path.lexists(path)), None)
     return boundary.resolve(found) if found else None
 
 

@@ -1,11 +1,11 @@
-"""Walk source folders and decide which files are new or changed since the last batch."""
+"""Walk source folders and decide which files were added, edited or deleted since the last batch."""
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from mm_assets.formats import SUPPORTED_EXTENSIONS
 from mm_assets.formats.reading import Boundary
@@ -16,6 +16,7 @@ class FoundFile:
     path: str
     size: int
     mtime_ns: int
+    change: str = "added"  # why it is in a batch: added, edited, or dependency (a file it uses changed)
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,59 @@ def _classify(full: str, boundary: Boundary) -> FoundFile | Rejected:
     return FoundFile(full, st.st_size, st.st_mtime_ns)
 
 
-def new_or_changed(
-    found: Iterable[FoundFile | Rejected], seen: dict[str, tuple[int, int]]
-) -> tuple[list[FoundFile], list[Rejected]]:
-    """Entries whose (size, mtime) differ from what the seen-index recorded for their path.
+@dataclass(frozen=True)
+class Seen:
+    """What the seen index holds for a path: its state when last batched, and by which batch."""
 
-    Rejected entries are reported once per path, so a bad file does not make a new batch every tick.
-    """
-    files: list[FoundFile] = []
-    rejected: list[Rejected] = []
+    size: int  # -1 for a path discovery rejected without reading
+    mtime_ns: int
+    batch: str | None
+    dependencies: tuple[str, ...] = ()
+    dependency_state: int = 0  # of their sizes and times: cheap, checked every tick
+    dependency_content: int = 0  # of what the file takes from them: checked when the state changed
+
+
+@dataclass
+class Changes:
+    files: list[FoundFile]  # added or edited, or whose dependencies changed
+    rejected: list[Rejected]
+    deleted: list[str]  # paths seen before, gone now
+    # Paths whose dependencies were touched without changing what the file takes from them (another
+    # image's row of a captions manifest was edited): their new state, so the check is not repeated.
+    refreshed: dict[str, Seen] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.files or self.rejected or self.deleted)
+
+
+def find_changes(
+    found: Iterable[FoundFile | Rejected],
+    seen: dict[str, Seen],
+    roots: Iterable[str],
+    dependency_state: Callable[[tuple[str, ...]], int],
+    dependency_content: Callable[[str, tuple[str, ...]], int],
+) -> Changes:
+    """What differs between the folders as they are now and the seen index: files whose (size, mtime)
+    changed or whose dependencies changed what the file takes from them, new rejections (each reported
+    once, so a bad file does not make a batch every tick), and deletions among the paths under
+    ``roots`` (the folders walked: a run over other folders deletes nothing)."""
+    changes = Changes([], [], [])
+    present = set()
     for entry in found:
-        if isinstance(entry, FoundFile):
-            if seen.get(entry.path) != (entry.size, entry.mtime_ns):
-                files.append(entry)
-        elif entry.path not in seen:
-            rejected.append(entry)
-    return files, rejected
+        present.add(entry.path)
+        before = seen.get(entry.path)
+        if isinstance(entry, Rejected):
+            if before is None or before.size != -1:
+                changes.rejected.append(entry)
+        elif before is None:
+            changes.files.append(entry)
+        elif (before.size, before.mtime_ns) != (entry.size, entry.mtime_ns):
+            changes.files.append(replace(entry, change="edited"))
+        elif before.dependencies and (state := dependency_state(before.dependencies)) != before.dependency_state:
+            if dependency_content(entry.path, before.dependencies) != before.dependency_content:
+                changes.files.append(replace(entry, change="dependency"))
+            else:
+                changes.refreshed[entry.path] = replace(before, dependency_state=state)
+    prefixes = tuple(root.rstrip(os.sep) + os.sep for root in roots)
+    changes.deleted = sorted(p for p in seen if p not in present and p.startswith(prefixes))
+    return changes

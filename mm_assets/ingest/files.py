@@ -120,7 +120,7 @@ def inspect_file(entry: FoundFile, limits: InspectionLimits) -> dict:
 
 
 def rejected_row(path: str, reason: str) -> dict:
-    return {"path": path, "status": "quarantined", "reason": reason}
+    return {"path": path, "status": "quarantined", "reason": reason, "change": "added"}
 
 
 def inspect_batch(
@@ -137,6 +137,7 @@ def inspect_batch(
 
     def inspect(entry: FoundFile) -> dict:
         row = inspect_file(entry, limits)
+        row["change"] = entry.change
         if row["kind"] == "image" and row["status"] == "ok":
             row["caption"], row["label"] = captions.lookup(entry.path)
         progress()

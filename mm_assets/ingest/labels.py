@@ -15,6 +15,7 @@ import io
 import json
 import os
 import threading
+from collections.abc import Iterator
 
 from mm_assets.formats import BadFile
 from mm_assets.formats.reading import Boundary
@@ -70,8 +71,7 @@ class CaptionIndex:
             return self._manifests[folder]
 
     def lookup(self, image_path: str) -> Caption:
-        stem = os.path.splitext(image_path)[0]
-        sidecar = stem + ".txt"
+        sidecar = sidecar_path(image_path)
         if os.path.lexists(sidecar):
             try:
                 caption = decode_text(self.boundary.read(sidecar, MAX_SIDECAR_BYTES))[0].strip()
@@ -80,13 +80,29 @@ class CaptionIndex:
             except BadFile:
                 pass  # discovery quarantines it on its own (outside the sources, unreadable, or not text)
         target = os.path.normpath(image_path)
-        folder = os.path.dirname(target)
-        while self.boundary.contains(os.path.realpath(folder)):
+        for folder in manifest_folders(target, self.boundary):
             found = self._manifest_captions(folder).get(target)
             if found:
                 return found
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
         return None, None
+
+
+def sidecar_path(image_path: str) -> str:
+    return os.path.splitext(image_path)[0] + ".txt"
+
+
+def manifest_folders(image_path: str, boundary: Boundary) -> Iterator[str]:
+    """The image's folder and each folder above it up to the source folder, nearest first."""
+    folder = os.path.dirname(os.path.normpath(image_path))
+    while boundary.contains(os.path.realpath(folder)):
+        yield folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
+
+
+def caption_files(image_path: str, boundary: Boundary) -> list[str]:
+    """Every file an image's caption may come from, whether it exists now or not."""
+    manifests = [os.path.join(f, name) for f in manifest_folders(image_path, boundary) for name in CAPTION_MANIFESTS]
+    return [sidecar_path(image_path), *manifests]

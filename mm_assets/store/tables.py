@@ -43,8 +43,9 @@ RAW_FILES_SCHEMA = pa.schema(
         ("duration", pa.float64()),  # video and audio, seconds
         ("caption", pa.string()),  # images only: from a sidecar file or a captions manifest
         ("label", pa.string()),
-        ("status", pa.string()),  # ok | quarantined
+        ("status", pa.string()),  # ok | quarantined | deleted (a tombstone: the path is gone)
         ("reason", pa.string()),  # why it was quarantined
+        ("change", pa.string()),  # added | edited | dependency | moved | deleted | moved_away
         ("batch", pa.string()),
         ("ingested_at", pa.float64()),
     ]
@@ -69,6 +70,7 @@ CHUNKS_SCHEMA = pa.schema(
         ("t_end", pa.float64()),
         ("linked_chunk_id", pa.string()),  # alt text and captions: the image chunk they describe
         ("media", pa.binary()),  # JPEG of an image cut out of the file (figure, frame, page, linked image)
+        ("batch", pa.string()),  # the batch that chunked it: a file's chunks come from its latest batch
     ]
 )
 
@@ -76,8 +78,19 @@ CHUNK_FAILURES_SCHEMA = pa.schema(
     [("path", pa.string()), ("file_id", pa.string()), ("reason", pa.string()), ("batch", pa.string())]
 )
 
-# What discovery has batched already: path -> (size, mtime), in the store's ``state/`` folder.
-SEEN_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())])
+# What discovery has batched already: path -> (size, mtime), the batch, and the files it depends on
+# with one number for their state (ingest/dependencies.py), in the store's ``state/`` folder.
+SEEN_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("batch", pa.string()),
+        ("dependencies", pa.list_(pa.string())),
+        ("dependency_state", pa.int64()),
+        ("dependency_content", pa.int64()),
+    ]
+)
 
 # Old column name -> new one, per shard folder (shards are immutable: old ones are read as they are).
 RENAMED = {RAW_FILES: {"modality": "kind"}, CHUNKS: {"source": "role"}}

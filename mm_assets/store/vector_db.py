@@ -180,10 +180,16 @@ def build_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec,
             SELECT l.path, any_value(f.reason), any_value(f.batch), l.ingested_at
             FROM latest l JOIN failure_shards f ON f.path = l.path AND f.file_id = l.file_id
             WHERE l.status = 'ok' GROUP BY l.path, l.ingested_at""")
+        # A file's chunks are those of the latest batch that ingested it: when only a file it uses
+        # changed (a linked image, its subtitles), an older batch's chunks of the same file id are stale.
+        # (Shards written before chunks recorded their batch match any batch.)
         con.execute(f"""
             CREATE TABLE chunks AS
+            WITH file_batch AS (SELECT file_id, arg_max(batch, ingested_at) AS latest_batch FROM file_versions
+                                WHERE status = 'ok' AND file_id IN (SELECT file_id FROM files) GROUP BY file_id)
             SELECT DISTINCT ON (chunk_id) {tables.select_list(CHUNKS_SCHEMA, CHUNKS, exclude=("media",))}
-            FROM chunk_shards WHERE file_id IN (SELECT file_id FROM files) ORDER BY chunk_id""")
+            FROM chunk_shards JOIN file_batch b USING (file_id)
+            WHERE batch IS NULL OR batch = latest_batch ORDER BY chunk_id""")
         # Search looks results up by id: point lookups through these indexes, not scans.
         con.execute("CREATE UNIQUE INDEX chunks_by_id ON chunks (chunk_id)")
         con.execute("CREATE UNIQUE INDEX files_by_id ON files (file_id)")
