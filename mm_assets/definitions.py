@@ -7,7 +7,7 @@ from mm_assets.assets.embeddings import build_embedding_asset
 from mm_assets.assets.evaluation import build_retrieval_eval_asset
 from mm_assets.assets.ingest import build_ingest_assets
 from mm_assets.assets.training import build_fine_tuned_asset
-from mm_assets.assets.vector_tables import build_vector_tables_asset
+from mm_assets.assets.vector_tables import build_compaction_job, build_vector_tables_asset
 from mm_assets.config import ExecutorConfig, Settings, load_settings
 from mm_assets.sensors import build_new_files_sensor
 
@@ -51,9 +51,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         partitions_def=ingest_batches,
         description="One ingest batch end to end: files, chunks, embeddings, then the vector tables.",
     )
+    compaction_job, compaction_schedule = build_compaction_job(settings)
     return dg.Definitions(
         assets=[raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval],
-        jobs=[ingest_job],
+        jobs=[ingest_job, compaction_job],
+        schedules=[compaction_schedule],
         sensors=[build_new_files_sensor(settings, ingest_job)],
         resources={"storage": Storage(home=str(settings.home), store_url=settings.store_url)},
         executor=build_executor(settings.executor),

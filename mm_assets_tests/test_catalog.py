@@ -17,7 +17,7 @@ from mm_assets.store.catalog import (
 
 
 def _table(name: str, key: str, *, current: bool = True, default: bool = False) -> EncoderTable:
-    return EncoderTable(key, name, f"emb_{key}", 8, False, current, default, f"serving/1/emb_{key}.npy", 3, {})
+    return EncoderTable(key, name, f"emb_{key}", 8, False, current, default, 3, {})
 
 
 # As list_encoder_tables orders them: the default first, then current ones.

@@ -25,7 +25,7 @@ def test_store_lists_only_complete_files(tmp_path):
         raise RuntimeError("killed mid-write")
     assert store.list(store.shard_dir("chunks")) == ["shards/chunks/b1.parquet"]
     assert store.existing_ids(store.shard_dir("chunks"), "chunk_id") == {"a", "b"}
-    assert store.all_shards() == {"shards/chunks/b1.parquet"}
+    assert set(store.all_shards()) == {"shards/chunks/b1.parquet"}
 
 
 def test_a_half_written_shard_is_never_read_and_stale_ones_are_cleaned_up(indexed):

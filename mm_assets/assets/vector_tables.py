@@ -1,4 +1,5 @@
-"""vector_tables: the DuckDB serving file, rebuilt from every shard by one writer at a time."""
+"""vector_tables: the served vector database, updated in place from the new shards by one writer at a
+time; and the job that compacts its segments when that pays."""
 
 import dagster as dg
 
@@ -6,7 +7,10 @@ from mm_assets.assets.common import Storage, markdown_table
 from mm_assets.config import Settings
 from mm_assets.encoders.identity import encoder_key, stored_records
 from mm_assets.store.catalog import list_encoder_tables, open_read_only
-from mm_assets.store.vector_db import VECTOR_DB_VERSION, ServingSpec, build_vector_db, single_writer
+from mm_assets.store.segments import SERVING_VERSION
+from mm_assets.store.vector_db import ServingSpec, UpdateReport, compact, single_writer, update_vector_db
+
+COMPACTION_JOB = "compact_vector_tables"
 
 
 def serving_spec(settings: Settings) -> ServingSpec:
@@ -18,40 +22,75 @@ def serving_spec(settings: Settings) -> ServingSpec:
     )
 
 
+def report_metadata(storage: Storage, report: UpdateReport) -> dict:
+    """What an update or a compaction did, and the encoders served after it."""
+    layout = storage.layout
+    con = open_read_only(layout.db_path)
+    try:
+        encoders = sorted((t.summary() for t in list_encoder_tables(con)), key=lambda e: e["table"])
+    finally:
+        con.close()
+    size = sum(p.stat().st_size for p in layout.db_path.rglob("*") if p.is_file())
+    return {
+        "database": dg.MetadataValue.path(str(layout.db_path)),
+        "mode": report.mode,
+        "dagster/row_count": report.live.get("chunks", 0),
+        "generation": report.generation,
+        "segments": report.segments,
+        **{f"rows_{name}": n for name, n in report.live.items()},
+        **{f"added_{name}": n for name, n in report.added.items() if n},
+        **{f"deleted_{name}": n for name, n in report.deleted.items() if n},
+        "encoders": markdown_table(encoders, list(encoders[0]) if encoders else []),
+        "hnsw_build_seconds": round(report.hnsw_seconds, 3),
+        "seconds": round(report.seconds, 3),
+        "size_bytes": size,
+    }
+
+
 def build_vector_tables_asset(settings: Settings, upstream: list):
     @dg.asset(
         group_name="vector_tables",
         kinds={"duckdb"},
-        code_version=f"{VECTOR_DB_VERSION}-{'hnsw' if settings.hnsw else 'exact'}",
+        code_version=f"{SERVING_VERSION}-{'hnsw' if settings.hnsw else 'exact'}",
         deps=upstream,
-        description="DuckDB file with files, chunks, quarantine, encoders and one FLOAT[dim] table per "
-        "encoder fingerprint (old fingerprints kept for comparison); HNSW index when configured.",
+        description="The served vector database: files, chunks, quarantine, encoders and one FLOAT[dim] "
+        "table per encoder fingerprint (old fingerprints kept for comparison), in segments. Each run "
+        "applies only the shards written since the last (adds, edits, deletions) as one new segment.",
     )
     def vector_tables(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         layout = storage.layout
         with single_writer(layout):
-            records = stored_records(layout.store)
-            report = build_vector_db(layout, records, serving_spec(settings), context.log.info)
+            report = update_vector_db(layout, stored_records(layout.store), serving_spec(settings), context.log.info)
             leftovers = layout.store.remove_stale_temporaries()
         for key in leftovers:
             context.log.info(f"removed {key}, left by a killed writer")
-        con = open_read_only(layout.db_path)
-        try:
-            encoders = sorted((t.summary() for t in list_encoder_tables(con)), key=lambda e: e["table"])
-        finally:
-            con.close()
+        context.log.info(f"{report.mode}: added {report.added}, deleted {report.deleted} in {report.seconds:.2f}s")
         return dg.MaterializeResult(
-            metadata={
-                "database": dg.MetadataValue.path(str(layout.db_path)),
-                "dagster/row_count": report.tables.get("chunks", 0),
-                **{f"rows_{name}": n for name, n in report.tables.items()},
-                "encoders": markdown_table(encoders, list(encoders[0]) if encoders else []),
-                "hnsw": settings.hnsw,
-                "hnsw_build_seconds": round(report.hnsw_seconds, 3),
-                "build_seconds": round(report.seconds, 3),
-                "size_bytes": layout.db_path.stat().st_size,
-                "stale_temporaries_removed": len(leftovers),
-            }
+            metadata={**report_metadata(storage, report), "stale_temporaries_removed": len(leftovers)}
         )
 
     return vector_tables
+
+
+def build_compaction_job(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
+    """Compaction as its own job, on an hourly schedule: it does nothing unless the segments or the
+    dead rows have grown past what pays (vector_db.needs_compaction)."""
+
+    @dg.op(description="Fold the vector database's segments into one when that pays.")
+    def compact_segments(context: dg.OpExecutionContext, storage: Storage) -> None:
+        layout = storage.layout
+        with single_writer(layout):
+            report = compact(layout, serving_spec(settings), stored_records(layout.store), context.log.info)
+        context.log.info(f"{report.mode}: {report.segments} segment(s) after, in {report.seconds:.2f}s")
+        context.log_event(
+            dg.AssetObservation(asset_key=dg.AssetKey("vector_tables"), metadata=report_metadata(storage, report))
+        )
+
+    @dg.job(name=COMPACTION_JOB, description="Compact the vector database's segments when that pays.")
+    def compact_job():
+        compact_segments()
+
+    schedule = dg.ScheduleDefinition(
+        job=compact_job, cron_schedule="17 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING
+    )
+    return compact_job, schedule

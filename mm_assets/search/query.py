@@ -25,8 +25,8 @@ from mm_assets.store.catalog import (
     chunks_around,
     damaged,
     list_encoder_tables,
-    open_read_only,
 )
+from mm_assets.store.segments import CURRENT, Generation, dead_mask, matrix_path, open_generation
 from mm_assets.store.tables import MODALITY_CODES
 
 # A query photo may be larger than files worth indexing; still a bound on what is decoded.
@@ -111,13 +111,25 @@ def embed_query(
     return encoder.embed_images([rgb])[0]
 
 
-def exact_top_rows(matrix: np.ndarray, codes: np.ndarray, query: np.ndarray, k: int, modality: str | None):
-    """Rows of the k smallest cosine distances (ties broken by row, i.e. by chunk id), and the distances."""
+def exact_top_rows(
+    matrix: np.ndarray,
+    codes: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    modality: str | None,
+    dead: np.ndarray | None = None,
+):
+    """Rows of the k smallest cosine distances among the live rows (ties broken by row, i.e. by chunk
+    id), and the distances."""
     # torch, not numpy: numpy's BLAS threads keep spinning after a product and starve the next
     # query's forward pass on the same cores (measured 3× slower end to end on 2 cores).
     distances = (1.0 - torch.from_numpy(matrix) @ torch.from_numpy(query)).numpy()
+    excluded = dead if dead is not None and dead.any() else None
     if modality:
-        distances = np.where(codes == MODALITY_CODES[modality], distances, np.inf)
+        wrong = codes != MODALITY_CODES[modality]
+        excluded = wrong if excluded is None else excluded | wrong
+    if excluded is not None:
+        distances = np.where(excluded, np.inf, distances)
     k = min(k, int(np.isfinite(distances).sum()))
     if k == 0:
         return np.zeros(0, dtype=np.int64), distances[:0]
@@ -125,6 +137,28 @@ def exact_top_rows(matrix: np.ndarray, codes: np.ndarray, query: np.ndarray, k: 
     candidates = np.flatnonzero(distances <= threshold)  # every tie at the boundary, then order
     ordered = candidates[np.lexsort((candidates, distances[candidates]))][:k]
     return ordered, distances[ordered]
+
+
+@dataclass(frozen=True)
+class SegmentVectors:
+    """One segment's part of an encoder table, as exact search and HNSW read it."""
+
+    alias: str  # the segment's schema in the reader's connection (s0, s1, ...)
+    matrix: np.ndarray
+    codes: np.ndarray  # modality per row
+    ids: np.ndarray  # chunk id per row, sorted
+    dead: np.ndarray  # True where the row is no longer live
+    has_hnsw: bool
+
+    def top(self, query: np.ndarray, k: int, modality: str | None) -> list[tuple[str, float]]:
+        rows, distances = exact_top_rows(self.matrix, self.codes, query, k, modality, self.dead)
+        return [(str(self.ids[r]), float(d)) for r, d in zip(rows, distances)]
+
+    def find(self, chunk_id: str) -> np.ndarray | None:
+        row = int(np.searchsorted(self.ids, chunk_id))
+        if row < len(self.ids) and self.ids[row] == chunk_id and not self.dead[row]:
+            return np.asarray(self.matrix[row], dtype=np.float32)
+        return None
 
 
 def neighbouring_chunks(con: duckdb.DuckDBPyConnection, hits: list[SearchHit], width: int) -> list[SearchHit]:
@@ -156,8 +190,8 @@ def best_per_file(hits: list[SearchHit], k: int) -> list[SearchHit]:
 
 class Searcher:
     """Answers queries from the vector database, keeping the connection, models and serving
-    matrices between queries. If a rebuild replaces the file, the next query reopens it; until then
-    queries see the complete previous state (the old file stays readable after the rename)."""
+    matrices between queries. When an update publishes a new generation, the next query opens it;
+    until then queries see the whole previous one (its files stay readable while open)."""
 
     def __init__(
         self, db_path: Path, hnsw_ef_search: int | None = None, max_image_pixels: int = QUERY_IMAGE_MAX_PIXELS
@@ -166,22 +200,23 @@ class Searcher:
         self.max_image_pixels = max_image_pixels  # query images larger than this are refused
         self.hnsw_ef_search = hnsw_ef_search  # HNSW candidate list size: higher = better recall, slower
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._generation: Generation | None = None
         self._opened: tuple[int, int] | None = None
-        self._matrices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._vectors: dict[str, list[SegmentVectors]] = {}
         self._tables: list[EncoderTable] = []
         # Text query vectors by (encoder key, text): the page re-asks the same text with other filters.
         self._text_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The open database, reopened when a rebuild has replaced the file."""
+        """The open generation, reopened when an update has published a newer one."""
         try:
-            st = self.db_path.stat()
+            st = (self.db_path / CURRENT).stat()
             identity = (st.st_ino, st.st_mtime_ns)
         except FileNotFoundError:
             identity = None
         if self._con is None or identity != self._opened:
             self.close()
-            self._con = open_read_only(self.db_path)
+            self._con, self._generation = open_generation(self.db_path)
             try:
                 if self.hnsw_ef_search:
                     self._con.execute(f"SET hnsw_ef_search = {int(self.hnsw_ef_search)}")
@@ -197,10 +232,15 @@ class Searcher:
         self.connection()
         return self._tables
 
+    def generation(self) -> Generation:
+        """The generation queries are answered from."""
+        self.connection()
+        return self._generation
+
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
-        self._con, self._matrices = None, {}
+        self._con, self._generation, self._vectors = None, None, {}
 
     def __enter__(self) -> Searcher:
         return self
@@ -208,21 +248,29 @@ class Searcher:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _serving_matrix(self, table: EncoderTable):
-        if table.table_name not in self._matrices:
-            path = self.db_path.parent / table.matrix
-            try:
-                loaded = (
-                    np.load(path, mmap_mode="c"),  # copy-on-write: never written, but torch wants writable memory
-                    np.load(path.with_suffix(".modality.npy")),
-                    np.load(path.with_suffix(".ids.npy")),
+    def _segment_vectors(self, table: EncoderTable) -> list[SegmentVectors]:
+        if table.table_name not in self._vectors:
+            parts = []
+            for i, segment in enumerate(self._generation.segments):
+                if table.table_name not in segment.rows:
+                    continue
+                path = matrix_path(self.db_path, segment.name, table.table_name)
+                try:
+                    matrix = np.load(path, mmap_mode="c")  # copy-on-write: never written, torch wants writable
+                    codes, ids = np.load(path.with_suffix(".modality.npy")), np.load(path.with_suffix(".ids.npy"))
+                except (OSError, ValueError) as exc:
+                    raise damaged(f"the serving matrix {path}", exc) from None
+                if not len(matrix) == len(codes) == len(ids) == segment.rows[table.table_name]:
+                    raise damaged(f"the serving matrix {path}", f"{len(matrix)} rows, expected {segment.rows}")
+                dead = dead_mask(self._con, table.table_name, segment)
+                parts.append(SegmentVectors(f"s{i}", matrix, codes, ids, dead, table.table_name in segment.hnsw))
+            live = sum(int((~p.dead).sum()) for p in parts)
+            if live != table.n_vectors:
+                raise damaged(
+                    f"the serving matrices of {table.table_name}", f"{live} live rows, expected {table.n_vectors}"
                 )
-            except (OSError, ValueError) as exc:
-                raise damaged(f"the serving matrix {path}", exc) from None
-            if not len(loaded[0]) == len(loaded[1]) == len(loaded[2]) == table.n_vectors:
-                raise damaged(f"the serving matrix {path}", f"{len(loaded[0])} rows, expected {table.n_vectors}")
-            self._matrices[table.table_name] = loaded
-        return self._matrices[table.table_name]
+            self._vectors[table.table_name] = parts
+        return self._vectors[table.table_name]
 
     def _embed(self, table: EncoderTable, text, image, audio) -> np.ndarray:
         if text is None or image is not None or audio is not None:
@@ -236,11 +284,31 @@ class Searcher:
         return self._text_vectors[key]
 
     def _stored_vector(self, table: EncoderTable, chunk_id: str) -> np.ndarray:
-        matrix, _, ids = self._serving_matrix(table)
-        row = int(np.searchsorted(ids, chunk_id))  # ids are in chunk-id order
-        if row >= len(ids) or ids[row] != chunk_id:
-            raise KeyError(f"chunk {chunk_id} has no vector in {table.encoder_key}")
-        return np.asarray(matrix[row], dtype=np.float32)
+        for part in self._segment_vectors(table):
+            found = part.find(chunk_id)
+            if found is not None:
+                return found
+        raise KeyError(f"chunk {chunk_id} has no vector in {table.encoder_key}")
+
+    def _hnsw_top(self, part: SegmentVectors, table: EncoderTable, query: np.ndarray, k: int, modality: str | None):
+        """The segment's k nearest live rows of the modality through its HNSW index; exact when the
+        index's candidates run out before k survive the filters (a rare modality, many deletions)."""
+        fetch = k * 8 if modality or part.dead.any() else k
+        vec = f"$q::FLOAT[{table.dim}]"
+        rows = self._con.execute(
+            f"""SELECT rowid, array_cosine_distance(embedding, {vec}) FROM {part.alias}.{table.table_name}
+                ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch""",
+            {"q": query.tolist(), "fetch": fetch},
+        ).fetchall()
+        code = MODALITY_CODES[modality] if modality else None
+        kept = [
+            (str(part.ids[r]), float(d))
+            for r, d in rows
+            if not part.dead[r] and (code is None or part.codes[r] == code)
+        ]
+        if len(kept) < k and len(rows) == fetch:
+            return part.top(query, k, modality)
+        return kept[:k]
 
     def search(
         self,
@@ -282,17 +350,13 @@ class Searcher:
         # Grouping keeps the best chunk of each file: look further down the ranking for k distinct files.
         fetch = (k * 8 if group_by_file else k) + (like is not None)
         try:
-            if table.has_hnsw and not exact:
-                vec = f"$q::FLOAT[{table.dim}]"
-                ranked = con.execute(
-                    f"""SELECT chunk_id, array_cosine_distance(embedding, {vec}) AS distance FROM {table.table_name}
-                        ORDER BY array_cosine_distance(embedding, {vec}) LIMIT $fetch""",
-                    {"q": query.tolist(), "fetch": fetch * 8 if modality else fetch},
-                ).fetchall()
-            else:
-                matrix, codes, ids = self._serving_matrix(table)
-                top, distances = exact_top_rows(matrix, codes, query, fetch, modality)
-                ranked = [(str(ids[row]), float(d)) for row, d in zip(top, distances)]
+            ranked = []
+            for part in self._segment_vectors(table):
+                if part.has_hnsw and not exact:
+                    ranked += self._hnsw_top(part, table, query, fetch, modality)
+                else:
+                    ranked += part.top(query, fetch, modality)
+            ranked = sorted(ranked, key=lambda r: (r[1], r[0]))[:fetch]
             details = chunk_details(con, [chunk_id for chunk_id, _ in ranked])
             hits = sorted(
                 (

@@ -87,10 +87,11 @@ class Service:
         with self.lock:
             tables = self.searcher.tables()
             counts = table_counts(self.searcher.connection())
-        stat = self.settings.db_path.stat()
+            generation = self.searcher.generation()
         return {
             "database": str(self.settings.db_path),
-            "built_at": stat.st_mtime,
+            "generation": generation.number,
+            "segments": len(generation.segments),
             "default_encoder": next((t.encoder_key for t in tables if t.encoder_key == self.default_key), None),
             "encoders": [
                 {

@@ -1,7 +1,8 @@
 """What the vector database holds, read back: its encoder tables and which one a query uses, chunk and
 file details by id, counts and the quarantine. Used by search, status, evaluation and the
 vector_tables asset, so each question is asked in one way. Opening is read-only: a reader never
-blocks the writer (which replaces the file atomically, see vector_db.py) nor sees a half-built state."""
+blocks the writer (which publishes whole generations of immutable segments, see segments.py) nor sees
+a half-applied batch."""
 
 from __future__ import annotations
 
@@ -42,18 +43,10 @@ def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def open_read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
-    if not db_path.exists():
-        raise VectorDBError(
-            f"no vector database at {db_path}. Build it with `mm-assets run DIR` or by materializing "
-            "the vector_tables asset."
-        )
-    try:
-        con = duckdb.connect(str(db_path), read_only=True)
-        load_extensions(con)
-        con.execute("SELECT count(*) FROM encoders").fetchone()
-        return con
-    except duckdb.Error as exc:
-        raise damaged(f"the vector database {db_path}", exc) from None
+    """The generation being served, read-only (see segments.py)."""
+    from mm_assets.store.segments import open_generation  # segments builds on this module
+
+    return open_generation(db_path)[0]
 
 
 @dataclass(frozen=True)
@@ -64,10 +57,9 @@ class EncoderTable:
     name: str
     table_name: str
     dim: int
-    has_hnsw: bool
+    has_hnsw: bool  # built with HNSW indexes (on its segments of at least vector_db.HNSW_MIN_ROWS rows)
     is_current: bool  # the configured encoder of that name (older configurations stay for comparison)
     is_default: bool  # what a query without --encoder uses, as configured when the database was built
-    matrix: str  # serving matrix, relative to the home folder
     n_vectors: int
     metadata: dict  # the encoder record (mm_assets/encoders/identity.py)
 
@@ -89,11 +81,10 @@ class EncoderTable:
 def list_encoder_tables(con: duckdb.DuckDBPyConnection) -> list[EncoderTable]:
     """The default table first, then current ones, then by name."""
     rows = con.execute("""
-        SELECT e.encoder_key, e.name, e.table_name, e.embedding_dim,
-               EXISTS (SELECT 1 FROM duckdb_indexes() i WHERE i.table_name = e.table_name) AS has_hnsw,
-               e.is_current, e.is_default, e.matrix, e.n_vectors, e.metadata
+        SELECT e.encoder_key, e.name, e.table_name, e.embedding_dim, e.hnsw, e.is_current, e.is_default,
+               e.n_vectors, e.metadata
         FROM encoders e ORDER BY e.is_default DESC, e.is_current DESC, e.name, e.encoder_key""").fetchall()
-    return [EncoderTable(*r[:9], json.loads(r[9])) for r in rows]
+    return [EncoderTable(*r[:8], json.loads(r[8])) for r in rows]
 
 
 def choose_encoder_table(

@@ -31,11 +31,8 @@ class Layout:
 
     @property
     def db_path(self) -> Path:
-        return self.home / "vectors.duckdb"
-
-    def serving_dir(self, build: str) -> Path:
-        """Matrices for exact search, one folder per vector-database build (referenced by it)."""
-        return self.home / "serving" / build
+        """The vector database: a folder of segments and the pointer to the generation served."""
+        return self.home / "vectors"
 
     @property
     def evaluations(self) -> Path:

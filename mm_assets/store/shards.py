@@ -129,11 +129,17 @@ class ShardStore:
             return []
         return sorted(e["name"].rstrip("/").rpartition("/")[2] for e in entries if e["type"] == "directory")
 
-    def all_shards(self) -> set[str]:
-        """Every complete shard of every asset."""
+    def all_shards(self) -> dict[str, str]:
+        """Every complete shard of every asset, with its modification time (a shard rewritten under
+        the same name, by a rematerialization, is a different input)."""
         if not self.exists("shards"):
-            return set()
-        return {self._key(p) for p in self.fs.find(self.path("shards")) if _is_complete(p, ".parquet")}
+            return {}
+        found = self.fs.find(self.path("shards"), detail=True)
+        return {
+            self._key(p): str(info.get("mtime", info.get("LastModified", info.get("size"))))
+            for p, info in found.items()
+            if _is_complete(p, ".parquet")
+        }
 
     def read_all(self, directory: str, columns: list[str] | None = None) -> pa.Table | None:
         keys = self.list(directory)

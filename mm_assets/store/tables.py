@@ -133,8 +133,8 @@ def select_list(schema: pa.Schema, folder: str, exclude: tuple[str, ...] = ()) -
 
 
 # --- the DuckDB serving file (vectors.duckdb) ---------------------------------------------------
-# files, chunks, quarantine and file_versions are created from the shards with the columns above;
-# these are the tables with a shape of their own.
+# file_versions, paths, files, chunks and quarantine are made from the shards with the columns above
+# (store/vector_db.py, in segments: store/segments.py); these are the tables with a shape of their own.
 
 
 def embedding_table_name(encoder_key: str) -> str:
@@ -145,10 +145,7 @@ def embedding_table_name(encoder_key: str) -> str:
 ENCODERS_DDL = """
     CREATE TABLE encoders (encoder_key VARCHAR PRIMARY KEY, name VARCHAR, fingerprint VARCHAR,
         table_name VARCHAR, model_id VARCHAR, revision VARCHAR, embedding_dim INTEGER, dtype VARCHAR,
-        is_current BOOLEAN, is_default BOOLEAN, n_vectors BIGINT, matrix VARCHAR, metadata JSON)"""
-# What a build read, and the settings it was built for (see vector_db.is_up_to_date).
-BUILD_INPUTS_DDL = "CREATE TABLE build_inputs (shard VARCHAR)"
-BUILD_SETTINGS_DDL = "CREATE TABLE build_settings (settings JSON)"
+        is_current BOOLEAN, is_default BOOLEAN, n_vectors BIGINT, hnsw BOOLEAN, metadata JSON)"""
 
 # Where a chunk sits in its file, and what search returns per chunk.
 CHUNK_PLACE_COLUMNS = ("role", "position", "section", "page", "char_start", "char_end", "bbox", "t_start", "t_end")

@@ -1,28 +1,43 @@
-"""The DuckDB serving file, derived from the shards and replaced atomically.
+"""The vector database: the serving state derived from the shards, kept up to date in place.
 
-``build_vector_db`` writes a complete new database under a temporary name and renames it over the
-old one: readers that opened the old file keep reading it, new readers see the new one, and nobody
-ever sees a half-built state. Deleting or damaging the file loses nothing: rebuild it from shards.
+``update_vector_db`` applies only the shards written since the generation being served: the paths
+they touch, the files and chunks those paths hold, the vectors of new chunks. It writes them as one
+new segment with a dead list for the rows they replace (segments.py), in time proportional to the
+change. ``compact`` folds the segments into one when it pays. A rebuild from every shard (when the
+settings or the layout changed, or an applied shard was rewritten) gives the same live rows as the
+updates did. One writer at a time (``single_writer``); readers never wait and never see a half-applied
+batch. Deleting the folder loses nothing: rebuild it from shards.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from mm_assets.store import tables
-from mm_assets.store.catalog import VectorDBError, load_extensions, open_read_only
+from mm_assets.store.catalog import VectorDBError, load_extensions
 from mm_assets.store.layout import Layout
+from mm_assets.store.segments import (
+    SEGMENT_TABLES,
+    SERVING_VERSION,
+    Generation,
+    Segment,
+    attach,
+    publish,
+    read_generation,
+    remove_unreferenced,
+    segment_path,
+)
+from mm_assets.store.shards import ShardStore
 from mm_assets.store.tables import (
     CHUNK_FAILURES,
     CHUNK_FAILURES_SCHEMA,
@@ -33,10 +48,15 @@ from mm_assets.store.tables import (
     RAW_FILES,
     RAW_FILES_SCHEMA,
     embedding_table_name,
+    embeddings_schema,
 )
 
-# Bumped when the database layout changes (the vector_tables code version).
-VECTOR_DB_VERSION = "2"
+# Segments smaller than this are searched exactly even with HNSW on: a product over 10k vectors takes
+# well under a millisecond, while an index costs seconds to build.
+HNSW_MIN_ROWS = 10_000
+# Compaction pays when queries scan many segments, or many stored rows are dead.
+COMPACT_AT_SEGMENTS = 8
+COMPACT_AT_DEAD_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -52,202 +72,452 @@ class ServingSpec:
         return json.dumps({"current": self.current, "default_key": self.default_key, "hnsw": self.hnsw}, sort_keys=True)
 
 
-def _write_serving_matrix(con: duckdb.DuckDBPyConnection, table: str, dim: int, serving: Path) -> Path:
-    """The table's vectors as a float32 .npy in row order (memory-mapped by exact search: a matrix
-    product is far faster than DuckDB's per-row cosine scan), plus each row's modality and chunk id."""
-    result = con.execute(
-        f"SELECT e.chunk_id, e.embedding, c.modality FROM {table} e JOIN chunks c USING (chunk_id) ORDER BY e.row"
-    ).to_arrow_table()
-    embeddings = result.column("embedding").combine_chunks()
-    vectors = np.asarray(embeddings.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
-    codes = np.asarray([MODALITY_CODES[m] for m in result.column("modality").to_pylist()], dtype=np.uint8)
-    path = serving / f"{table}.npy"
-    np.save(path, vectors)
-    np.save(serving / f"{table}.modality.npy", codes)
-    np.save(serving / f"{table}.ids.npy", np.asarray(result.column("chunk_id").to_pylist()))
-    return path
-
-
-def is_up_to_date(layout: Layout, spec: ServingSpec) -> bool:
-    """Whether the database exists, opens, was built from exactly the shards now in the store and
-    for these settings (False after a killed rebuild, new shards, or a new default encoder, so
-    rerunning `mm-assets run` finishes the job)."""
-    try:
-        con = open_read_only(layout.db_path)
-    except VectorDBError:
-        return False
-    try:
-        built_from = {r[0] for r in con.execute("SELECT shard FROM build_inputs").fetchall()}
-        built_for = con.execute("SELECT settings FROM build_settings").fetchone()
-        matrices = [layout.home / m for (m,) in con.execute("SELECT matrix FROM encoders").fetchall()]
-    except duckdb.Error:
-        return False
-    finally:
-        con.close()
-    serving = all(m.exists() and m.with_suffix(".ids.npy").exists() for m in matrices)
-    return (
-        serving and built_for is not None and built_for[0] == spec.as_json() and built_from == layout.store.all_shards()
-    )
+@dataclass(frozen=True)
+class UpdateReport:
+    mode: str  # rebuild | update | compact | up to date
+    added: dict[str, int]  # table -> rows written
+    deleted: dict[str, int]  # table -> rows no longer live
+    live: dict[str, int]  # table -> live rows after
+    generation: int
+    segments: int
+    hnsw_seconds: float
+    seconds: float
 
 
 @contextmanager
 def single_writer(layout: Layout):
-    """Serialise rebuilds: each starts after the previous one, so the last rebuild sees every shard."""
+    """Serialise updates: each starts from the generation the previous one published."""
     layout.home.mkdir(parents=True, exist_ok=True)
     with open(layout.writer_lock, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
 
-def _remove_killed_builds(layout: Layout) -> None:
-    """Databases a killed rebuild left half-written (builds run one at a time: under the writer lock,
-    any other one is dead)."""
-    for leftover in layout.db_path.parent.glob(f".{layout.db_path.stem}.*.building*"):
-        leftover.unlink(missing_ok=True)
+def _current(root: Path) -> Generation | None:
+    try:
+        generation = read_generation(root)
+    except VectorDBError:
+        return None
+    if not all(segment_path(root, s.name).exists() for s in generation.segments):
+        return None
+    return generation
 
 
-def _remove_old_serving_dirs(layout: Layout, keep: Path) -> None:
-    """Keep this build's matrices and the previous build's (a reader may still be using it)."""
-    builds = sorted((p for p in layout.serving_dir("").glob("*") if p.is_dir()), key=lambda p: int(p.name))
-    for old in builds[:-2]:
-        if old != keep:
-            shutil.rmtree(old, ignore_errors=True)
+def is_up_to_date(layout: Layout, spec: ServingSpec) -> bool:
+    """Whether the generation served was built for these settings from exactly the shards in the
+    store now (False after a killed update, new shards, or a new default encoder, so rerunning
+    `mm-assets run` finishes the job)."""
+    generation = _current(layout.db_path)
+    return (
+        generation is not None
+        and generation.version == SERVING_VERSION
+        and generation.settings == spec.as_json()
+        and generation.inputs == layout.store.all_shards()
+    )
 
 
-@dataclass(frozen=True)
-class BuildReport:
-    tables: dict[str, int]  # table name -> rows
-    hnsw_seconds: float
-    seconds: float
-
-
-def build_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec, log=print) -> BuildReport:
-    """Rebuild ``vectors.duckdb`` from every shard (one writer at a time: call it under ``single_writer``).
+def update_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec, log=print) -> UpdateReport:
+    """Bring the served generation up to the shards in the store (call it under ``single_writer``).
 
     ``records``: encoder key -> encoder record, for every key with shards (see
-    encoders/identity.stored_records); keys not configured now are kept as their own tables (marked
-    not current) so configurations can be compared.
+    encoders/identity.stored_records); keys not configured now keep their own tables (marked not
+    current) so configurations can be compared.
     """
     start = time.perf_counter()
-    _remove_killed_builds(layout)
-    store = layout.store
-    raw = store.list(store.shard_dir(RAW_FILES))
-    chunk_shards = store.list(store.shard_dir(CHUNKS))
-    if not raw or not chunk_shards:
-        raise VectorDBError("nothing ingested yet: no raw_files/chunks shards under " + store.url)
-    tmp = layout.db_path.with_name(f".{layout.db_path.stem}.{uuid.uuid4().hex[:8]}.building")
-    serving = layout.serving_dir(f"{time.time_ns()}")
-    serving.mkdir(parents=True)
-    built: dict[str, int] = {}
-    failure_shards = store.list(store.shard_dir(CHUNK_FAILURES))
-    inputs = [*raw, *chunk_shards, *failure_shards]  # every shard this build reads, recorded for is_up_to_date
-    hnsw_seconds = 0.0
-    try:
-        con = duckdb.connect(str(tmp))
-        load_extensions(con)
-        # Shards are scanned as Arrow datasets, so they may live on any filesystem fsspec reaches;
-        # the declared schemas fill columns that older shards lack with NULL (renamed ones: tables.py).
-        con.register("raw_shards", store.dataset(raw, tables.read_schema(RAW_FILES_SCHEMA, RAW_FILES)))
-        con.register("chunk_shards", store.dataset(chunk_shards, tables.read_schema(CHUNKS_SCHEMA, CHUNKS)))
-        con.execute(
-            f"CREATE TABLE file_versions AS SELECT {tables.select_list(RAW_FILES_SCHEMA, RAW_FILES)} FROM raw_shards"
+    root = layout.db_path
+    root.mkdir(parents=True, exist_ok=True)
+    current = _current(root)
+    for leftover in remove_unreferenced(root, current):
+        log(f"removed {leftover} (no generation uses it)")
+    inputs = layout.store.all_shards()
+    incremental = (
+        current is not None
+        and current.version == SERVING_VERSION
+        and current.settings == spec.as_json()
+        and {e["encoder_key"] for e in current.encoders} == set(records)
+        and all(inputs.get(key) == stamp for key, stamp in current.inputs.items())
+    )
+    if incremental:
+        new = {key: stamp for key, stamp in inputs.items() if key not in current.inputs}
+        if not new:
+            return _report("up to date", current, {}, {}, 0.0, start)
+        writer = _SegmentWriter(layout, records, spec, current)
+        writer.apply(sorted(new))
+    else:
+        writer = _SegmentWriter(layout, records, spec, None)
+        writer.rebuild(sorted(inputs))
+    generation = writer.publish(inputs, log)
+    return _report("update" if incremental else "rebuild", generation, writer.added, writer.deleted, writer.hnsw, start)
+
+
+def needs_compaction(generation: Generation) -> bool:
+    stored = sum(n for s in generation.segments for n in s.rows.values())
+    return len(generation.segments) >= COMPACT_AT_SEGMENTS or generation.dead_rows > COMPACT_AT_DEAD_SHARE * max(
+        stored, 1
+    )
+
+
+def compact(
+    layout: Layout, spec: ServingSpec, records: dict[str, dict], log=print, force: bool = False
+) -> UpdateReport:
+    """Write the live rows of every segment into one segment with an empty dead list (call it under
+    ``single_writer``); nothing to do unless it pays or ``force``."""
+    start = time.perf_counter()
+    current = _current(layout.db_path)
+    if current is None:
+        raise VectorDBError(f"no vector database at {layout.db_path} to compact")
+    if not (force or needs_compaction(current)) or (len(current.segments) == 1 and not current.dead_rows):
+        return _report("up to date", current, {}, {}, 0.0, start)
+    writer = _SegmentWriter(layout, records, spec, current)
+    writer.compact()
+    generation = writer.publish(current.inputs, log, dead_rows=0)
+    return _report("compact", generation, writer.added, {}, writer.hnsw, start)
+
+
+def _report(mode, generation: Generation, added, deleted, hnsw, start) -> UpdateReport:
+    return UpdateReport(
+        mode,
+        added,
+        deleted,
+        generation.live,
+        generation.number,
+        len(generation.segments),
+        hnsw,
+        time.perf_counter() - start,
+    )
+
+
+# --- the SQL that decides what is live ----------------------------------------------------------
+# Each takes its sources by name, so a rebuild (sources = every shard), an update (the new shards
+# beside the served rows) and a compaction (the served rows) share it.
+
+LATEST_PER_PATH = """
+    SELECT path, arg_max(file_id, ingested_at) AS file_id, arg_max(status, ingested_at) AS status,
+           arg_max(reason, ingested_at) AS reason, arg_max(batch, ingested_at) AS batch,
+           max(ingested_at) AS ingested_at
+    FROM {versions} GROUP BY path"""
+
+# A file id live under several paths (a copy) is served under its most recently ingested path; its
+# batch is the one whose chunks it has.
+FILES = """
+    SELECT v.file_id, arg_max(v.path, v.ingested_at) AS path, any_value(v.kind) AS kind,
+           any_value(v.format) AS format, any_value(v.encoding) AS encoding, any_value(v.width) AS width,
+           any_value(v.height) AS height, any_value(v.pages) AS pages, any_value(v.duration) AS duration,
+           any_value(v.size) AS size, max(v.ingested_at) AS ingested_at,
+           arg_max(v.caption, v.ingested_at) AS caption, arg_max(v.label, v.ingested_at) AS label,
+           arg_max(v.batch, v.ingested_at) AS batch
+    FROM {versions} v JOIN {paths} l ON v.path = l.path AND v.file_id = l.file_id
+    WHERE l.status = 'ok' AND v.file_id IN (SELECT file_id FROM {file_ids}) GROUP BY v.file_id"""
+
+# A path is quarantined while its latest version is, or while that version's chunking failed: every
+# file ends either searchable or here, with its reason.
+QUARANTINE = """
+    SELECT path, reason, batch, ingested_at FROM {paths}
+    WHERE status = 'quarantined' AND path IN (SELECT path FROM {path_set})
+    UNION ALL
+    SELECT l.path, any_value(f.reason), any_value(f.batch), l.ingested_at
+    FROM {paths} l JOIN {failures} f ON f.path = l.path AND f.file_id = l.file_id AND f.batch = l.batch
+    WHERE l.status = 'ok' AND l.path IN (SELECT path FROM {path_set}) GROUP BY l.path, l.ingested_at"""
+
+# A file's chunks are those of its batch: when only a file it uses changed (a linked image, its
+# subtitles), older chunks of the same file id are stale. Shards written before chunks recorded their
+# batch match any batch.
+CHUNKS_OF_FILES = """
+    SELECT DISTINCT ON (chunk_id) {columns} FROM {chunk_shards} c
+    WHERE EXISTS (SELECT 1 FROM {files} f WHERE f.file_id = c.file_id AND (c.batch IS NULL OR c.batch = f.batch))
+    ORDER BY chunk_id"""
+
+
+class _SegmentWriter:
+    """Writes one new segment (and the dead list beside it) in a private in-memory connection that
+    sees the served generation through the same views readers use."""
+
+    def __init__(self, layout: Layout, records: dict[str, dict], spec: ServingSpec, current: Generation | None):
+        self.layout, self.store, self.records, self.spec, self.current = layout, layout.store, records, spec, current
+        self.root = layout.db_path
+        self.number = (current.number + 1) if current else 1
+        self.name = f"{self.number:08d}-{uuid.uuid4().hex[:6]}"
+        self.con = duckdb.connect(":memory:")
+        if current is not None:
+            attach(self.con, self.root, current)
+        else:
+            load_extensions(self.con)
+        self.added: dict[str, int] = {}
+        self.deleted: dict[str, int] = {}
+        self.hnsw = 0.0
+        self.hnsw_tables: list[str] = []
+        self.dead: list[tuple[str, str, int]] = []
+        self.tmp = self.root / "segments" / f".{self.name}.building"
+
+    # --- sources ------------------------------------------------------------------------------
+
+    def _register(self, name: str, keys: list[str], schema: pa.Schema, folder: str | None) -> None:
+        """Shards as a lazily scanned view; renamed columns under their current names."""
+        scan_schema = tables.read_schema(schema, folder) if folder else schema
+        scan = self.store.dataset(keys, scan_schema) if keys else scan_schema.empty_table()
+        self.con.register(f"{name}_scan", scan)
+        columns = tables.select_list(schema, folder) if folder else "*"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM {name}_scan")
+
+    def _shards(self, keys: list[str], folder: str, encoder_key: str | None = None) -> list[str]:
+        prefix = ShardStore.shard_dir(folder, encoder_key) + "/"
+        return [k for k in keys if k.startswith(prefix) and "/" not in k[len(prefix) :]]
+
+    def _batches_of(self, folder: str, batches_sql: str) -> list[str]:
+        """Shards of ``folder`` for the batches the query names (a few: those of the change)."""
+        wanted = {b for (b,) in self.con.execute(batches_sql).fetchall() if b}
+        return [self.store.shard(folder, b) for b in sorted(wanted) if self.store.exists(self.store.shard(folder, b))]
+
+    def _embedding_sources(self, keys: list[str]) -> None:
+        for key in self.records:
+            table = embedding_table_name(key)
+            self._register(f"new_{table}", self._shards(keys, EMBEDDINGS, key), self._emb_schema(key), None)
+
+    def _emb_schema(self, key: str) -> pa.Schema:
+        return embeddings_schema(int(self.records[key]["embedding_dim"]))
+
+    # --- the three ways to a segment ------------------------------------------------------------
+
+    def rebuild(self, keys: list[str]) -> None:
+        """Everything from every shard."""
+        raw = self._shards(keys, RAW_FILES)
+        if not raw or not self._shards(keys, CHUNKS):
+            raise VectorDBError("nothing ingested yet: no raw_files/chunks shards under " + self.store.url)
+        c = self.con
+        self._register("raw_versions", raw, RAW_FILES_SCHEMA, RAW_FILES)
+        c.execute("CREATE TEMP TABLE src_file_versions AS SELECT * FROM raw_versions")
+        c.execute(f"CREATE TEMP TABLE all_paths AS {LATEST_PER_PATH.format(versions='src_file_versions')}")
+        c.execute("CREATE TEMP TABLE src_paths AS SELECT * FROM all_paths WHERE status != 'deleted'")
+        c.execute("CREATE TEMP VIEW all_file_ids AS SELECT file_id FROM src_paths")
+        c.execute(
+            "CREATE TEMP TABLE src_files AS "
+            + FILES.format(versions="src_file_versions", paths="src_paths", file_ids="all_file_ids")
         )
-        # A path's latest version wins (an edited file replaces its old content); a file id seen under
-        # several paths (a rename or a copy) is served under its most recently ingested path.
-        con.execute("""
-            CREATE TABLE files AS
-            WITH latest AS (SELECT path, arg_max(file_id, ingested_at) AS file_id,
-                                   arg_max(status, ingested_at) AS status
-                            FROM file_versions GROUP BY path)
-            SELECT v.file_id, arg_max(v.path, v.ingested_at) AS path, any_value(v.kind) AS kind,
-                   any_value(v.format) AS format, any_value(v.encoding) AS encoding, any_value(v.width) AS width,
-                   any_value(v.height) AS height, any_value(v.pages) AS pages, any_value(v.duration) AS duration,
-                   any_value(v.size) AS size, max(v.ingested_at) AS ingested_at,
-                   arg_max(v.caption, v.ingested_at) AS caption, arg_max(v.label, v.ingested_at) AS label
-            FROM file_versions v JOIN latest l ON v.path = l.path AND v.file_id = l.file_id
-            WHERE l.status = 'ok' GROUP BY v.file_id""")
-        # A path is quarantined while its latest version is (a fixed file leaves the table), or while
-        # that version gave no chunks: every file ends either searchable or here, with its reason.
-        con.register("failure_shards", store.dataset(failure_shards, CHUNK_FAILURES_SCHEMA))
-        con.execute("""
-            CREATE TABLE quarantine AS
-            WITH latest AS (SELECT path, arg_max(file_id, ingested_at) AS file_id,
-                                   arg_max(status, ingested_at) AS status, arg_max(reason, ingested_at) AS reason,
-                                   arg_max(batch, ingested_at) AS batch, max(ingested_at) AS ingested_at
-                            FROM file_versions GROUP BY path)
-            SELECT path, reason, batch, ingested_at FROM latest WHERE status = 'quarantined'
-            UNION ALL
-            SELECT l.path, any_value(f.reason), any_value(f.batch), l.ingested_at
-            FROM latest l JOIN failure_shards f ON f.path = l.path AND f.file_id = l.file_id
-            WHERE l.status = 'ok' GROUP BY l.path, l.ingested_at""")
-        # A file's chunks are those of the latest batch that ingested it: when only a file it uses
-        # changed (a linked image, its subtitles), an older batch's chunks of the same file id are stale.
-        # (Shards written before chunks recorded their batch match any batch.)
-        con.execute(f"""
-            CREATE TABLE chunks AS
-            WITH file_batch AS (SELECT file_id, arg_max(batch, ingested_at) AS latest_batch FROM file_versions
-                                WHERE status = 'ok' AND file_id IN (SELECT file_id FROM files) GROUP BY file_id)
-            SELECT DISTINCT ON (chunk_id) {tables.select_list(CHUNKS_SCHEMA, CHUNKS, exclude=("media",))}
-            FROM chunk_shards JOIN file_batch b USING (file_id)
-            WHERE batch IS NULL OR batch = latest_batch ORDER BY chunk_id""")
-        # Search looks results up by id: point lookups through these indexes, not scans.
-        con.execute("CREATE UNIQUE INDEX chunks_by_id ON chunks (chunk_id)")
-        con.execute("CREATE UNIQUE INDEX files_by_id ON files (file_id)")
-        con.execute(tables.ENCODERS_DDL)
-        for key, record in sorted(records.items()):
-            shards = store.list(store.shard_dir(EMBEDDINGS, key))
-            inputs += shards
-            table, dim = embedding_table_name(key), int(record["embedding_dim"])
-            con.register(f"{table}_shards", store.dataset(shards))
-            # `row` numbers the vectors in chunk-id order: the row of the serving matrix below.
-            con.execute(f"""
-                CREATE TABLE {table} AS
-                SELECT (row_number() OVER (ORDER BY chunk_id) - 1)::INTEGER AS row, chunk_id, embedding
-                FROM (SELECT DISTINCT ON (chunk_id) chunk_id, embedding::FLOAT[{dim}] AS embedding
-                      FROM {table}_shards WHERE chunk_id IN (SELECT chunk_id FROM chunks))
-                ORDER BY chunk_id""")
-            n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            built[table] = n
-            matrix = _write_serving_matrix(con, table, dim, serving)
-            if spec.hnsw and n:
-                t0 = time.perf_counter()
-                log(f"building HNSW index on {table} ({n:,} vectors)")
-                con.execute("SET hnsw_enable_experimental_persistence = true")
-                con.execute(f"CREATE INDEX {table}_hnsw ON {table} USING HNSW (embedding) WITH (metric = 'cosine')")
-                hnsw_seconds += time.perf_counter() - t0
-            con.execute(
-                "INSERT INTO encoders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    key,
-                    record["encoder"],
-                    record["fingerprint"],
-                    table,
-                    record["model_id"],
-                    record["revision"],
-                    dim,
-                    record["dtype"],
-                    spec.current.get(record["encoder"]) == key,
-                    key == spec.default_key,
-                    n,
-                    str(matrix.relative_to(layout.home)),
-                    json.dumps(record, sort_keys=True),
-                ],
+        self._register("failures", self._shards(keys, CHUNK_FAILURES), CHUNK_FAILURES_SCHEMA, None)
+        c.execute(
+            "CREATE TEMP TABLE src_quarantine AS "
+            + QUARANTINE.format(paths="src_paths", path_set="src_paths", failures="failures")
+        )
+        self._register("chunk_sources", self._shards(keys, CHUNKS), CHUNKS_SCHEMA, CHUNKS)
+        c.execute("CREATE TEMP TABLE src_chunks AS " + self._chunks_sql("chunk_sources", "src_files"))
+        c.execute("CREATE TEMP VIEW chunks_after AS SELECT * FROM src_chunks")
+        for key in self.records:
+            table = embedding_table_name(key)
+            self._register(f"all_{table}", self._shards(keys, EMBEDDINGS, key), self._emb_schema(key), None)
+            c.execute(f"CREATE TEMP TABLE src_{table} AS {self._vectors_sql(key, f'all_{table}', 'src_chunks')}")
+        self._write_segment()
+
+    def compact(self) -> None:
+        """The live rows of the served generation (history included: file_versions is append-only)."""
+        c = self.con
+        for table in [*SEGMENT_TABLES, *map(embedding_table_name, self.records)]:
+            c.execute(f"CREATE TEMP TABLE src_{table} AS SELECT * FROM {table}")
+        c.execute("CREATE TEMP VIEW chunks_after AS SELECT * FROM src_chunks")
+        # Every old row is left behind (none marked dead): the new generation is this one segment.
+        self.current = replace(self.current, segments=(), live={})
+        self._write_segment()
+
+    def apply(self, keys: list[str]) -> None:
+        """The shards in ``keys`` (new since the served generation) on top of it."""
+        c = self.con
+        self._register("new_versions", self._shards(keys, RAW_FILES), RAW_FILES_SCHEMA, RAW_FILES)
+        self._register("new_chunks", self._shards(keys, CHUNKS), CHUNKS_SCHEMA, CHUNKS)
+        self._register("new_failures", self._shards(keys, CHUNK_FAILURES), CHUNK_FAILURES_SCHEMA, None)
+        self._embedding_sources(keys)
+        c.execute("CREATE TEMP TABLE src_file_versions AS SELECT * FROM new_versions")
+        # Paths: the latest row of each path the new shards mention replaces its served row.
+        c.execute(f"CREATE TEMP TABLE touched_paths AS {LATEST_PER_PATH.format(versions='src_file_versions')}")
+        c.execute("CREATE TEMP TABLE src_paths AS SELECT * FROM touched_paths WHERE status != 'deleted'")
+        self._kill("paths", "path IN (SELECT path FROM touched_paths)")
+        c.execute("""CREATE TEMP VIEW paths_after AS
+            SELECT * FROM paths WHERE path NOT IN (SELECT path FROM touched_paths) UNION ALL BY NAME
+            SELECT * FROM src_paths""")
+        c.execute(
+            "CREATE TEMP VIEW versions_after AS SELECT * FROM file_versions UNION ALL BY NAME SELECT * FROM src_file_versions"
+        )
+        # Files: every file id a touched path held or holds, or newly chunked, is decided again.
+        c.execute("""CREATE TEMP TABLE touched_files AS
+            SELECT file_id FROM paths WHERE path IN (SELECT path FROM touched_paths) AND file_id IS NOT NULL
+            UNION SELECT file_id FROM touched_paths WHERE file_id IS NOT NULL
+            UNION SELECT file_id FROM new_chunks
+            UNION SELECT file_id FROM new_failures WHERE file_id IS NOT NULL""")
+        c.execute(
+            "CREATE TEMP TABLE src_files AS "
+            + FILES.format(versions="versions_after", paths="paths_after", file_ids="touched_files")
+        )
+        self._kill("files", "file_id IN (SELECT file_id FROM touched_files)")
+        # Chunks: those of each touched file's batch; a chunk already served stays where it is.
+        batches = "SELECT DISTINCT batch FROM src_files"
+        self._register("chunk_sources", self._batches_of(CHUNKS, batches), CHUNKS_SCHEMA, CHUNKS)
+        c.execute("CREATE TEMP TABLE wanted_chunks AS " + self._chunks_sql("chunk_sources", "src_files"))
+        c.execute("CREATE TEMP TABLE src_chunks AS SELECT * FROM wanted_chunks ANTI JOIN chunks USING (chunk_id)")
+        c.execute("""CREATE TEMP TABLE gone_chunks AS
+            SELECT chunk_id FROM chunks WHERE file_id IN (SELECT file_id FROM touched_files)
+            AND chunk_id NOT IN (SELECT chunk_id FROM wanted_chunks)""")
+        self._kill("chunks", "chunk_id IN (SELECT chunk_id FROM gone_chunks)")
+        c.execute("""CREATE TEMP VIEW chunks_after AS
+            SELECT * FROM chunks WHERE chunk_id NOT IN (SELECT chunk_id FROM gone_chunks) UNION ALL BY NAME
+            SELECT * FROM src_chunks""")
+        # Quarantine: every touched path, and every path a new failure names.
+        c.execute(
+            "CREATE TEMP TABLE touched_quarantine AS SELECT path FROM touched_paths UNION SELECT path FROM new_failures"
+        )
+        batches = "SELECT DISTINCT batch FROM paths_after WHERE path IN (SELECT path FROM touched_quarantine)"
+        self._register("failure_sources", self._batches_of(CHUNK_FAILURES, batches), CHUNK_FAILURES_SCHEMA, None)
+        c.execute(
+            "CREATE TEMP TABLE src_quarantine AS "
+            + QUARANTINE.format(paths="paths_after", path_set="touched_quarantine", failures="failure_sources")
+        )
+        self._kill("quarantine", "path IN (SELECT path FROM touched_quarantine)")
+        for key in self.records:
+            self._apply_vectors(key)
+        self._write_segment()
+
+    def _apply_vectors(self, key: str) -> None:
+        """Vectors for the new chunks this encoder embeds, and for served chunks that had none yet
+        (their batch embedded later): from the new shards, else from rows kept in older segments
+        (a file moved away and back), else from the encoder's shards (after a compaction dropped them)."""
+        c, table = self.con, embedding_table_name(key)
+        modalities = ", ".join(f"'{m}'" for m in self.records[key]["modalities"])
+        self._kill(table, "chunk_id IN (SELECT chunk_id FROM gone_chunks)")
+        c.execute(f"""CREATE TEMP TABLE need_{table} AS
+            SELECT chunk_id FROM src_chunks WHERE modality IN ({modalities})
+            UNION SELECT chunk_id FROM new_{table} WHERE chunk_id IN (SELECT chunk_id FROM chunks)
+              AND chunk_id NOT IN (SELECT chunk_id FROM gone_chunks) AND chunk_id NOT IN (SELECT chunk_id FROM {table})""")
+        c.execute(f"""CREATE TEMP TABLE kept_{table} AS
+            SELECT chunk_id, embedding FROM new_{table} WHERE chunk_id IN (SELECT chunk_id FROM need_{table})
+            UNION ALL SELECT chunk_id, embedding FROM {table}_stored WHERE chunk_id IN (SELECT chunk_id FROM need_{table})""")
+        missing = c.execute(
+            f"SELECT count(*) FROM need_{table} WHERE chunk_id NOT IN (SELECT chunk_id FROM kept_{table})"
+        ).fetchone()[0]
+        if missing:  # rare: read the encoder's shards for them
+            self._register(
+                f"every_{table}", self.store.list(ShardStore.shard_dir(EMBEDDINGS, key)), self._emb_schema(key), None
             )
-        # What this build read and was built for: a later run compares them (see is_up_to_date).
-        con.execute(tables.BUILD_INPUTS_DDL)
-        con.executemany("INSERT INTO build_inputs VALUES (?)", [[key] for key in inputs])
-        con.execute(tables.BUILD_SETTINGS_DDL)
-        con.execute("INSERT INTO build_settings VALUES (?)", [spec.as_json()])
-        for name in ("files", "chunks", "quarantine", "file_versions"):
-            built[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-        con.execute("CHECKPOINT")
-        con.close()
-        os.replace(tmp, layout.db_path)
-        _remove_old_serving_dirs(layout, keep=serving)
-    except BaseException:
-        shutil.rmtree(serving, ignore_errors=True)
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(str(tmp) + ".wal").unlink(missing_ok=True)
-    return BuildReport(built, hnsw_seconds, time.perf_counter() - start)
+            c.execute(f"""INSERT INTO kept_{table} SELECT chunk_id, embedding FROM every_{table}
+                WHERE chunk_id IN (SELECT chunk_id FROM need_{table})""")
+        c.execute(f"CREATE TEMP TABLE src_{table} AS {self._vectors_sql(key, f'kept_{table}', f'need_{table}')}")
+
+    def _chunks_sql(self, shards: str, files: str) -> str:
+        columns = tables.select_list(CHUNKS_SCHEMA, "", exclude=("media",))
+        return CHUNKS_OF_FILES.format(columns=columns, chunk_shards=shards, files=files)
+
+    def _vectors_sql(self, key: str, source: str, chunk_ids: str) -> str:
+        dim = int(self.records[key]["embedding_dim"])
+        return f"""SELECT DISTINCT ON (chunk_id) chunk_id, embedding::FLOAT[{dim}] AS embedding FROM {source}
+                   WHERE chunk_id IN (SELECT chunk_id FROM {chunk_ids}) ORDER BY chunk_id"""
+
+    def _kill(self, table: str, condition: str) -> None:
+        """Mark the served rows of ``table`` that match as dead in the new generation."""
+        rows = self.con.execute(f"SELECT _seg, _rid FROM {table}_located WHERE {condition}").fetchall()
+        self.dead += [(table, seg, rid) for seg, rid in rows]
+        self.deleted[table] = self.deleted.get(table, 0) + len(rows)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def _write_segment(self) -> None:
+        c = self.con
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        c.execute(f"ATTACH '{self.tmp}' AS seg")
+        for table, key in [*SEGMENT_TABLES.items(), *((embedding_table_name(k), "chunk_id") for k in self.records)]:
+            order = f" ORDER BY {key}" if key else ""
+            c.execute(f"CREATE TABLE seg.{table} AS SELECT * FROM src_{table}{order}")
+            self.added[table] = c.execute(f"SELECT count(*) FROM seg.{table}").fetchone()[0]
+        # Search looks results up by id: point lookups through these indexes, not scans.
+        c.execute("CREATE INDEX chunks_by_id ON seg.chunks (chunk_id)")
+        c.execute("CREATE INDEX files_by_id ON seg.files (file_id)")
+        c.execute("CREATE INDEX paths_by_path ON seg.paths (path)")
+        matrices = self.tmp.with_suffix(".matrices")
+        matrices.mkdir(exist_ok=True)
+        for key in self.records:
+            table = embedding_table_name(key)
+            self._write_matrix(table, int(self.records[key]["embedding_dim"]), matrices)
+            if self.spec.hnsw and self.added[table] >= HNSW_MIN_ROWS:
+                t0 = time.perf_counter()
+                c.execute("SET hnsw_enable_experimental_persistence = true")
+                c.execute(f"CREATE INDEX {table}_hnsw ON seg.{table} USING HNSW (embedding) WITH (metric = 'cosine')")
+                self.hnsw += time.perf_counter() - t0
+                self.hnsw_tables.append(table)
+        c.execute("CHECKPOINT seg")
+        c.execute("DETACH seg")
+
+    def _write_matrix(self, table: str, dim: int, folder: Path) -> None:
+        """The segment's vectors as float32 .npy in row order (memory-mapped by exact search: a matrix
+        product is far faster than a per-row scan), with each row's chunk id and modality."""
+        result = self.con.execute(
+            f"SELECT e.chunk_id, e.embedding, c.modality FROM seg.{table} e JOIN chunks_after c USING (chunk_id) "
+            "ORDER BY e.rowid"
+        ).to_arrow_table()
+        if result.num_rows != self.added[table]:
+            raise VectorDBError(f"{table}: {self.added[table] - result.num_rows} vectors of chunks not served")
+        flat = result.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        np.save(folder / f"{table}.npy", np.asarray(flat, dtype=np.float32).reshape(-1, dim))
+        codes = [MODALITY_CODES[m] for m in result.column("modality").to_pylist()]
+        np.save(folder / f"{table}.modality.npy", np.asarray(codes, dtype=np.uint8))
+        np.save(folder / f"{table}.ids.npy", np.asarray(result.column("chunk_id").to_pylist(), dtype=str))
+
+    def publish(self, inputs: dict[str, str], log, dead_rows: int | None = None) -> Generation:
+        """Move the segment into place, write the dead list, and point readers at the new generation."""
+        c = self.con
+        segment = Segment(self.name, dict(self.added), tuple(self.hnsw_tables))
+        previous = self.current.segments if self.current else ()
+        dead_file = None
+        c.execute("CREATE OR REPLACE TEMP TABLE all_dead (tbl VARCHAR, seg VARCHAR, rid BIGINT)")
+        if self.current is not None and previous:
+            c.execute("INSERT INTO all_dead SELECT * FROM _dead")
+        if self.dead:
+            c.executemany("INSERT INTO all_dead VALUES (?, ?, ?)", self.dead)
+        n_dead = c.execute("SELECT count(*) FROM all_dead").fetchone()[0]
+        if n_dead:
+            dead_file = f"{self.number:08d}-{uuid.uuid4().hex[:6]}.parquet"
+            (self.root / "dead").mkdir(exist_ok=True)
+            tmp = self.root / "dead" / f".{dead_file}.tmp"
+            c.execute(f"COPY all_dead TO '{tmp}' (FORMAT parquet)")
+            tmp.rename(self.root / "dead" / dead_file)
+        self.tmp.with_suffix(".matrices").rename(self.root / "segments" / self.name)
+        self.tmp.rename(segment_path(self.root, self.name))
+        live = {t: n for t, n in self._live_counts().items()}
+        generation = Generation(
+            number=self.number,
+            segments=(*previous, segment),
+            dead=dead_file,
+            dead_rows=n_dead if dead_rows is None else dead_rows,
+            inputs=dict(inputs),
+            settings=self.spec.as_json(),
+            encoders=tuple(self._encoder_rows(live)),
+            live=live,
+        )
+        publish(self.root, generation)
+        c.close()
+        log(f"published generation {generation.number}: {len(generation.segments)} segment(s), {n_dead} dead rows")
+        return generation
+
+    def _live_counts(self) -> dict[str, int]:
+        previous = self.current.live if self.current else {}
+        return {
+            table: previous.get(table, 0) + self.added.get(table, 0) - self.deleted.get(table, 0)
+            for table in [*SEGMENT_TABLES, *map(embedding_table_name, self.records)]
+        }
+
+    def _encoder_rows(self, live: dict[str, int]) -> list[dict]:
+        rows = []
+        for key, record in sorted(self.records.items()):
+            table = embedding_table_name(key)
+            rows.append(
+                {
+                    "encoder_key": key,
+                    "name": record["encoder"],
+                    "fingerprint": record["fingerprint"],
+                    "table_name": table,
+                    "model_id": record["model_id"],
+                    "revision": record["revision"],
+                    "embedding_dim": int(record["embedding_dim"]),
+                    "dtype": record["dtype"],
+                    "is_current": self.spec.current.get(record["encoder"]) == key,
+                    "is_default": key == self.spec.default_key,
+                    "n_vectors": live[table],
+                    "hnsw": self.spec.hnsw,
+                    "metadata": json.dumps(record, sort_keys=True),
+                }
+            )
+        return rows

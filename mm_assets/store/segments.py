@@ -1,0 +1,190 @@
+"""The serving state: immutable segments, a list of deleted rows, and one pointer naming them.
+
+A DuckDB file cannot be read by one process while another writes it, so the serving state is never
+written in place. Each update writes a new **segment** (a small DuckDB file with the rows the batch
+added, and their serving matrices) and a new **dead list** (rows of older segments that the batch
+deleted or replaced), then publishes a **generation**: ``current.json``, replaced atomically, naming
+the segments and the dead list. Readers attach the segments read-only behind views that leave the dead
+rows out, so every query sees one whole generation; a crash before the pointer moves leaves the previous
+generation answering, and files no generation names are removed by the next writer.
+
+    <home>/vectors/current.json                      the generation being served
+    <home>/vectors/segments/<segment>.duckdb         rows: file_versions, paths, files, chunks, quarantine, emb_*
+    <home>/vectors/segments/<segment>/<table>.npy    vectors (and .ids.npy, .modality.npy) for exact search
+    <home>/vectors/dead/<generation>.parquet         (table, segment, rowid) of rows no longer live
+
+Compaction (vector_db.compact) writes the live rows of many segments into one and empties the dead list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from mm_assets.store.catalog import VectorDBError, damaged, load_extensions
+from mm_assets.store.tables import ENCODERS_DDL
+
+# Bumped when the layout of segments or generations changes (the vector_tables code version).
+SERVING_VERSION = "3"
+CURRENT = "current.json"
+# The tables of every segment (besides one emb_* table per encoder, ordered by chunk_id), with the
+# column their rows are ordered by (file_versions keeps the order rows were ingested in).
+SEGMENT_TABLES = {
+    "file_versions": None,
+    "paths": "path",
+    "files": "file_id",
+    "chunks": "chunk_id",
+    "quarantine": "path",
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    rows: dict[str, int]  # table -> rows written (live or not)
+    hnsw: tuple[str, ...] = ()  # embedding tables with an HNSW index in this segment
+
+
+@dataclass(frozen=True)
+class Generation:
+    number: int
+    segments: tuple[Segment, ...]
+    dead: str | None  # file name under dead/, None when nothing is dead
+    dead_rows: int
+    inputs: dict[str, float]  # every shard applied -> its modification time
+    settings: str  # the ServingSpec it was built for, as JSON
+    encoders: tuple[dict, ...] = ()  # rows of the encoders table
+    version: str = SERVING_VERSION
+    live: dict[str, int] = field(default_factory=dict)  # table -> live rows
+
+    @classmethod
+    def from_json(cls, data: dict) -> Generation:
+        segments = tuple(Segment(s["name"], s["rows"], tuple(s["hnsw"])) for s in data["segments"])
+        return cls(**{**data, "segments": segments, "encoders": tuple(data["encoders"])})
+
+    def files(self) -> set[str]:
+        """The files under the serving folder this generation reads."""
+        names = {f"segments/{s.name}.duckdb" for s in self.segments} | {f"segments/{s.name}" for s in self.segments}
+        return names | ({f"dead/{self.dead}"} if self.dead else set())
+
+
+def read_generation(root: Path) -> Generation:
+    path = root / CURRENT
+    if not path.exists():
+        raise VectorDBError(
+            f"no vector database at {root}. Build it with `mm-assets run DIR` or by materializing the "
+            "vector_tables asset."
+        )
+    try:
+        generation = Generation.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise damaged(f"the vector database pointer {path}", exc) from None
+    return generation
+
+
+def publish(root: Path, generation: Generation) -> None:
+    """Make ``generation`` the one served: written aside, made durable, renamed over the pointer."""
+    tmp = root / f".{CURRENT}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(asdict(generation), fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / CURRENT)
+    directory = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def segment_path(root: Path, name: str) -> Path:
+    return root / "segments" / f"{name}.duckdb"
+
+
+def matrix_path(root: Path, segment: str, table: str) -> Path:
+    return root / "segments" / segment / f"{table}.npy"
+
+
+def remove_unreferenced(root: Path, generation: Generation | None) -> list[str]:
+    """Delete what no generation names: segments of a killed update, retired segments and dead lists
+    (readers still using them keep their open files: unlinking does not take them away)."""
+    keep = generation.files() if generation else set()
+    removed = []
+    for folder in ("segments", "dead"):
+        for path in sorted((root / folder).glob("*")) if (root / folder).exists() else []:
+            relative = f"{folder}/{path.name}"
+            if relative in keep:
+                continue
+            if path.is_dir():
+                for inner in path.iterdir():
+                    inner.unlink()
+                path.rmdir()
+            else:
+                path.unlink()
+            removed.append(relative)
+    for leftover in root.glob(f".{CURRENT}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+    return removed
+
+
+def embedding_tables(generation: Generation) -> list[str]:
+    return [e["table_name"] for e in generation.encoders]
+
+
+def attach(con: duckdb.DuckDBPyConnection, root: Path, generation: Generation) -> None:
+    """Make ``con`` see the generation: each segment attached read-only, and per table a view of its
+    live rows (``<table>``), the same with where each row lives (``<table>_located``: _seg, _rid),
+    and every row stored, dead or alive (``<table>_stored``)."""
+    load_extensions(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE _dead (tbl VARCHAR, seg VARCHAR, rid BIGINT)")
+    if generation.dead:
+        con.execute("INSERT INTO _dead SELECT * FROM read_parquet(?)", [str(root / "dead" / generation.dead)])
+    dead_counts = dict(
+        ((t, s), n) for t, s, n in con.execute("SELECT tbl, seg, count(*) FROM _dead GROUP BY ALL").fetchall()
+    )
+    for i, segment in enumerate(generation.segments):
+        con.execute(f"ATTACH '{segment_path(root, segment.name)}' AS s{i} (READ_ONLY)")
+    for table in [*SEGMENT_TABLES, *embedding_tables(generation)]:
+        stored, live = [], []
+        for i, segment in enumerate(generation.segments):
+            if table not in segment.rows:
+                continue
+            branch = f"SELECT *, '{segment.name}' AS _seg, rowid AS _rid FROM s{i}.{table}"
+            stored.append(branch)
+            if dead_counts.get((table, segment.name)):
+                branch += (
+                    f" WHERE rowid NOT IN (SELECT rid FROM _dead WHERE tbl = '{table}' AND seg = '{segment.name}')"
+                )
+            live.append(branch)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_stored AS {' UNION ALL BY NAME '.join(stored)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_located AS {' UNION ALL BY NAME '.join(live)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * EXCLUDE (_seg, _rid) FROM {table}_located")
+    con.execute(ENCODERS_DDL.replace("CREATE TABLE", "CREATE OR REPLACE TEMP TABLE"))
+    for e in generation.encoders:
+        con.execute(f"INSERT INTO encoders ({', '.join(e)}) VALUES ({', '.join('?' * len(e))})", list(e.values()))
+
+
+def open_generation(root: Path) -> tuple[duckdb.DuckDBPyConnection, Generation]:
+    """A read-only view of the generation being served."""
+    generation = read_generation(root)
+    con = duckdb.connect(":memory:")
+    try:
+        attach(con, root, generation)
+    except (duckdb.Error, OSError) as exc:
+        con.close()
+        raise damaged(f"the vector database {root}", exc) from None
+    return con, generation
+
+
+def dead_mask(con: duckdb.DuckDBPyConnection, table: str, segment: Segment) -> np.ndarray:
+    """Per row of a segment's embedding table: True where the row is no longer live."""
+    mask = np.zeros(segment.rows.get(table, 0), dtype=bool)
+    rows = con.execute("SELECT rid FROM _dead WHERE tbl = ? AND seg = ?", [table, segment.name]).fetchnumpy()["rid"]
+    mask[rows.astype(np.int64)] = True
+    return mask
