@@ -332,9 +332,8 @@ class _SegmentWriter:
         c.execute("""CREATE TEMP VIEW paths_after AS
             SELECT * FROM paths WHERE path NOT IN (SELECT path FROM touched_paths) UNION ALL BY NAME
             SELECT * FROM src_paths""")
-        c.execute(
-            "CREATE TEMP VIEW versions_after AS SELECT * FROM file_versions UNION ALL BY NAME SELECT * FROM src_file_versions"
-        )
+        c.execute("""CREATE TEMP VIEW versions_after AS
+            SELECT * FROM file_versions UNION ALL BY NAME SELECT * FROM src_file_versions""")
         # Files: every file id a touched path held or holds, or newly chunked, is decided again.
         c.execute("""CREATE TEMP TABLE touched_files AS
             SELECT file_id FROM paths WHERE path IN (SELECT path FROM touched_paths) AND file_id IS NOT NULL
@@ -383,10 +382,12 @@ class _SegmentWriter:
         c.execute(f"""CREATE TEMP TABLE need_{table} AS
             SELECT chunk_id FROM src_chunks WHERE modality IN ({modalities})
             UNION SELECT chunk_id FROM new_{table} WHERE chunk_id IN (SELECT chunk_id FROM chunks)
-              AND chunk_id NOT IN (SELECT chunk_id FROM gone_chunks) AND chunk_id NOT IN (SELECT chunk_id FROM {table})""")
+              AND chunk_id NOT IN (SELECT chunk_id FROM gone_chunks)
+              AND chunk_id NOT IN (SELECT chunk_id FROM {table})""")
         c.execute(f"""CREATE TEMP TABLE kept_{table} AS
             SELECT chunk_id, embedding FROM new_{table} WHERE chunk_id IN (SELECT chunk_id FROM need_{table})
-            UNION ALL SELECT chunk_id, embedding FROM {table}_stored WHERE chunk_id IN (SELECT chunk_id FROM need_{table})""")
+            UNION ALL SELECT chunk_id, embedding FROM {table}_stored
+            WHERE chunk_id IN (SELECT chunk_id FROM need_{table})""")
         missing = c.execute(
             f"SELECT count(*) FROM need_{table} WHERE chunk_id NOT IN (SELECT chunk_id FROM kept_{table})"
         ).fetchone()[0]
