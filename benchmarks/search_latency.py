@@ -89,7 +89,8 @@ def main() -> None:
     from mm_assets.encoders.identity import encoder_key, record
     from mm_assets.search.query import Searcher, recorded_encoder, search
     from mm_assets.store.catalog import list_encoder_tables, open_read_only
-    from mm_assets.store.vector_db import ServingSpec, build_vector_db
+    from mm_assets.store.segments import matrix_path, read_generation
+    from mm_assets.store.vector_db import ServingSpec, update_vector_db
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
     work = Path(tempfile.mkdtemp(prefix="mm-search-"))
@@ -101,13 +102,13 @@ def main() -> None:
     key, info = encoder_key(config), record(config, ClipEncoder(config).metadata())
     write_synthetic_shards(layout, key, info, args.vectors)
     exact_spec, hnsw_spec = (ServingSpec({"clip": key}, key, hnsw) for hnsw in (False, True))
-    report = build_vector_db(layout, {key: info}, exact_spec, log=lambda _: None)
+    report = update_vector_db(layout, {key: info}, exact_spec, log=lambda _: None)
     print(
         f"{args.vectors:,} vectors x {DIM}: shards {time.perf_counter() - t0 - report.seconds:.1f}s, "
         f"vector_tables build {report.seconds:.1f}s"
     )
     size = sum(p.stat().st_size for p in layout.home.rglob("*") if p.is_file() and "shards" not in p.parts)
-    print(f"serving size on disk (DuckDB + matrix): {size / 1e6:.0f} MB")
+    print(f"serving size on disk (DuckDB segment + matrix): {size / 1e6:.0f} MB")
 
     searcher = Searcher(settings.db_path)  # a long-lived process: connection, model and matrix kept
 
@@ -138,7 +139,7 @@ def main() -> None:
 
     if args.hnsw:
         start = time.perf_counter()
-        build_vector_db(layout, {key: info}, hnsw_spec, log=lambda _: None)
+        update_vector_db(layout, {key: info}, hnsw_spec, log=lambda _: None)
         print(
             f"HNSW build (whole vector_tables rebuild, vss defaults M 16, ef_construction 128): "
             f"{time.perf_counter() - start:.0f}s"
@@ -148,7 +149,8 @@ def main() -> None:
         # Two kinds of query: the random model's text embeddings (directions unrelated to the data: every
         # vector is about equally far, the worst case for any ANN index) and queries near stored vectors
         # (as real queries are: they have true near neighbours).
-        matrix = np.load(layout.home / encoder_table.matrix)
+        (segment,) = read_generation(settings.db_path).segments
+        matrix = np.load(matrix_path(settings.db_path, segment.name, encoder_table.table_name))
         rng = np.random.default_rng(1)
         near = matrix[rng.choice(len(matrix), len(QUERIES), replace=False)]
         near = near + 0.5 * rng.normal(size=near.shape).astype(np.float32) / np.sqrt(DIM)

@@ -68,7 +68,7 @@ def measure(vectors: int, work: Path, model: Path) -> None:
     from mm_assets.config import load_settings
     from mm_assets.encoders.clip import ClipEncoder
     from mm_assets.encoders.identity import encoder_key, record
-    from mm_assets.store.vector_db import build_vector_db
+    from mm_assets.store.vector_db import update_vector_db
 
     home = work / f"home-{vectors}"
     config = work / f"mm_assets-{vectors}.yaml"
@@ -77,7 +77,7 @@ def measure(vectors: int, work: Path, model: Path) -> None:
     encoder = settings.default_encoder
     key, info = encoder_key(encoder), record(encoder, ClipEncoder(encoder).metadata())
     write_synthetic_shards(settings.layout, key, info, vectors)
-    build_vector_db(settings.layout, {key: info}, serving_spec(settings), log=lambda _: None)
+    update_vector_db(settings.layout, {key: info}, serving_spec(settings), log=lambda _: None)
     env = {**os.environ, "MM_ASSETS_CONFIG": str(config), "PYTHONPATH": str(Path.cwd())}
     cli = [sys.executable, "-m", "mm_assets.cli"]
 

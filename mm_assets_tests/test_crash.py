@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mm_assets.config import load_settings
+from mm_assets.store.segments import read_generation
 from mm_assets_tests.corpus import gradient
 from mm_assets_tests.helpers import db_rows
 
@@ -44,7 +45,7 @@ def test_killed_mid_embedding_then_rerun_completes(tmp_path, tiny_clip):
     kill_when(run, lambda: any(p.name.endswith(".tmp") for p in shards.rglob("*")) if shards.exists() else False)
 
     assert not list(shards.rglob("*.parquet")), "a killed embedding leaves no shard that looks complete"
-    assert not (home / "vectors.duckdb").exists()
+    assert not (home / "vectors" / "current.json").exists(), "nothing is served before the first update"
     assert start_run(home, tiny_clip, source).wait() == 0
     settings = load_settings(home=home, model=str(tiny_clip))
     table = db_rows(settings, "SELECT table_name FROM encoders")[0][0]
@@ -60,8 +61,9 @@ def test_killed_mid_rebuild_keeps_serving_the_last_complete_state(tmp_path, tiny
     for i in range(200):
         gradient(120, 90, seed=1000 + i).save(source / f"more_{i}.png")
     run = start_run(home, tiny_clip, source)
-    kill_when(run, lambda: any(p.name.endswith(".building") for p in home.iterdir()))
-    assert db_rows(settings, "SELECT count(*) FROM chunks")[0][0] == before, "the old database still answers"
+    segments = home / "vectors" / "segments"
+    kill_when(run, lambda: any(p.name.endswith(".building") for p in segments.iterdir()))
+    assert db_rows(settings, "SELECT count(*) FROM chunks")[0][0] == before, "the old generation still answers"
 
     assert start_run(home, tiny_clip, source).wait() == 0
     assert db_rows(settings, "SELECT count(*) FROM chunks")[0][0] == before + 200
@@ -107,4 +109,5 @@ def test_ten_kills_at_random_points_then_a_clean_run_serve_every_file_once(tmp_p
         assert search(settings.db_path, image=image, k=1)[0].path == str(image)
     leftovers = [p for p in home.rglob(".*") if p.suffix in (".tmp", ".building") or ".building" in p.name]
     assert not leftovers, "what the killed writers left is cleaned up"
-    assert len(list((home / "serving").iterdir())) <= 2
+    served = {f"{p.parent.name}/{p.name}" for p in settings.db_path.glob("*/*")}
+    assert served == read_generation(settings.db_path).files(), "only the files of the generation served"

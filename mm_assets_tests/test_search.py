@@ -1,5 +1,6 @@
 """Search exactness against NumPy, image self-retrieval, HNSW, and clear errors."""
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def test_an_image_from_the_corpus_finds_itself_first(indexed):
     assert hits[0].path == str(photo) and hits[0].distance < 1e-4
 
 
-def test_hnsw_index_is_built_when_configured_and_used(settings):
+def test_hnsw_index_is_built_when_configured_and_used(settings, monkeypatch):
+    from mm_assets.store import vector_db
+
+    monkeypatch.setattr(vector_db, "HNSW_MIN_ROWS", 1)  # index the (tiny) segment
     settings = replace(settings, hnsw=True)
     with dg.instance_for_test() as instance:
         ingest_with_dagster(settings, instance)
@@ -58,7 +62,7 @@ def test_hnsw_index_is_built_when_configured_and_used(settings):
         table = choose_encoder_table(list_encoder_tables(con), None, encoder_key(settings.default_encoder))
         assert table.has_hnsw
         plan = con.execute(
-            f"EXPLAIN SELECT chunk_id FROM {table.table_name} ORDER BY "
+            f"EXPLAIN SELECT chunk_id FROM s0.{table.table_name} ORDER BY "
             f"array_cosine_distance(embedding, $q::FLOAT[{table.dim}]) LIMIT 5",
             {"q": [0.1] * table.dim},
         ).fetchall()[0][1]
@@ -87,36 +91,50 @@ def rematerialize_vector_tables(settings) -> None:
     assert result.success
 
 
+def _segment(db: Path) -> Path:
+    """The vector database's (only) segment file."""
+    (segment,) = (db / "segments").glob("*.duckdb")
+    return segment
+
+
 def _garbage(db: Path) -> None:
-    db.write_bytes(b"not a database" * 100)
+    _segment(db).write_bytes(b"not a database" * 100)
 
 
 def _truncated(db: Path) -> None:
-    db.write_bytes(db.read_bytes()[: db.stat().st_size // 3])
+    segment = _segment(db)
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 3])
 
 
 def _zeroed_tail(db: Path) -> None:
     """Blocks lost at the end of the file (where the last tables and the HNSW index were written)."""
-    data = bytearray(db.read_bytes())
+    segment = _segment(db)
+    data = bytearray(segment.read_bytes())
     data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)
-    db.write_bytes(bytes(data))
+    segment.write_bytes(bytes(data))
+
+
+def _pointer_garbage(db: Path) -> None:
+    (db / "current.json").write_text('{"segments": [')
 
 
 def _matrix_deleted(db: Path) -> None:
-    for matrix in (db.parent / "serving").rglob("*.npy"):
+    for matrix in (db / "segments").rglob("*.npy"):
         matrix.unlink()
 
 
 def _matrix_truncated(db: Path) -> None:
-    for matrix in (db.parent / "serving").rglob("emb_*.npy"):
-        if not matrix.name.endswith((".ids.npy", ".modality.npy")):  # the vectors themselves
+    for matrix in (db / "segments").rglob("emb_*.npy"):
+        if matrix.name.count(".") == 1:  # the vectors themselves, not .ids.npy and the like
             matrix.write_bytes(matrix.read_bytes()[:200])
 
 
-@pytest.mark.parametrize("damage", [None, _garbage, _truncated, _zeroed_tail, _matrix_deleted, _matrix_truncated])
+@pytest.mark.parametrize(
+    "damage", [None, _garbage, _truncated, _zeroed_tail, _pointer_garbage, _matrix_deleted, _matrix_truncated]
+)
 @pytest.mark.parametrize("hnsw", [False, True])
 def test_damaged_serving_state_gives_a_clear_error_and_rematerializing_restores_it(settings, damage, hnsw):
-    """None stands for deletion of the database file."""
+    """None stands for deletion of the whole vector database folder."""
     settings = replace(settings, hnsw=hnsw)
     with dg.instance_for_test() as instance:
         assert ingest_with_dagster(settings, instance)[1].success
@@ -124,7 +142,7 @@ def test_damaged_serving_state_gives_a_clear_error_and_rematerializing_restores_
     query = {"image": photo, "k": 10, "default_key": encoder_key(settings.default_encoder)}
     before = search(settings.db_path, **query)
     if damage is None:
-        settings.db_path.unlink()
+        shutil.rmtree(settings.db_path)
     else:
         damage(settings.db_path)
     with pytest.raises(VectorDBError, match="no vector database|rematerialize vector_tables"):

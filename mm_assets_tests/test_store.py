@@ -50,29 +50,30 @@ def test_a_half_written_shard_is_never_read_and_stale_ones_are_cleaned_up(indexe
     assert materialization.metadata["stale_temporaries_removed"].value == 1
 
 
-def test_each_rebuild_serves_its_own_matrix_and_prunes_old_ones(indexed):
+def test_a_build_serves_one_segment_whose_matrix_holds_the_stored_vectors(indexed):
     from mm_assets.assets.vector_tables import serving_spec
     from mm_assets.encoders.identity import stored_records
-    from mm_assets.store.vector_db import build_vector_db
+    from mm_assets.store.segments import matrix_path, read_generation
+    from mm_assets.store.vector_db import update_vector_db
 
     layout = indexed.layout
-    spec = serving_spec(indexed)
-    for _ in range(3):
-        build_vector_db(layout, stored_records(layout.store), spec, log=lambda _: None)
-    builds = sorted(p.name for p in (indexed.home / "serving").iterdir())
-    assert len(builds) == 2
-    (matrix,) = [r[0] for r in db_rows(indexed, "SELECT matrix FROM encoders")]
-    assert matrix.startswith(f"serving/{builds[-1]}/")
-    ids, vectors = stored_vectors(indexed, db_rows(indexed, "SELECT table_name FROM encoders")[0][0])
-    assert np.array_equal(np.load(indexed.home / matrix), vectors)
+    (segment,) = read_generation(indexed.db_path).segments
+    table = db_rows(indexed, "SELECT table_name FROM encoders")[0][0]
+    ids, vectors = stored_vectors(indexed, table)  # in chunk-id order
+    path = matrix_path(indexed.db_path, segment.name, table)
+    order = np.load(path.with_suffix(".order.npy"))
+    assert list(np.load(path.with_suffix(".ids.npy"))[order]) == ids
+    assert np.array_equal(np.load(path)[order], vectors)
+    report = update_vector_db(layout, stored_records(layout.store), serving_spec(indexed), log=lambda _: None)
+    assert report.mode == "up to date" and report.generation == 1, "no new shard: nothing is rewritten"
 
 
 def _rebuild(settings) -> None:
     from mm_assets.assets.vector_tables import serving_spec
     from mm_assets.encoders.identity import stored_records
-    from mm_assets.store.vector_db import build_vector_db
+    from mm_assets.store.vector_db import update_vector_db
 
-    build_vector_db(settings.layout, stored_records(settings.layout.store), serving_spec(settings), log=lambda _: None)
+    update_vector_db(settings.layout, stored_records(settings.layout.store), serving_spec(settings), log=lambda _: None)
 
 
 def test_shards_written_before_the_column_renames_keep_reading(indexed):
@@ -117,21 +118,24 @@ def test_the_database_is_out_of_date_when_the_default_encoder_or_hnsw_changes(in
     assert not is_up_to_date(layout, serving_spec(replace(two, default_encoder_name="other")))
 
 
-def test_a_lost_serving_folder_or_a_killed_build_is_repaired_by_the_next_build(indexed):
+def test_lost_serving_matrices_or_a_killed_update_are_repaired_by_the_next_one(indexed):
     import shutil
 
     from mm_assets.assets.vector_tables import serving_spec
     from mm_assets.store.vector_db import is_up_to_date
 
     layout = indexed.layout
-    leftover = layout.home / ".vectors.deadbeef.building"
+    segments = layout.db_path / "segments"
+    leftover = segments / ".00000002-deadbe.building"
     leftover.write_bytes(b"half a database")
     Path(f"{leftover}.wal").write_bytes(b"its log")
-    shutil.rmtree(layout.home / "serving")
+    (segments / ".00000002-deadbe.matrices").mkdir()
+    for matrices in [p for p in segments.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+        shutil.rmtree(matrices)
     assert not is_up_to_date(layout, serving_spec(indexed)), "search cannot answer: the next run must rebuild"
     _rebuild(indexed)
     assert is_up_to_date(layout, serving_spec(indexed))
-    assert not list(layout.home.glob(".vectors.*")), "what a killed build left is removed"
+    assert not list(segments.glob(".*")), "what a killed build left is removed"
     photo = indexed.sources[0] / "images" / "photo.jpg"
     from mm_assets.search.query import search
 

@@ -49,6 +49,8 @@ class Segment:
     name: str
     rows: dict[str, int]  # table -> rows written (live or not)
     hnsw: tuple[str, ...] = ()  # embedding tables with an HNSW index in this segment
+    # Each file's (size, mtime) when written: a file changed since (truncated, overwritten) is damage.
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ class Generation:
 
     @classmethod
     def from_json(cls, data: dict) -> Generation:
-        segments = tuple(Segment(s["name"], s["rows"], tuple(s["hnsw"])) for s in data["segments"])
+        segments = tuple(
+            Segment(s["name"], s["rows"], tuple(s["hnsw"]), {k: tuple(v) for k, v in s["stamps"].items()})
+            for s in data["segments"]
+        )
         return cls(**{**data, "segments": segments, "encoders": tuple(data["encoders"])})
 
     def files(self) -> set[str]:
@@ -180,6 +185,35 @@ def open_generation(root: Path) -> tuple[duckdb.DuckDBPyConnection, Generation]:
         con.close()
         raise damaged(f"the vector database {root}", exc) from None
     return con, generation
+
+
+def stamps_of(folder: Path, names: list[Path]) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in names}
+
+
+def check_generation(root: Path, generation: Generation) -> None:
+    """VectorDBError if a file of the generation is missing or damaged: every file is as it was written
+    (size and time), every segment opens and holds its rows, every serving matrix has them (reads
+    metadata and headers, not data: cheap at any size)."""
+    con = duckdb.connect(":memory:")
+    try:
+        for segment in generation.segments:
+            if stamps_of(root, [root / name for name in segment.stamps]) != segment.stamps:
+                raise VectorDBError(f"files of segment {segment.name} changed since they were written")
+        attach(con, root, generation)
+        for i, segment in enumerate(generation.segments):
+            for table, rows in segment.rows.items():
+                if con.execute(f"SELECT count(*) FROM s{i}.{table}").fetchone()[0] != rows:
+                    raise VectorDBError(f"segment {segment.name}: {table} does not hold its {rows} rows")
+                if table.startswith("emb_"):
+                    for suffix in (".npy", ".ids.npy", ".modality.npy", ".order.npy"):
+                        path = matrix_path(root, segment.name, table).with_suffix(suffix)
+                        if len(np.load(path, mmap_mode="r")) != rows:
+                            raise VectorDBError(f"{path} does not hold {rows} rows")
+    except (duckdb.Error, OSError, ValueError) as exc:
+        raise damaged(f"the vector database {root}", exc) from None
+    finally:
+        con.close()
 
 
 def dead_mask(con: duckdb.DuckDBPyConnection, table: str, segment: Segment) -> np.ndarray:
