@@ -204,3 +204,34 @@ def test_a_writer_killed_at_random_points_leaves_a_whole_generation_and_a_rerun_
     assert str(gone) not in paths and str(src / "images" / "late.png") in paths
     left = {f"{p.parent.name}/{p.name}" for p in settings.db_path.glob("*/*")}
     assert left == read_generation(settings.db_path).files(), "no temporaries left behind"
+
+
+def test_known_vectors_are_found_in_the_served_generation_without_reading_every_shard(settings, instance, monkeypatch):
+    from mm_assets.encoders.batch import plan_batch
+    from mm_assets.store.shards import ShardStore
+
+    defs = build_definitions(settings)
+    sync(defs, instance)
+    images = settings.sources[0] / "images"
+    os.rename(images / "photo.jpg", images / "renamed.jpg")
+    gradient(40, 30, seed=21).save(images / "new.png")
+    (request,) = sensor_tick(defs, instance).run_requests
+    batch = request.partition_key
+    instance.add_dynamic_partitions("ingest_batches", [batch])
+    assert dg.materialize(
+        list(defs.assets),
+        selection=["raw_files", "chunks"],
+        partition_key=batch,
+        instance=instance,
+        resources=dict(defs.resources),
+    ).success
+
+    read = []
+    original = ShardStore.read_table
+    monkeypatch.setattr(
+        ShardStore, "read_table", lambda self, key, columns=None: read.append(key) or original(self, key, columns)
+    )
+    plan = plan_batch(settings.layout, batch, settings.encoders[0])
+    assert len(plan.chunks) == 2 and len(plan.todo) == 1, "only the new image is embedded"
+    assert plan.done == {c["chunk_id"] for c in plan.chunks} - {c["chunk_id"] for c in plan.todo}
+    assert not [key for key in read if key.startswith("shards/embeddings/")], "no embedding shard was read"

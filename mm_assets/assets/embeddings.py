@@ -39,7 +39,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
     )
     def embeddings(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         store = storage.layout.store
-        plan = plan_batch(store, context.partition_key, encoder_config)
+        plan = plan_batch(storage.layout, context.partition_key, encoder_config)
         if encoder_config.awaiting_training:
             # Not trained yet: write nothing (so `mm-assets run` fills it in later) and let the check say so.
             context.log.warning(

@@ -19,8 +19,11 @@ import pyarrow.compute as pc
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.embed import AudioJob, ImageJob, StageTimes, embed_audio, embed_images, embed_texts
 from mm_assets.encoders.identity import encoder_key, record, shard_folder, write_record
+from mm_assets.store.catalog import VectorDBError
+from mm_assets.store.layout import Layout
+from mm_assets.store.segments import open_generation
 from mm_assets.store.shards import ShardStore
-from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES, embeddings_schema, upgrade
+from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES, embedding_table_name, embeddings_schema, upgrade
 
 if TYPE_CHECKING:  # the encoder is passed in; importing it here would pull torch into the definitions
     from mm_assets.encoders.base import Encoder
@@ -53,8 +56,8 @@ class BatchResult:
         return [{"chunk_id": cid, "reason": reason} for s in self.stats.values() for cid, reason in s.failures]
 
 
-def plan_batch(store: ShardStore, batch: str, encoder: EncoderConfig) -> BatchPlan:
-    key = encoder_key(encoder)
+def plan_batch(layout: Layout, batch: str, encoder: EncoderConfig) -> BatchPlan:
+    store, key = layout.store, encoder_key(encoder)
     chunks = [
         c
         for c in upgrade(store.read_table(store.shard(CHUNKS, batch)), CHUNKS).to_pylist()
@@ -63,11 +66,42 @@ def plan_batch(store: ShardStore, batch: str, encoder: EncoderConfig) -> BatchPl
     raw_files = upgrade(store.read_table(store.shard(RAW_FILES, batch), ["file_id", "path", "status"]), RAW_FILES)
     paths = {r["file_id"]: r["path"] for r in raw_files.to_pylist() if r["status"] == "ok"}
     shard = store.shard(EMBEDDINGS, batch, key)
-    done = store.existing_ids(shard_folder(key), "chunk_id", exclude=shard)
+    done = embedded_elsewhere(layout, key, shard, {c["chunk_id"] for c in chunks})
     todo = list({c["chunk_id"]: c for c in chunks if c["chunk_id"] not in done}.values())
     carried = _vectors_to_keep(store, shard, {c["chunk_id"] for c in todo})
     kept = set(carried.column("chunk_id").to_pylist()) if carried is not None else set()
     return BatchPlan(shard, chunks, done, carried, [c for c in todo if c["chunk_id"] not in kept], paths)
+
+
+def embedded_elsewhere(layout: Layout, key: str, shard: str, wanted: set[str]) -> set[str]:
+    """Which of ``wanted`` other shards of the encoder key already hold a vector for: looked up in the
+    served generation (rows dead or alive, by id), plus the few shards written since it; every shard
+    is read only when nothing is served yet (or the encoder is new to it)."""
+    folder = shard_folder(key)
+    try:
+        con, generation = open_generation(layout.db_path)
+    except VectorDBError:
+        return store_ids(layout.store, folder, shard, wanted)
+    try:
+        table = embedding_table_name(key)
+        if table not in {e["table_name"] for e in generation.encoders}:
+            return store_ids(layout.store, folder, shard, wanted)
+        con.register("wanted", pa.table({"chunk_id": sorted(wanted)}))
+        rows = con.execute(f"SELECT chunk_id FROM {table}_stored SEMI JOIN wanted USING (chunk_id)").fetchall()
+        found = {r[0] for r in rows}
+    finally:
+        con.close()
+    unapplied = [k for k in layout.store.list(folder) if k not in generation.inputs and k != shard]
+    return found | store_ids(layout.store, folder, shard, wanted, unapplied)
+
+
+def store_ids(store: ShardStore, folder: str, shard: str, wanted: set[str], keys: list[str] | None = None) -> set[str]:
+    """``wanted`` ids found in the folder's shards (or in ``keys``), other than ``shard``."""
+    found: set[str] = set()
+    for key in store.list(folder) if keys is None else keys:
+        if key != shard:
+            found.update(i for i in store.read_table(key, ["chunk_id"]).column("chunk_id").to_pylist() if i in wanted)
+    return found
 
 
 def embed_batch(

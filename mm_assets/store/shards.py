@@ -151,14 +151,6 @@ class ShardStore:
         """Shards as one lazily scanned dataset (DuckDB streams it without reading it all first)."""
         return ds.dataset([self.path(k) for k in keys], schema=schema, format="parquet", filesystem=self.fs)
 
-    def existing_ids(self, directory: str, column: str, exclude: str | None = None) -> set[str]:
-        """Ids already written by other shards of a folder (content addressing: never redo them)."""
-        ids: set[str] = set()
-        for key in self.list(directory):
-            if key != exclude:
-                ids.update(self.read_table(key, [column]).column(column).to_pylist())
-        return ids
-
     # --- housekeeping -------------------------------------------------------------------------
 
     def remove_stale_temporaries(self, older_than_seconds: float = 6 * 3600) -> list[str]:
