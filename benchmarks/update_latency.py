@@ -82,7 +82,7 @@ def main() -> None:
     from mm_assets.encoders.identity import encoder_key
     from mm_assets.search.query import Searcher
     from mm_assets.store.segments import read_generation
-    from mm_assets.store.vector_db import ServingSpec, compact, needs_compaction, update_vector_db
+    from mm_assets.store.vector_db import ServingSpec, compact, segments_to_merge, update_vector_db
 
     work = Path(tempfile.mkdtemp(prefix="mm-update-"))
     config = EncoderConfig("clip", model=str(work / "unused"))
@@ -144,7 +144,7 @@ def main() -> None:
         write_batch(layout, key, f"c{b:03d}", added, deleted, edited, rng)
         update_vector_db(layout, {key: info}, spec, log=quiet)
         generation = read_generation(settings.db_path)
-        if needs_compaction(generation):
+        if segments_to_merge(generation):
             report = compact(layout, spec, {key: info}, log=quiet)
             compactions.append(report.seconds)
     generation = read_generation(settings.db_path)

@@ -98,14 +98,25 @@ def test_updates_answer_exactly_as_a_rebuild_from_shards(settings, instance, tmp
     ]
 
 
-def test_compaction_folds_segments_and_drops_dead_rows(settings, instance, tmp_path):
+def test_compaction_folds_segments_and_drops_dead_rows(settings, instance, tmp_path, monkeypatch):
     defs = build_definitions(settings)
     sync(defs, instance)
     churn(settings, defs, instance, tmp_path)
     before = snapshot(settings.db_path)
     old = read_generation(settings.db_path)
     layout = settings.layout
-    assert vector_db.needs_compaction(old), "a third of the stored rows are dead: compaction pays"
+    assert vector_db.segments_to_merge(old) == [s.name for s in old.segments], "many dead rows: merge them all"
+    # Size-tiered: with few dead rows, many segments fold into one beside the first, left as it is.
+    monkeypatch.setattr(vector_db, "COMPACT_AT_DEAD_SHARE", 1.0)
+    monkeypatch.setattr(vector_db, "COMPACT_AT_SEGMENTS", 3)
+    with single_writer(layout):
+        assert (
+            compact(layout, serving_spec(settings), stored_records(layout.store), log=lambda _: None).mode == "compact"
+        )
+    tiered = read_generation(settings.db_path)
+    assert [s.name for s in tiered.segments][:1] == [old.segments[0].name] and len(tiered.segments) == 2
+    assert snapshot(settings.db_path) == before
+    monkeypatch.undo()
     for expected in ("compact", "up to date"):
         with single_writer(layout):
             report = compact(layout, serving_spec(settings), stored_records(layout.store), log=lambda _: None)

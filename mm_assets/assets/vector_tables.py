@@ -74,7 +74,7 @@ def build_vector_tables_asset(settings: Settings, upstream: list):
 
 def build_compaction_job(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
     """Compaction as its own job, on an hourly schedule: it does nothing unless the segments or the
-    dead rows have grown past what pays (vector_db.needs_compaction)."""
+    dead rows have grown past what pays (vector_db.segments_to_merge)."""
 
     @dg.op(description="Fold the vector database's segments into one when that pays.")
     def compact_segments(context: dg.OpExecutionContext, storage: Storage) -> None:

@@ -152,27 +152,32 @@ def update_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec
     return _report("update" if incremental else "rebuild", generation, writer.added, writer.deleted, writer.hnsw, start)
 
 
-def needs_compaction(generation: Generation) -> bool:
+def segments_to_merge(generation: Generation) -> list[str]:
+    """What a compaction should rewrite, if anything (size-tiered, so the large first segment is not
+    rewritten for every few small ones): every segment when many stored rows are dead; the segments
+    after the first when there are many of them."""
     stored = sum(n for s in generation.segments for n in s.rows.values())
-    return len(generation.segments) >= COMPACT_AT_SEGMENTS or generation.dead_rows > COMPACT_AT_DEAD_SHARE * max(
-        stored, 1
-    )
+    names = [s.name for s in generation.segments]
+    if generation.dead_rows > COMPACT_AT_DEAD_SHARE * max(stored, 1):
+        return names
+    return names[1:] if len(names) >= COMPACT_AT_SEGMENTS else []
 
 
 def compact(
     layout: Layout, spec: ServingSpec, records: dict[str, dict], log=print, force: bool = False
 ) -> UpdateReport:
-    """Write the live rows of every segment into one segment with an empty dead list (call it under
-    ``single_writer``); nothing to do unless it pays or ``force``."""
+    """Fold segments into one when it pays (``segments_to_merge``), or all of them when ``force``:
+    their live rows are written as one segment, their dead rows dropped (call it under ``single_writer``)."""
     start = time.perf_counter()
     current = _current(layout.db_path)
     if current is None:
         raise VectorDBError(f"no vector database at {layout.db_path} to compact")
-    if not (force or needs_compaction(current)) or (len(current.segments) == 1 and not current.dead_rows):
+    merged = [s.name for s in current.segments] if force else segments_to_merge(current)
+    if not merged or (len(merged) == 1 and not current.dead_rows):
         return _report("up to date", current, {}, {}, 0.0, start)
     writer = _SegmentWriter(layout, records, spec, current)
-    writer.compact()
-    generation = writer.publish(current.inputs, log, dead_rows=0)
+    writer.compact(merged)
+    generation = writer.publish(current.inputs, log)
     return _report("compact", generation, writer.added, {}, writer.hnsw, start)
 
 
@@ -248,6 +253,7 @@ class _SegmentWriter:
         self.deleted: dict[str, int] = {}
         self.hnsw = 0.0
         self.hnsw_tables: list[str] = []
+        self.live: dict[str, int] = {}  # rows live after this segment, when known without counting
         self.dead: list[tuple[str, str, int]] = []
         self.tmp = self.root / "segments" / f".{self.name}.building"
 
@@ -309,14 +315,20 @@ class _SegmentWriter:
             c.execute(f"CREATE TEMP VIEW src_{table} AS {self._vectors_sql(key, f'all_{table}', 'src_chunks')}")
         self._write_segment()
 
-    def compact(self) -> None:
-        """The live rows of the served generation (history included: file_versions is append-only)."""
+    def compact(self, merged: list[str]) -> None:
+        """The live rows of the ``merged`` segments (and their history: file_versions is append-only)."""
         c = self.con
+        names = ", ".join(f"'{name}'" for name in merged)
         for table in [*SEGMENT_TABLES, *map(embedding_table_name, self.records)]:
-            c.execute(f"CREATE TEMP VIEW src_{table} AS SELECT * FROM {table}")
-        c.execute("CREATE TEMP VIEW chunks_after AS SELECT * FROM src_chunks")
-        # Every old row is left behind (none marked dead): the new generation is this one segment.
-        self.current = replace(self.current, segments=(), live={})
+            rows = f"{table}_stored" if table == "file_versions" else f"{table}_located"
+            c.execute(
+                f"CREATE TEMP VIEW src_{table} AS SELECT * EXCLUDE (_seg, _rid) FROM {rows} WHERE _seg IN ({names})"
+            )
+        c.execute("CREATE TEMP VIEW chunks_after AS SELECT * FROM chunks")
+        # The merged segments leave the generation with their dead rows; nothing becomes live or dead.
+        kept = tuple(s for s in self.current.segments if s.name not in merged)
+        self.live = self.current.live
+        self.current = replace(self.current, segments=kept)
         self._write_segment()
 
     def apply(self, keys: list[str]) -> None:
@@ -480,15 +492,16 @@ class _SegmentWriter:
             codes[row] = MODALITY_CODES[m]
         np.save(folder / f"{table}.modality.npy", codes)
 
-    def publish(self, inputs: dict[str, str], log, dead_rows: int | None = None) -> Generation:
+    def publish(self, inputs: dict[str, str], log) -> Generation:
         """Move the segment into place, write the dead list, and point readers at the new generation."""
         c = self.con
         segment = Segment(self.name, dict(self.added), tuple(self.hnsw_tables))
         previous = self.current.segments if self.current else ()
         dead_file = None
         c.execute("CREATE OR REPLACE TEMP TABLE all_dead (tbl VARCHAR, seg VARCHAR, rid BIGINT)")
-        if self.current is not None and previous:
-            c.execute("INSERT INTO all_dead SELECT * FROM _dead")
+        if previous:  # dead rows of segments that stay (a compaction drops those of the merged ones)
+            names = ", ".join(f"'{s.name}'" for s in previous)
+            c.execute(f"INSERT INTO all_dead SELECT * FROM _dead WHERE seg IN ({names})")
         if self.dead:
             c.executemany("INSERT INTO all_dead VALUES (?, ?, ?)", self.dead)
         n_dead = c.execute("SELECT count(*) FROM all_dead").fetchone()[0]
@@ -502,12 +515,12 @@ class _SegmentWriter:
         self.tmp.rename(segment_path(self.root, self.name))
         written = [segment_path(self.root, self.name), *(self.root / "segments" / self.name).iterdir()]
         segment = replace(segment, stamps=stamps_of(self.root, written))
-        live = {t: n for t, n in self._live_counts().items()}
+        live = self.live or self._live_counts()
         generation = Generation(
             number=self.number,
             segments=(*previous, segment),
             dead=dead_file,
-            dead_rows=n_dead if dead_rows is None else dead_rows,
+            dead_rows=n_dead,
             inputs=dict(inputs),
             settings=self.spec.as_json(),
             encoders=tuple(self._encoder_rows(live)),
