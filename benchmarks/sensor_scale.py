@@ -1,7 +1,9 @@
-"""Benchmark: one sensor tick over a large watched tree (default 100,000 small files).
+"""Benchmark: one sensor tick over a large watched tree (default 100,000 small files: half notes, half
+images, each image with its caption dependencies: a sidecar it may get, a captions.csv above it).
 
-Times the first tick (everything new: one batch), a tick with nothing new, and a tick after adding
-10 files; reports the manifest and seen-index sizes and the process's peak RSS.
+Times the first tick (everything new: one batch), a tick with nothing new (which still checks every
+path for deletion and every image's dependencies), and ticks after adding 10 files, deleting 10 and
+editing one row of a captions manifest; reports the manifest and seen-index sizes and the peak RSS.
 
     PYTHONPATH=. python benchmarks/sensor_scale.py [--files 100000]
 """
@@ -33,7 +35,11 @@ def main() -> None:
         folder = src / f"d{i // 1000:03d}"
         if i % 1000 == 0:
             folder.mkdir(parents=True)
-        (folder / f"note_{i}.txt").write_text(f"note {i}")
+        if i % 2:
+            (folder / f"img_{i}.png").write_bytes(b"discovery does not read images")
+        else:
+            (folder / f"note_{i}.txt").write_text(f"note {i}")
+    (src / "d000" / "captions.csv").write_text("path,caption\nimg_1.png,a first caption\nimg_3.png,another\n")
     print(f"wrote {args.files:,} files in {time.perf_counter() - start:.0f}s")
 
     settings = Settings(home=work / "home", sources=(src,), encoders=(EncoderConfig("clip", model=str(work)),))
@@ -54,6 +60,11 @@ def main() -> None:
     for i in range(10):
         (src / "d000" / f"added_{i}.txt").write_text("new")
     tick("tick after adding 10 files")
+    for i in range(10):
+        (src / "d001" / f"note_{1000 + 2 * i}.txt").unlink()
+    tick("tick after deleting 10 files")
+    (src / "d000" / "captions.csv").write_text("path,caption\nimg_1.png,an edited caption\nimg_3.png,another\n")
+    tick("tick after editing one row of a captions.csv (one image re-batched)")
     store = settings.layout.store
     manifests = [Path(store.path(key)) for key in store.list("manifests", ".json")]
     manifests.sort(key=lambda p: p.stat().st_mtime)

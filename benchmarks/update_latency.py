@@ -148,6 +148,29 @@ def main() -> None:
             report = compact(layout, spec, {key: info}, log=quiet)
             compactions.append(report.seconds)
     generation = read_generation(settings.db_path)
+    if args.hnsw:
+        # Recall@10 of the indexed search against exact, after the churn (deleted rows filtered out,
+        # small segments searched exactly), for queries near stored vectors.
+        with Searcher(settings.db_path) as searcher:
+            parts = searcher._segment_vectors(searcher.tables()[0])
+            base = parts[0].matrix
+            picks = rng.choice(len(base), 50, replace=False)
+            queries = base[picks] + 0.5 * rng.normal(size=(50, DIM)).astype(np.float32) / np.sqrt(DIM)
+            queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+            recall = np.mean(
+                [
+                    len(
+                        {h.chunk_id for h in searcher.search(vector=q, k=10, default_key=key)}
+                        & {h.chunk_id for h in searcher.search(vector=q, k=10, default_key=key, exact=True)}
+                    )
+                    / 10
+                    for q in queries
+                ]
+            )
+        print(
+            f"HNSW recall@10 against exact after the churn: {recall:.3f} (segments indexed: "
+            f"{sum(bool(s.hnsw) for s in generation.segments)} of {len(generation.segments)})"
+        )
     size = sum(p.stat().st_size for p in settings.db_path.rglob("*") if p.is_file())
     live_vectors = generation.live[f"emb_{key}"]
     # Live data: the vectors twice (DuckDB table for HNSW/eval, .npy for exact search) plus ids and chunks,

@@ -150,10 +150,11 @@ def cmd_search(settings: Settings, args) -> int:
 
 
 def cmd_status(settings: Settings, args) -> int:
-    from mm_assets.store.catalog import list_encoder_tables, open_read_only, quarantined_files, table_counts
+    from mm_assets.store.catalog import list_encoder_tables, quarantined_files, table_counts
+    from mm_assets.store.segments import open_generation
 
     layout = settings.layout
-    con = open_read_only(layout.db_path)
+    con, generation = open_generation(layout.db_path)
     try:
         counts = table_counts(con)
         encoders = sorted((t.summary() for t in list_encoder_tables(con)), key=lambda e: e["table"])
@@ -161,13 +162,16 @@ def cmd_status(settings: Settings, args) -> int:
     finally:
         con.close()
     batches = len(layout.batches())
-    report = {"home": str(settings.home), "batches": batches, **counts, "encoders": encoders, "quarantined": quarantine}
+    serving = {"generation": generation.number, "segments": len(generation.segments), "dead_rows": generation.dead_rows}
+    report = {"home": str(settings.home), "batches": batches, **counts, **serving, "encoders": encoders}
+    report["quarantined"] = quarantine
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     print(
         f"home {settings.home}: {batches} batches, {counts['files']} files, {counts['chunks']} chunks, "
-        f"{counts['quarantine']} quarantined"
+        f"{counts['quarantine']} quarantined; generation {generation.number} in {len(generation.segments)} "
+        f"segment(s), {generation.dead_rows} dead rows"
     )
     for e in encoders:
         flag = "default" if e["default"] else ("current" if e["current"] else "old")
