@@ -37,7 +37,7 @@ class RunSummary:
     batches_run: list[str] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
-    vector_tables_rebuilt: bool = False
+    vector_tables_updated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -49,8 +49,8 @@ class RunSummary:
         out += [f"materialized batch {b}" for b in self.batches_run]
         out += [f"trained {t}" for t in self.trained]
         out += [f"run FAILED: {r} (see `dagster dev` for its logs)" for r in self.failed_runs]
-        if self.vector_tables_rebuilt:
-            out.append("vector tables rebuilt")
+        if self.vector_tables_updated:
+            out.append("vector tables updated")
         elif "vector_tables" not in self.failed_runs:
             out.append("vector tables already up to date")
         return out
@@ -164,8 +164,8 @@ def run_pipeline(
         run_pending_batches()  # embed every batch with the newly trained models
 
     if not is_up_to_date(layout, serving_spec(settings)):
-        summary.vector_tables_rebuilt = runner.unpartitioned([dg.AssetKey("vector_tables")])
-        if not summary.vector_tables_rebuilt:
+        summary.vector_tables_updated = runner.unpartitioned([dg.AssetKey("vector_tables")])
+        if not summary.vector_tables_updated:
             summary.failed_runs.append("vector_tables")
     return summary
 

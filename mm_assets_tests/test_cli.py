@@ -24,7 +24,7 @@ def cli(tmp_path, tiny_clip):
 def test_run_then_search_and_status(cli, source, bad_reasons, capsys, dagster_home):
     assert cli("run", source) == 0
     out = capsys.readouterr().out
-    assert "new batch: b" in out and "vector tables rebuilt" in out
+    assert "new batch: b" in out and "vector tables updated" in out
 
     # the runs are recorded in the Dagster instance under DAGSTER_HOME, so the UI shows them
     with dg.DagsterInstance.get() as instance:
