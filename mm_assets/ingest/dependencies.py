@@ -24,7 +24,8 @@ from mm_assets.ingest.labels import CaptionIndex, caption_files
 
 _MARKUP_EXTENSIONS = frozenset({".md", ".markdown", ".html", ".htm"})
 
-Stat = tuple[int, int] | None  # (size, mtime_ns), None when absent
+Stat = tuple[int, int]  # (size, mtime_ns); ABSENT when there is no such file
+ABSENT = (-1, -1)
 
 
 def dependencies_of(path: str, boundary: Boundary, max_bytes: int) -> list[str]:
@@ -63,10 +64,11 @@ def stat_of(path: str) -> Stat:
     try:
         st = os.stat(path)
     except OSError:
-        return None
+        return ABSENT
     return st.st_size, st.st_mtime_ns
 
 
 def dependency_state(dependencies: list[str], stat: Callable[[str], Stat]) -> int:
-    """One number that changes when any dependency is edited, created or removed."""
-    return zlib.crc32(repr([stat(d) for d in dependencies]).encode())
+    """One number that changes when any dependency is edited, created or removed (a hash of integers
+    only, so the same in every process)."""
+    return hash(tuple(stat(d) for d in dependencies))

@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from mm_assets.formats import SUPPORTED_EXTENSIONS
 from mm_assets.formats.reading import Boundary
@@ -29,7 +30,11 @@ class Rejected:
 
 def printable_path(path: str) -> str:
     """A path that survives UTF-8 storage: undecodable bytes become \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    try:
+        path.encode("utf-8")  # the common case: nothing to escape
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def walk_sources(sources: Iterable[str | os.PathLike]) -> Iterator[FoundFile | Rejected]:
@@ -75,9 +80,9 @@ def _classify(full: str, boundary: Boundary) -> FoundFile | Rejected:
     return FoundFile(full, st.st_size, st.st_mtime_ns)
 
 
-@dataclass(frozen=True)
-class Seen:
-    """What the seen index holds for a path: its state when last batched, and by which batch."""
+class Seen(NamedTuple):
+    """What the seen index holds for a path: its state when last batched, and by which batch (a
+    tuple: a tick loads one per path, 100,000 of them)."""
 
     size: int  # -1 for a path discovery rejected without reading
     mtime_ns: int
@@ -127,7 +132,7 @@ def find_changes(
             if dependency_content(entry.path, before.dependencies) != before.dependency_content:
                 changes.files.append(replace(entry, change="dependency"))
             else:
-                changes.refreshed[entry.path] = replace(before, dependency_state=state)
+                changes.refreshed[entry.path] = before._replace(dependency_state=state)
     prefixes = tuple(root.rstrip(os.sep) + os.sep for root in roots)
     changes.deleted = sorted(p for p in seen if p not in present and p.startswith(prefixes))
     return changes
