@@ -49,28 +49,38 @@ def walk_sources(sources: Iterable[str | os.PathLike]) -> Iterator[FoundFile | R
         if not os.path.isdir(root):
             raise NotADirectoryError(f"source folder does not exist or is not a directory: {root}")
     for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames.sort()
-            for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-                full = os.path.join(dirpath, name)
-                if os.path.splitext(name)[1].lower() not in SUPPORTED_EXTENSIONS:
-                    continue
-                yield _classify(full, boundary)
+        folders = [root]  # depth first, each folder's entries in name order
+        while folders:
+            folder = folders.pop()
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError:
+                continue  # vanished or unreadable while walking: as os.walk does
+            subfolders = []
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):  # from the directory listing: no stat call
+                    subfolders.append(entry.path)
+                elif os.path.splitext(entry.name)[1].lower() in SUPPORTED_EXTENSIONS:
+                    yield _classify(entry, boundary)
+            folders.extend(reversed(subfolders))
 
 
-def _classify(full: str, boundary: Boundary) -> FoundFile | Rejected:
+def _classify(entry: os.DirEntry, boundary: Boundary) -> FoundFile | Rejected:
+    full = entry.path
     shown = printable_path(full)
     if shown != full:
         return Rejected(shown, "file name is not valid UTF-8; rename the file to ingest it")
     try:
-        st = os.lstat(full)
-        if stat.S_ISLNK(st.st_mode):
+        if entry.is_symlink():
             target = os.path.realpath(full)
             if not boundary.contains(target):
                 return Rejected(
                     full, f"symlink points outside the source folders (-> {printable_path(target)}); not followed"
                 )
             st = os.stat(full)
+        else:
+            st = entry.stat(follow_symlinks=False)
     except OSError as exc:
         return Rejected(full, f"cannot stat file: {exc.strerror}")
     if stat.S_ISDIR(st.st_mode):
