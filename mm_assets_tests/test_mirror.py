@@ -51,7 +51,7 @@ def test_deleted_files_are_gone_from_search_and_quarantine(settings, bad_reasons
         os.remove(path)
     meta = sync(defs, instance)
     assert meta["files_deleted"] == 3 and meta["files_added"] == 0
-    assert meta["embedded"] == 0, "a deletion embeds nothing"
+    assert meta["embedded"] == 0 and meta["model_loaded"] is False, "a deletion embeds nothing, loads no model"
 
     assert str(src / "texts" / "long.txt") not in hit_paths(settings, text=long_text)
     assert str(src / "images" / "photo.jpg") not in hit_paths(settings, image=photo_copy)
@@ -77,7 +77,7 @@ def test_a_moved_file_shows_its_new_path_and_its_old_one_after_moving_back(setti
     os.rename(src / "texts" / "guide.md", src / "texts" / "renamed.md")
     meta = sync(defs, instance)
     assert (meta["files_moved"], meta["files_added"], meta["files_deleted"]) == (2, 0, 0)
-    assert meta["embedded"] == 0, "moves and renames cost no embedding"
+    assert meta["embedded"] == 0 and not meta["model_loaded"], "moves and renames cost no embedding"
     paths = hit_paths(settings, image=query)
     assert paths[0] == str(away) and str(home) not in paths
     assert str(src / "texts" / "guide.md") not in {p for (p,) in db_rows(settings, "SELECT path FROM files")}

@@ -4,8 +4,8 @@ import dagster as dg
 
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.batch import check_coverage, check_vectors, embed_batch, plan_batch
-from mm_assets.encoders.identity import code_version, encoder_key, table_name
+from mm_assets.encoders.batch import check_coverage, check_vectors, embed_batch, plan_batch, write_known_vectors
+from mm_assets.encoders.identity import code_version, encoder_key, read_record, table_name
 from mm_assets.progress import Progress
 
 
@@ -53,14 +53,20 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         already = len(plan.chunks) - len(plan.todo)  # by other batches, or carried over from this one's last shard
         context.log.info(f"{len(plan.chunks)} chunks, {already} already embedded, {len(plan.todo)} to embed")
 
-        # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
-        from mm_assets.encoders.load import load_encoder
+        recorded = None if plan.todo else read_record(store, encoder_key(encoder_config))
+        if recorded is not None:
+            # Nothing to embed (deletions, moves, known content): the shard without loading the model.
+            result, dim = write_known_vectors(store, plan, recorded), int(recorded["embedding_dim"])
+        else:
+            # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
+            from mm_assets.encoders.load import load_encoder
 
-        encoder = load_encoder(encoder_config)
-        with Progress(len(plan.todo), f"embed {encoder_config.name}", context.log.info) as progress:
-            result = embed_batch(
-                store, plan, encoder, max_pixels=max_image_pixels, workers=decode_workers, progress=progress
-            )
+            encoder = load_encoder(encoder_config)
+            with Progress(len(plan.todo), f"embed {encoder_config.name}", context.log.info) as progress:
+                result = embed_batch(
+                    store, plan, encoder, max_pixels=max_image_pixels, workers=decode_workers, progress=progress
+                )
+            dim = encoder.dim
         for f in result.failures:
             context.log.warning(f"could not embed chunk {f['chunk_id']}: {f['reason']}")
         written_ids = set(result.written.column("chunk_id").to_pylist())
@@ -73,12 +79,13 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
                 "already_embedded": already,
                 "embedded": result.written.num_rows - carried,  # computed by this run
                 "carried_over": carried,  # kept from this batch's previous shard
+                "model_loaded": recorded is None,
                 "failed": len(result.failures),
                 "failures": markdown_table(result.failures, ["chunk_id", "reason"]),
                 **{k: v for modality, s in result.stats.items() for k, v in s.as_metadata(modality).items()},
             },
             check_results=[
-                _check("vectors_are_valid", *check_vectors(result.written, encoder.dim)),
+                _check("vectors_are_valid", *check_vectors(result.written, dim)),
                 _check("every_chunk_embedded", *check_coverage(plan.chunks, plan.done | written_ids)),
             ],
         )

@@ -141,6 +141,14 @@ def embed_batch(
     return result
 
 
+def write_known_vectors(store: ShardStore, plan: BatchPlan, info: dict) -> BatchResult:
+    """The shard of a batch with nothing to embed (its vectors carried over, or none), written
+    without loading the model; ``info``: the encoder record already beside the shards."""
+    schema = embeddings_schema(int(info["embedding_dim"]))
+    store.write_table(plan.shard, plan.carried.cast(schema) if plan.carried is not None else schema.empty_table())
+    return BatchResult(info, store.read_table(plan.shard))
+
+
 def check_vectors(table: pa.Table, dim: int) -> tuple[bool, dict]:
     """Right dimension, finite, unit norm: (passed, figures)."""
     column = table.column("embedding")
