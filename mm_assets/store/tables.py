@@ -132,7 +132,7 @@ def select_list(schema: pa.Schema, folder: str, exclude: tuple[str, ...] = ()) -
     )
 
 
-# --- the DuckDB serving file (vectors.duckdb) ---------------------------------------------------
+# --- the vector database (vectors/: DuckDB segments) ---------------------------------------------
 # file_versions, paths, files, chunks and quarantine are made from the shards with the columns above
 # (store/vector_db.py, in segments: store/segments.py); these are the tables with a shape of their own.
 
