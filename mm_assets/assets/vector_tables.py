@@ -6,8 +6,8 @@ import dagster as dg
 from mm_assets.assets.common import Storage, markdown_table
 from mm_assets.config import Settings
 from mm_assets.encoders.identity import encoder_key, stored_records
-from mm_assets.store.catalog import list_encoder_tables, open_read_only
-from mm_assets.store.segments import SERVING_VERSION
+from mm_assets.store.catalog import EncoderTable
+from mm_assets.store.segments import SERVING_VERSION, read_generation
 from mm_assets.store.vector_db import ServingSpec, UpdateReport, compact, single_writer, update_vector_db
 
 COMPACTION_JOB = "compact_vector_tables"
@@ -25,11 +25,9 @@ def serving_spec(settings: Settings) -> ServingSpec:
 def report_metadata(storage: Storage, report: UpdateReport) -> dict:
     """What an update or a compaction did, and the encoders served after it."""
     layout = storage.layout
-    con = open_read_only(layout.db_path)
-    try:
-        encoders = sorted((t.summary() for t in list_encoder_tables(con)), key=lambda e: e["table"])
-    finally:
-        con.close()
+    # The generation just published lists its encoders: no need to open its segments again.
+    rows = read_generation(layout.db_path).encoders
+    encoders = sorted((EncoderTable.from_row(r).summary() for r in rows), key=lambda e: e["table"])
     size = sum(p.stat().st_size for p in layout.db_path.rglob("*") if p.is_file())
     return {
         "database": dg.MetadataValue.path(str(layout.db_path)),

@@ -63,6 +63,21 @@ class EncoderTable:
     n_vectors: int
     metadata: dict  # the encoder record (mm_assets/encoders/identity.py)
 
+    @classmethod
+    def from_row(cls, row: dict) -> EncoderTable:
+        """From a row of the encoders table as a generation records it (segments.Generation.encoders)."""
+        return cls(
+            row["encoder_key"],
+            row["name"],
+            row["table_name"],
+            row["embedding_dim"],
+            row["hnsw"],
+            row["is_current"],
+            row["is_default"],
+            row["n_vectors"],
+            json.loads(row["metadata"]),
+        )
+
     def summary(self) -> dict:
         """The row shown by `mm-assets status` and the vector_tables asset."""
         m = self.metadata
