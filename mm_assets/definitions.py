@@ -9,7 +9,8 @@ from mm_assets.assets.ingest import build_ingest_assets
 from mm_assets.assets.training import build_fine_tuned_asset
 from mm_assets.assets.vector_tables import build_compaction_job, build_vector_tables_asset
 from mm_assets.config import ExecutorConfig, Settings, load_settings
-from mm_assets.sensors import build_new_files_sensor
+from mm_assets.sensors import build_new_files_sensor, build_stale_assets_sensor
+from mm_assets.staleness import build_up_to_date_check
 
 INGEST_JOB = "ingest_job"
 
@@ -52,11 +53,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         description="One ingest batch end to end: files, chunks, embeddings, then the vector tables.",
     )
     compaction_job, compaction_schedule = build_compaction_job(settings)
+    assets = [raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval]
     return dg.Definitions(
-        assets=[raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval],
+        assets=assets,
+        asset_checks=[build_up_to_date_check(asset) for asset in assets],
         jobs=[ingest_job, compaction_job],
         schedules=[compaction_schedule],
-        sensors=[build_new_files_sensor(settings, ingest_job)],
+        sensors=[build_new_files_sensor(settings, ingest_job), build_stale_assets_sensor(settings, ingest_job)],
         resources={"storage": Storage(home=str(settings.home), store_url=settings.store_url)},
         executor=build_executor(settings.executor),
     )

@@ -21,6 +21,7 @@ from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest.batches import create_batch, read_manifest
+from mm_assets.staleness import find_stale, stale_by_batch
 from mm_assets.store.layout import Layout
 from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES
 from mm_assets.store.vector_db import is_up_to_date
@@ -36,6 +37,7 @@ class RunSummary:
     changes: dict[str, int] = field(default_factory=dict)  # of the new batch: added, edited, ... deleted
     batches_run: list[str] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
+    stale: dict[str, int] = field(default_factory=dict)  # asset -> batches materialized under an old code version
     failed_runs: list[str] = field(default_factory=list)
     vector_tables_updated: bool = False
 
@@ -46,6 +48,7 @@ class RunSummary:
     def lines(self) -> list[str]:
         counts = ", ".join(f"{n} {change}" for change, n in self.changes.items() if n)
         out = [f"new batch: {self.new_batch} ({counts})" if self.new_batch else "no files added, edited or deleted"]
+        out += [f"out of date: {asset} in {n} batch(es) (its code version changed)" for asset, n in self.stale.items()]
         out += [f"materialized batch {b}" for b in self.batches_run]
         out += [f"trained {t}" for t in self.trained]
         out += [f"run FAILED: {r} (see `dagster dev` for its logs)" for r in self.failed_runs]
@@ -148,19 +151,32 @@ def run_pipeline(
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
     instance.add_dynamic_partitions(ingest_batches.name, [b for b in batches if b not in known])
 
+    # Assets materialized under another code version (an edited encoder, chunking or limits), per batch.
+    graph = runner.defs.resolve_asset_graph()
+    stale = find_stale(graph, instance)
+    rerun = stale_by_batch(graph, stale)
+    summary.stale = {asset.key.to_user_string(): len(asset.stale) for asset in stale.values()}
+    # Fine-tuned encoders to (re)train first: embedding their batches before would use the old model.
+    to_train = [e for e in settings.encoders if e.awaiting_training or fine_tuned_asset_key(e) in stale]
+    waiting = {embedding_asset_key(e) for e in to_train}
+    order = graph.toposorted_asset_keys
+
     def run_pending_batches() -> None:
         for batch in batches:
-            keys = pending_assets(layout, settings, batch)
+            wanted = (set(pending_assets(layout, settings, batch)) | set(rerun.get(batch, ()))) - waiting
+            keys = [k for k in order if k in wanted]
             if keys:
                 ok = runner.batch(batch, keys)
                 (summary.batches_run if ok else summary.failed_runs).append(batch)
+                if ok:
+                    rerun[batch] = [k for k in rerun.get(batch, ()) if k not in keys]
 
     run_pending_batches()
-    untrained = [e for e in settings.encoders if e.awaiting_training]
-    for enc in untrained:
+    for enc in to_train:
         key = fine_tuned_asset_key(enc)
         (summary.trained if runner.unpartitioned([key]) else summary.failed_runs).append(key.to_user_string())
-    if untrained:
+    if to_train:
+        waiting = set()
         run_pending_batches()  # embed every batch with the newly trained models
 
     if not is_up_to_date(layout, serving_spec(settings)):

@@ -1,10 +1,14 @@
-"""A sensor that turns new or changed files in the watched folders into an ingest batch."""
+"""Sensors: new or changed files in the watched folders become an ingest batch; batches materialized
+under an old code version are rematerialized."""
+
+import json
 
 import dagster as dg
 
 from mm_assets.assets.common import Storage, ingest_batches
-from mm_assets.config import Settings
-from mm_assets.ingest.batches import create_batch
+from mm_assets.config import Settings, short_hash
+from mm_assets.ingest.batches import create_batch, read_manifest
+from mm_assets.staleness import StaleAsset, find_stale, stale_by_batch, up_to_date_evaluation
 
 
 def build_new_files_sensor(settings: Settings, job: dg.JobDefinition) -> dg.SensorDefinition:
@@ -21,10 +25,47 @@ def build_new_files_sensor(settings: Settings, job: dg.JobDefinition) -> dg.Sens
         batch = create_batch(storage.layout, settings.sources, max_file_bytes=settings.max_file_bytes)
         if batch is None:
             return dg.SkipReason("no files added, edited or deleted")
-        context.log.info(f"new ingest batch {batch}")
+        counts = read_manifest(storage.layout, batch).counts()
+        context.log.info(f"new ingest batch {batch}: {counts}")
         return dg.SensorResult(
             run_requests=[dg.RunRequest(run_key=batch, partition_key=batch)],
             dynamic_partitions_requests=[ingest_batches.build_add_request([batch])],
+            # Shown as the sensor's cursor in the UI: the last batch and what it held.
+            cursor=json.dumps({"last_batch": batch, **counts}),
         )
 
     return new_files_sensor
+
+
+def build_stale_assets_sensor(settings: Settings, job: dg.JobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING if settings.sources else dg.DefaultSensorStatus.STOPPED,
+        description="Finds batches materialized under an older code version (an edited encoder, chunking or "
+        "limits), reports each asset's `up_to_date` check and launches one run per stale batch with exactly "
+        "its stale assets and what depends on them.",
+    )
+    def stale_assets_sensor(context: dg.SensorEvaluationContext):
+        graph = context.repository_def.asset_graph
+        stale = find_stale(graph, context.instance)
+        reported = json.loads(context.cursor) if context.cursor else {}
+        state, evaluations = {}, []
+        for key in graph.materializable_asset_keys:
+            asset = stale.get(key, StaleAsset(key, graph.get(key).code_version))
+            state[key.to_user_string()] = short_hash(asset.check_outcome())
+            if reported.get(key.to_user_string()) != state[key.to_user_string()]:
+                evaluations.append(up_to_date_evaluation(asset))
+        requests = [
+            dg.RunRequest(
+                # Once per batch and code versions: a run that fails is not relaunched every tick.
+                run_key=f"stale:{batch}:{short_hash([graph.get(k).code_version for k in keys], 8)}",
+                partition_key=batch,
+                asset_selection=[*keys, dg.AssetKey("vector_tables")],  # and then serve the result
+                tags={"mm_assets/reason": "code version changed"},
+            )
+            for batch, keys in stale_by_batch(graph, stale).items()
+        ]
+        return dg.SensorResult(run_requests=requests, asset_events=evaluations, cursor=json.dumps(state))
+
+    return stale_assets_sensor

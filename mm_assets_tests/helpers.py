@@ -35,10 +35,12 @@ def ingest_with_dagster(settings: Settings, instance: dg.DagsterInstance) -> tup
     return batch, result
 
 
-def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance):
-    """One evaluation of the new-files sensor, as the daemon would run it."""
-    sensor = defs.resolve_sensor_def("new_files_sensor")
-    context = dg.build_sensor_context(instance=instance, resources=dict(defs.resources))
+def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, name="new_files_sensor", cursor=None):
+    """One evaluation of a sensor (by default the new-files one), as the daemon would run it."""
+    sensor = defs.resolve_sensor_def(name)
+    context = dg.build_sensor_context(
+        instance=instance, resources=dict(defs.resources), repository_def=defs.get_repository_def(), cursor=cursor
+    )
     return sensor(context)
 
 

@@ -8,21 +8,15 @@ from mm_assets.config import EncoderConfig
 from mm_assets.definitions import build_definitions
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import weights_hash
+from mm_assets.runs import run_pipeline
 from mm_assets.search.query import search
+from mm_assets.staleness import find_stale
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster
 
 
 def stale_by_code_version(defs: dg.Definitions, instance: dg.DagsterInstance) -> set[str]:
-    """Assets whose current code version differs from the one their last materialization recorded,
-    which is what the UI shows as "code version changed"."""
-    graph = defs.resolve_asset_graph()
-    stale = set()
-    for key in graph.get_all_asset_keys():
-        event = instance.get_latest_materialization_event(key)
-        recorded = event.asset_materialization.tags.get("dagster/code_version") if event else None
-        if recorded is not None and recorded != graph.get(key).code_version:
-            stale.add(key.to_user_string())
-    return stale
+    """Assets with a batch materialized under another code version than they have now."""
+    return {key.to_user_string() for key in find_stale(defs.resolve_asset_graph(), instance)}
 
 
 def test_changing_a_model_marks_only_its_encoder_stale_and_keeps_both_tables(settings, tiny_clip, tiny_clip_other):
@@ -91,3 +85,46 @@ def test_changing_the_text_strategy_rechunks_and_reembeds_only_text(settings):
     assert {r[0] for r in db_rows(after, "SELECT chunk_id FROM chunks WHERE modality = 'image'")} == images
     # content addressing: the images keep their vectors, only the new text windows are embedded
     assert meta["already_embedded"].value == len(images) and meta["embedded"].value == len(new_text)
+
+
+def test_a_model_change_followed_in_the_ui_keeps_the_old_table_whole_and_run_heals(settings, tiny_clip_other):
+    """The steps of a UI user who edits the default encoder's model (to one with the same tokenizer):
+    the asset-level `up_to_date` check names the stale encoder; rematerializing chunks and the vector
+    tables (what "Unsynced" used to suggest) loses nothing; `mm-assets run` re-embeds every batch."""
+    after = replace(settings, encoders=(EncoderConfig("clip", model=str(tiny_clip_other), batch_size=4),))
+    old_key, new_key = encoder_key(settings.encoders[0]), encoder_key(after.encoders[0])
+    with dg.instance_for_test() as instance:
+        batch, first = ingest_with_dagster(settings, instance)
+        assert first.success
+        n_chunks = db_rows(settings, "SELECT count(*) FROM chunks")[0][0]
+        new_defs = build_definitions(after)
+        # The tokenizer is the same content in another folder: chunk ids (and their vectors) stay.
+        assert stale_by_code_version(new_defs, instance) == {"embeddings/clip"}
+        checks = dg.materialize(
+            [*new_defs.assets, *new_defs.asset_checks],
+            selection=dg.AssetSelection.checks(
+                *(dg.AssetCheckKey(dg.AssetKey(k), "up_to_date") for k in ("chunks", ["embeddings", "clip"]))
+            ),
+            instance=instance,
+            resources=dict(new_defs.resources),
+        )
+        verdicts = {e.asset_key.to_user_string(): e for e in checks.get_asset_check_evaluations()}
+        assert not verdicts["embeddings/clip"].passed and verdicts["chunks"].passed, verdicts
+        assert verdicts["embeddings/clip"].metadata["stale_batches"].value == 1
+
+        ui_steps = new_defs.resolve_job_def("ingest_job").execute_in_process(
+            partition_key=batch,
+            instance=instance,
+            asset_selection=[dg.AssetKey("chunks"), dg.AssetKey("vector_tables")],
+        )
+        assert ui_steps.success
+        assert db_rows(after, f"SELECT count(*) FROM emb_{old_key}")[0][0] == n_chunks
+        text_hits = search(after.db_path, text="the cat sat", k=3, modality="text", encoder=old_key)
+        assert len(text_hits) == 3 and all(h.encoder == old_key for h in text_hits)
+
+        summary = run_pipeline(after, list(after.sources), run_config=None, instance=instance)
+        assert summary.ok and summary.stale == {"embeddings/clip": 1} and summary.batches_run == [batch]
+        assert stale_by_code_version(new_defs, instance) == set()
+    for key in (old_key, new_key):
+        assert db_rows(after, f"SELECT count(*) FROM emb_{key}")[0][0] == n_chunks
+        assert search(after.db_path, text="the cat sat", k=1, modality="text", encoder=key)

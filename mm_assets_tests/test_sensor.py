@@ -1,9 +1,12 @@
 """The sensor: new and changed files become one batch; only that work runs; nothing is re-embedded."""
 
+import json
 import os
+from dataclasses import replace
 
 import dagster as dg
 
+from mm_assets.config import EncoderConfig
 from mm_assets.definitions import build_definitions
 from mm_assets_tests.corpus import gradient
 from mm_assets_tests.helpers import db_rows, run_requested, sensor_tick
@@ -60,3 +63,31 @@ def test_sensor_without_sources_skips_with_a_reason(settings):
     with dg.instance_for_test() as instance:
         result = sensor_tick(defs, instance)
     assert isinstance(result, dg.SkipReason) and "no source folders" in result.skip_message
+
+
+def test_after_an_encoder_edit_the_stale_sensor_fails_its_check_and_reruns_every_batch(settings, tiny_clip_other):
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(settings)
+        first = sensor_tick(defs, instance)
+        run_requested(defs, instance, first)
+        cursor = json.loads(first.cursor)
+        assert cursor["added"] > 0 and cursor["last_batch"] == first.run_requests[0].partition_key
+        assert sensor_tick(defs, instance, "stale_assets_sensor").run_requests == []
+
+        edited = build_definitions(
+            replace(settings, encoders=(EncoderConfig("clip", model=str(tiny_clip_other), batch_size=4),))
+        )
+        tick = sensor_tick(edited, instance, "stale_assets_sensor")
+        (request,) = tick.run_requests
+        assert request.partition_key == cursor["last_batch"]
+        assert request.asset_selection == [dg.AssetKey(["embeddings", "clip"]), dg.AssetKey("vector_tables")]
+        verdicts = {e.asset_key.to_user_string(): e.passed for e in tick.asset_events}
+        assert verdicts["embeddings/clip"] is False and verdicts["chunks"] is True
+
+        rerun = edited.resolve_job_def("ingest_job").execute_in_process(
+            partition_key=request.partition_key, asset_selection=request.asset_selection, instance=instance
+        )
+        assert rerun.success
+        after = sensor_tick(edited, instance, "stale_assets_sensor", cursor=tick.cursor)
+        assert after.run_requests == []
+        assert [(e.asset_key.to_user_string(), e.passed) for e in after.asset_events] == [("embeddings/clip", True)]

@@ -4,7 +4,9 @@ subtitles, audio windows.
 A chunk id is a hash of (file id, chunker version, the file kind's parameters, position, and the
 content address of anything the chunk takes from outside the file: an image a markdown file links,
 a subtitle file), so identical content gives identical chunks wherever it lives, and changing a
-parameter or a strategy's version changes ids (and marks the chunk and embedding assets stale).
+parameter or a strategy's version changes ids (and marks the chunk and embedding assets stale). The
+tokenizer enters by the content of its files, not by where it is stored: switching to another model
+with the same tokenizer keeps every chunk id (and every vector of the old model's table).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from mm_assets.chunking.text import STRATEGY_VERSIONS, TextChunker
 from mm_assets.config import Settings, short_hash
 from mm_assets.encoders.identity import fingerprint
+from mm_assets.encoders.resolve import tokenizer_identity
 
 # Bumped when chunking code changes its output for the same parameters (part of every chunk id).
 CHUNKER_VERSION = "2"
@@ -23,7 +26,7 @@ def chunking_params(settings: Settings) -> dict[str, dict]:
     """Per file kind, everything that decides its chunks."""
     c = settings.chunking
     text = {
-        "tokenizer": settings.tokenizer_model,
+        "tokenizer": tokenizer_identity(settings.tokenizer_model),
         "max_tokens": c.max_tokens,
         "overlap": c.overlap_tokens,
         "strategy": c.text_strategy,

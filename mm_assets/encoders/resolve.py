@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -34,16 +35,28 @@ def weights_hash(directory: Path) -> str:
         raise ModelNotFoundError(
             f"{directory} has no *.safetensors weights; save the model with save_pretrained(safe_serialization=True)"
         )
-    return _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    return _hash_files(_stamps(files))
 
 
-@lru_cache(maxsize=32)
-def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
+def _stamps(files) -> tuple[tuple[str, int, int], ...]:
+    return tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+@lru_cache(maxsize=64)
+def _hash_files(files: tuple[tuple[str, int, int], ...], drop_keys: frozenset[str] = frozenset()) -> str:
+    """Hash of the files' names and contents (cached while their stamps are unchanged); JSON files
+    are hashed without ``drop_keys`` when some are given."""
     digest = hashlib.sha256()
     for path, _, _ in files:
         digest.update(Path(path).name.encode())
-        with open(path, "rb") as fh:
-            digest.update(hashlib.file_digest(fh, "sha256").digest())
+        if drop_keys and path.endswith(".json"):
+            content = json.loads(Path(path).read_bytes())
+            if isinstance(content, dict):
+                content = {k: v for k, v in content.items() if k not in drop_keys}
+            digest.update(hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest())
+        else:
+            with open(path, "rb") as fh:
+                digest.update(hashlib.file_digest(fh, "sha256").digest())
     return "sha256:" + digest.hexdigest()[:16]
 
 
@@ -70,30 +83,71 @@ def _hub_unreachable_reason() -> str | None:
     return None
 
 
+def _cached_snapshot(model: str, revision: str | None) -> Path | None:
+    try:
+        return Path(snapshot_download(model, revision=revision, allow_patterns=MODEL_FILES, local_files_only=True))
+    except Exception:  # not cached (the hub client raises several types for this)
+        return None
+
+
+def _is_path(model: str) -> bool:
+    """A model named by a path (hub ids are ``owner/name``)."""
+    return Path(model).expanduser().is_absolute() or model.startswith((".", "~")) or model.count("/") > 1
+
+
 def resolve_model(model: str, revision: str | None = None) -> ResolvedModel:
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"model directory {path} has no config.json. " + _how_to_supply(model))
         return ResolvedModel(model, path.resolve(), weights_hash(path))
-    if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+    if _is_path(model):
         raise ModelNotFoundError(f"model directory {path} does not exist. " + _how_to_supply(model))
-    try:
-        local = snapshot_download(model, revision=revision, allow_patterns=MODEL_FILES, local_files_only=True)
-    except Exception:  # not cached (the hub client raises several types for this)
+    local_dir = _cached_snapshot(model, revision)
+    if local_dir is None:
         reason = _hub_unreachable_reason()
         if reason:
             raise ModelNotFoundError(
                 f"model {model!r} is not a local directory, not in the Hugging Face cache, and {reason}. "
                 + _how_to_supply(model)
-            ) from None
+            )
         try:
-            local = snapshot_download(model, revision=revision, allow_patterns=MODEL_FILES)
+            local_dir = Path(snapshot_download(model, revision=revision, allow_patterns=MODEL_FILES))
         except Exception as exc:
             raise ModelNotFoundError(
                 f"could not download {model!r} from the hub: {exc}. " + _how_to_supply(model)
             ) from exc
-    local_dir = Path(local)
     # Cached snapshots live in .../snapshots/<commit>/: that commit is the resolved revision.
     commit = local_dir.name if local_dir.parent.name == "snapshots" else weights_hash(local_dir)
     return ResolvedModel(model, local_dir, commit)
+
+
+# The files that decide how a tokenizer splits text, and the keys in them that record only how it was
+# loaded or last called (a tokenizer saved after use carries its padding and truncation settings).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+_TOKENIZER_STATE_KEYS = frozenset(
+    {"truncation", "padding", "is_local", "local_files_only", "name_or_path", "_commit_hash"}
+)
+
+
+def tokenizer_identity(model: str, revision: str | None = None) -> str:
+    """What a tokenizer is, by the content of its files, so that two models sharing a tokenizer (a
+    fine-tuned model and its base, CLIP ViT-B/32 and ViT-L/14) cut text into the same chunks wherever
+    they are stored. Never touches the network: a hub model that is not on this machine yet (or a
+    folder without tokenizer files) is named by its id and revision."""
+    path = Path(model).expanduser()
+    directory = path if path.is_dir() else (None if _is_path(model) else _cached_snapshot(model, revision))
+    files = [directory / name for name in TOKENIZER_FILES if (directory / name).is_file()] if directory else []
+    if not files:  # loading it will say what is missing, when a step needs it
+        return f"{model}@{revision or 'default'}"
+    return _hash_files(_stamps(files), _TOKENIZER_STATE_KEYS)

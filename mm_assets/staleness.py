@@ -1,0 +1,122 @@
+"""Which assets are out of date, at asset level: every batch whose last materialization recorded
+another code version than the asset has now, and what depends on it in the same batch.
+
+Dagster shows a dynamically partitioned asset's code version only on each partition's page, so an
+edited encoder is invisible in the asset graph. This module is what the `up_to_date` checks report,
+what the stale-assets sensor launches and what `mm-assets run` reruns: one answer everywhere.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+CODE_VERSION_TAG = "dagster/code_version"
+
+
+@dataclass
+class StaleAsset:
+    """One asset's batches (or, unpartitioned, the asset itself: key ``None``) by recorded code version."""
+
+    key: dg.AssetKey
+    current: str | None
+    stale: dict[str | None, str] = field(default_factory=dict)  # partition -> the code version it recorded
+
+    def check_outcome(self) -> dict:
+        """The `up_to_date` check's passed flag, severity and metadata."""
+        recorded = sorted(set(self.stale.values()))
+        batches = sorted(p for p in self.stale if p is not None)
+        more = f" … and {len(batches) - 20} more" if len(batches) > 20 else ""
+        metadata = {
+            "current_code_version": self.current or "",
+            "stale_batches": len(batches),
+            "stale_recorded_code_versions": ", ".join(recorded),
+            "stale_batch_keys": ", ".join(batches[:20]) + more,
+        }
+        return {"passed": not self.stale, "severity": dg.AssetCheckSeverity.WARN, "metadata": metadata}
+
+
+def latest_code_versions(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str | None, str | None]:
+    """The code version each partition's latest materialization recorded (``None``: unpartitioned)."""
+    seen: dict[str | None, str | None] = {}
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor)
+        for record in page.records:  # newest first: the first record of a partition is its latest
+            partition = record.partition_key
+            if partition not in seen:
+                seen[partition] = record.asset_materialization.tags.get(CODE_VERSION_TAG)
+        if not page.has_more:
+            return seen
+        cursor = page.cursor
+
+
+def asset_staleness(instance: dg.DagsterInstance, key: dg.AssetKey, current: str | None) -> StaleAsset:
+    """The partitions of one asset (or the asset) materialized under another code version than
+    ``current``. Partitions never materialized are missing, not stale."""
+    asset = StaleAsset(key, current)
+    for partition, recorded in latest_code_versions(instance, key).items():
+        if recorded is not None and recorded != current:
+            asset.stale[partition] = recorded
+    return asset
+
+
+def find_stale(graph, instance: dg.DagsterInstance) -> dict[dg.AssetKey, StaleAsset]:
+    """Every asset of the asset graph with at least one stale partition (or stale itself)."""
+    found = {}
+    for key in graph.materializable_asset_keys:
+        asset = asset_staleness(instance, key, graph.get(key).code_version)
+        if asset.stale:
+            found[key] = asset
+    return found
+
+
+def build_up_to_date_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    """An asset-level check that fails while any batch of the asset was materialized under an older
+    code version: the asset graph shows it, and "Execute" re-evaluates it (the stale-assets sensor
+    evaluates it on every tick)."""
+    key, current = asset.key, asset.code_versions_by_key[asset.key]
+
+    @dg.asset_check(asset=key, name=UP_TO_DATE_CHECK, description=UP_TO_DATE_DESCRIPTION)
+    def up_to_date(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        return up_to_date_result(asset_staleness(context.instance, key, current))
+
+    return up_to_date
+
+
+UP_TO_DATE_CHECK = "up_to_date"
+UP_TO_DATE_DESCRIPTION = (
+    "Every batch was materialized with the asset's current code version (an edited encoder, chunking "
+    "or limits make it fail until the stale batches are rematerialized: `mm-assets run` or the "
+    "stale_assets_sensor)."
+)
+
+
+def up_to_date_result(asset: StaleAsset) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=asset.key, check_name=UP_TO_DATE_CHECK, **asset.check_outcome())
+
+
+def up_to_date_evaluation(asset: StaleAsset) -> dg.AssetCheckEvaluation:
+    """The same result, reported from outside a run (by a sensor)."""
+    outcome = asset.check_outcome()
+    metadata = {k: dg.MetadataValue.text(v) if isinstance(v, str) else dg.MetadataValue.int(v) for k, v in outcome.pop("metadata").items()}
+    return dg.AssetCheckEvaluation(asset_key=asset.key, check_name=UP_TO_DATE_CHECK, metadata=metadata, **outcome)
+
+
+def stale_by_batch(graph, stale: dict[dg.AssetKey, StaleAsset]) -> dict[str, list[dg.AssetKey]]:
+    """Per batch, the partitioned assets to rematerialize: the stale ones and everything downstream
+    of them in the same batch (new chunks need new vectors), in dependency order."""
+    partitioned = [k for k in graph.toposorted_asset_keys if graph.get(k).is_partitioned]
+    rerun: dict[str, set[dg.AssetKey]] = defaultdict(set)
+    for asset in stale.values():
+        for batch in asset.stale:
+            if batch is not None:
+                rerun[batch].add(asset.key)
+    for keys in rerun.values():
+        frontier = list(keys)
+        while frontier:
+            for child in graph.get(frontier.pop()).child_keys:
+                if child not in keys and graph.get(child).is_partitioned:
+                    keys.add(child)
+                    frontier.append(child)
+    return {batch: [k for k in partitioned if k in keys] for batch, keys in sorted(rerun.items())}
