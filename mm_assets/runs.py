@@ -21,7 +21,7 @@ from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest.batches import create_batch, read_manifest
-from mm_assets.staleness import find_stale, stale_by_batch
+from mm_assets.staleness import UP_TO_DATE_CHECK, find_stale, stale_by_batch
 from mm_assets.store.layout import Layout
 from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES
 from mm_assets.store.vector_db import is_up_to_date
@@ -114,10 +114,10 @@ class _Runner:
         )
         return result.success
 
-    def unpartitioned(self, keys: list[dg.AssetKey]) -> bool:
+    def unpartitioned(self, selection: list[dg.AssetKey] | dg.AssetSelection) -> bool:
         result = dg.materialize(
-            list(self.defs.assets),
-            selection=keys,
+            [*self.defs.assets, *self.defs.asset_checks],
+            selection=selection,
             instance=self.instance,
             resources=dict(self.defs.resources),
             run_config=self.run_config,
@@ -183,6 +183,8 @@ def run_pipeline(
         summary.vector_tables_updated = runner.unpartitioned([dg.AssetKey("vector_tables")])
         if not summary.vector_tables_updated:
             summary.failed_runs.append("vector_tables")
+    if stale:  # the asset graph shows the stale assets as up to date again
+        runner.unpartitioned(dg.AssetSelection.checks(*(dg.AssetCheckKey(k, UP_TO_DATE_CHECK) for k in stale)))
     return summary
 
 

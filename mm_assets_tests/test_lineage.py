@@ -125,6 +125,10 @@ def test_a_model_change_followed_in_the_ui_keeps_the_old_table_whole_and_run_hea
         summary = run_pipeline(after, list(after.sources), run_config=None, instance=instance)
         assert summary.ok and summary.stale == {"embeddings/clip": 1} and summary.batches_run == [batch]
         assert stale_by_code_version(new_defs, instance) == set()
+        check = instance.get_latest_asset_check_evaluation_record(
+            dg.AssetCheckKey(dg.AssetKey(["embeddings", "clip"]), "up_to_date")
+        )
+        assert check.event.dagster_event.event_specific_data.passed, "the asset graph shows it up to date again"
     for key in (old_key, new_key):
         assert db_rows(after, f"SELECT count(*) FROM emb_{key}")[0][0] == n_chunks
         assert search(after.db_path, text="the cat sat", k=1, modality="text", encoder=key)
