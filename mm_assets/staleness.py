@@ -99,7 +99,10 @@ def up_to_date_result(asset: StaleAsset) -> dg.AssetCheckResult:
 def up_to_date_evaluation(asset: StaleAsset) -> dg.AssetCheckEvaluation:
     """The same result, reported from outside a run (by a sensor)."""
     outcome = asset.check_outcome()
-    metadata = {k: dg.MetadataValue.text(v) if isinstance(v, str) else dg.MetadataValue.int(v) for k, v in outcome.pop("metadata").items()}
+    metadata = {
+        k: dg.MetadataValue.text(v) if isinstance(v, str) else dg.MetadataValue.int(v)
+        for k, v in outcome.pop("metadata").items()
+    }
     return dg.AssetCheckEvaluation(asset_key=asset.key, check_name=UP_TO_DATE_CHECK, metadata=metadata, **outcome)
 
 

@@ -13,16 +13,19 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from mm_assets.assets.vector_tables import serving_spec
 from mm_assets.definitions import INGEST_JOB, build_definitions
-from mm_assets.encoders.identity import stored_records
+from mm_assets.encoders.identity import encoder_key, stored_records
+from mm_assets.ingest.batches import create_batch
 from mm_assets.search.query import search
 from mm_assets.store import vector_db
 from mm_assets.store.catalog import open_read_only
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import read_generation
+from mm_assets.store.tables import EMBEDDINGS
 from mm_assets.store.vector_db import compact, single_writer, update_vector_db
 from mm_assets_tests.corpus import gradient
 from mm_assets_tests.helpers import run_requested, sensor_tick
@@ -246,3 +249,43 @@ def test_known_vectors_are_found_in_the_served_generation_without_reading_every_
     assert len(plan.chunks) == 2 and len(plan.todo) == 1, "only the new image is embedded"
     assert plan.done == {c["chunk_id"] for c in plan.chunks} - {c["chunk_id"] for c in plan.todo}
     assert not [key for key in read if key.startswith("shards/embeddings/")], "no embedding shard was read"
+
+
+def test_an_update_with_invalid_vectors_is_refused_and_search_keeps_the_last_generation(indexed, instance):
+    """vector_tables verifies a segment before publishing it: vectors that are not of unit length
+    (here: a batch's shard rewritten with doubled vectors) fail the run with the reason, and readers
+    keep the generation they had."""
+    settings = indexed
+    served = read_generation(settings.db_path).number
+    new_image = settings.sources[0] / "images" / "new.png"
+    gradient(80, 60, seed=9).save(new_image)
+    batch = create_batch(settings.layout, settings.sources)
+    instance.add_dynamic_partitions("ingest_batches", [batch])
+    job = build_definitions(settings).resolve_job_def(INGEST_JOB)
+    embeddings = dg.AssetKey(["embeddings", "clip"])
+    assert job.execute_in_process(
+        partition_key=batch,
+        instance=instance,
+        asset_selection=[dg.AssetKey("raw_files"), dg.AssetKey("chunks"), embeddings],
+    ).success
+    store = settings.layout.store
+    shard = store.shard(EMBEDDINGS, batch, encoder_key(settings.encoders[0]))
+    written = store.read_table(shard)
+    doubled = np.stack(written.column("embedding").to_numpy(zero_copy_only=False)) * 2
+    store.write_table(
+        shard,
+        pa.Table.from_arrays(
+            [written.column("chunk_id"), pa.array(list(doubled), written.schema.field("embedding").type)],
+            schema=written.schema,
+        ),
+    )
+
+    result = job.execute_in_process(
+        partition_key=batch, instance=instance, asset_selection=[dg.AssetKey("vector_tables")], raise_on_error=False
+    )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "not published: 1 vector(s) not of unit length" in failure.step_failure_data.error.to_string()
+    assert read_generation(settings.db_path).number == served
+    hits = search(settings.db_path, image=new_image, k=20)
+    assert hits and str(new_image) not in {h.path for h in hits}

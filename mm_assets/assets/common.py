@@ -1,5 +1,6 @@
 """What every asset shares: the batch partitions, the storage resource, metadata helpers."""
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -8,6 +9,12 @@ import pyarrow as pa
 from mm_assets.store.layout import Layout
 
 ingest_batches = dg.DynamicPartitionsDefinition(name="ingest_batches")
+
+# Checks per batch (AssetCheckSpec(partitions_def=...)) are a preview feature of Dagster 1.13: the
+# warning would print on every load of the definitions.
+warnings.filterwarnings(
+    "ignore", category=dg.PreviewWarning, message="Specifying a partitions_def on an AssetCheckSpec"
+)
 
 
 class Storage(dg.ConfigurableResource):

@@ -28,12 +28,21 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         description=f"{encoder_config.name}: {encoder_config.model} ({encoder_config.dtype}), "
         f"modalities {', '.join(encoder_config.modalities)}",
         metadata={"model": encoder_config.model, "encoder_key": encoder_key(encoder_config)},
+        # Per batch, so a backfill shows each batch's result; a failure stops the run before vector_tables.
         check_specs=[
-            dg.AssetCheckSpec("vectors_are_valid", asset=key, description="right dimension, finite, unit norm"),
+            dg.AssetCheckSpec(
+                "vectors_are_valid",
+                asset=key,
+                description="right dimension, finite, unit norm",
+                blocking=True,
+                partitions_def=ingest_batches,
+            ),
             dg.AssetCheckSpec(
                 "every_chunk_embedded",
                 asset=key,
                 description="every chunk of a covered modality has a vector for this encoder",
+                blocking=True,
+                partitions_def=ingest_batches,
             ),
         ],
     )
@@ -94,4 +103,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
 
 
 def _check(name: str, passed: bool, figures: dict) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(check_name=name, passed=passed, metadata=figures)
+    # A chunk that could not be embedded (a bad file) is reported, and does not stop the batch's other
+    # vectors from being served; invalid vectors do.
+    severity = dg.AssetCheckSeverity.WARN if name == "every_chunk_embedded" else dg.AssetCheckSeverity.ERROR
+    return dg.AssetCheckResult(check_name=name, passed=passed, metadata=figures, severity=severity)

@@ -90,7 +90,7 @@ def build_ingest_assets(settings: Settings) -> list:
         description="Text windows that fit the CLIP text tower (by the configured strategy); whole images "
         "(and tiles); PDF pages' text, figures and captions; markdown/HTML linked images with alt text; "
         "video frames and subtitles; audio windows. In reading order, linked to their section.",
-        check_specs=[dg.AssetCheckSpec("every_file_has_chunks", asset="chunks")],
+        check_specs=[dg.AssetCheckSpec("every_file_has_chunks", asset="chunks", partitions_def=ingest_batches)],
     )
     def chunks(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         store, batch = storage.layout.store, context.partition_key

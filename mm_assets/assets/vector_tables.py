@@ -45,6 +45,36 @@ def report_metadata(storage: Storage, report: UpdateReport) -> dict:
     }
 
 
+# What an update verifies before publishing (vector_db._SegmentWriter._check_vectors), as checks. The
+# first two refuse the update when they fail (search keeps the previous generation); all three block
+# retrieval_eval.
+SERVING_CHECKS = {
+    "vectors_unit_norm": ("not_unit_norm", "every served vector is finite, of unit length, of its encoder's dimension"),
+    "one_vector_per_chunk": ("duplicate_vectors", "one row per (chunk, encoder)"),
+    "every_live_chunk_has_a_vector": (
+        "chunks_without_vector",
+        "every live chunk of a modality an encoder covers has its vector (a chunk whose embedding failed has none)",
+    ),
+}
+
+
+def serving_check_results(report: UpdateReport) -> list[dg.AssetCheckResult]:
+    results = []
+    for name, (figure, _) in SERVING_CHECKS.items():
+        failing = {table: found[figure] for table, found in report.checks.items() if found[figure]}
+        results.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=not failing,
+                severity=dg.AssetCheckSeverity.WARN
+                if name == "every_live_chunk_has_a_vector"
+                else dg.AssetCheckSeverity.ERROR,
+                metadata={"failing_tables": failing, "checked": report.checks, "mode": report.mode},
+            )
+        )
+    return results
+
+
 def build_vector_tables_asset(settings: Settings, upstream: list):
     @dg.asset(
         group_name="vector_tables",
@@ -54,6 +84,10 @@ def build_vector_tables_asset(settings: Settings, upstream: list):
         description="The served vector database: files, chunks, quarantine, encoders and one FLOAT[dim] "
         "table per encoder fingerprint (old fingerprints kept for comparison), in segments. Each run "
         "applies only the shards written since the last (adds, edits, deletions) as one new segment.",
+        check_specs=[
+            dg.AssetCheckSpec(name, asset="vector_tables", description=description, blocking=True)
+            for name, (_, description) in SERVING_CHECKS.items()
+        ],
     )
     def vector_tables(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         layout = storage.layout
@@ -64,7 +98,8 @@ def build_vector_tables_asset(settings: Settings, upstream: list):
             context.log.info(f"removed {key}, left by a killed writer")
         context.log.info(f"{report.mode}: added {report.added}, deleted {report.deleted} in {report.seconds:.2f}s")
         return dg.MaterializeResult(
-            metadata={**report_metadata(storage, report), "stale_temporaries_removed": len(leftovers)}
+            metadata={**report_metadata(storage, report), "stale_temporaries_removed": len(leftovers)},
+            check_results=serving_check_results(report),
         )
 
     return vector_tables

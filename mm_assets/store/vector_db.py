@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -84,6 +84,7 @@ class UpdateReport:
     segments: int
     hnsw_seconds: float
     seconds: float
+    checks: dict[str, dict] = field(default_factory=dict)  # embedding table -> what _check_vectors found
 
 
 @contextmanager
@@ -149,7 +150,8 @@ def update_vector_db(layout: Layout, records: dict[str, dict], spec: ServingSpec
         writer = _SegmentWriter(layout, records, spec, None)
         writer.rebuild(sorted(inputs))
     generation = writer.publish(inputs, log)
-    return _report("update" if incremental else "rebuild", generation, writer.added, writer.deleted, writer.hnsw, start)
+    mode = "update" if incremental else "rebuild"
+    return _report(mode, generation, writer.added, writer.deleted, writer.hnsw, start, writer.checks)
 
 
 def segments_to_merge(generation: Generation) -> list[str]:
@@ -181,7 +183,7 @@ def compact(
     return _report("compact", generation, writer.added, {}, writer.hnsw, start)
 
 
-def _report(mode, generation: Generation, added, deleted, hnsw, start) -> UpdateReport:
+def _report(mode, generation: Generation, added, deleted, hnsw, start, checks=None) -> UpdateReport:
     return UpdateReport(
         mode,
         added,
@@ -191,6 +193,7 @@ def _report(mode, generation: Generation, added, deleted, hnsw, start) -> Update
         len(generation.segments),
         hnsw,
         time.perf_counter() - start,
+        checks or {},
     )
 
 
@@ -255,6 +258,7 @@ class _SegmentWriter:
         self.hnsw_tables: list[str] = []
         self.live: dict[str, int] = {}  # rows live after this segment, when known without counting
         self.dead: list[tuple[str, str, int]] = []
+        self.checks: dict[str, dict] = {}
         self.tmp = self.root / "segments" / f".{self.name}.building"
 
     # --- sources ------------------------------------------------------------------------------
@@ -455,6 +459,8 @@ class _SegmentWriter:
                 c.execute("CREATE INDEX chunks_by_id ON seg.chunks (chunk_id)")
                 c.execute("CREATE INDEX files_by_id ON seg.files (file_id)")
                 c.execute("CREATE INDEX paths_by_path ON seg.paths (path)")
+        for key in self.records:
+            self._check_vectors(key)
         matrices = self.tmp.with_suffix(".matrices")
         matrices.mkdir(exist_ok=True)
         for key in self.records:
@@ -468,6 +474,34 @@ class _SegmentWriter:
                 self.hnsw_tables.append(table)
         c.execute("CHECKPOINT seg")
         c.execute("DETACH seg")
+
+    def _check_vectors(self, key: str) -> None:
+        """What must hold before readers see the segment (it is never published otherwise): every new
+        vector has unit length, and no chunk has two vectors. A chunk without a vector (its embedding
+        failed) is counted, not refused: one bad chunk must not stop the index."""
+        c, table = self.con, embedding_table_name(key)
+        modalities = ", ".join(f"'{m}'" for m in self.records[key]["modalities"])
+        served = self.current is not None and self.current.segments and not self.live  # apply, not compact
+        elsewhere = f"SELECT chunk_id FROM {table} WHERE chunk_id NOT IN (SELECT chunk_id FROM gone_chunks)"
+        found = c.execute(f"""SELECT
+            count(*) FILTER (WHERE NOT abs(array_inner_product(embedding, embedding) - 1) <= 1e-3),
+            count(*) - count(DISTINCT chunk_id)
+              + {f"(SELECT count(*) FROM seg.{table} WHERE chunk_id IN ({elsewhere}))" if served else 0},
+            (SELECT count(*) FROM seg.chunks WHERE modality IN ({modalities})
+               AND chunk_id NOT IN (SELECT chunk_id FROM seg.{table})
+               {f"AND chunk_id NOT IN ({elsewhere})" if served else ""})
+            FROM seg.{table}""").fetchone()
+        figures = dict(zip(("not_unit_norm", "duplicate_vectors", "chunks_without_vector"), found, strict=True))
+        self.checks[table] = {
+            "new_vectors": self.added[table],
+            "dim": int(self.records[key]["embedding_dim"]),
+            **figures,
+        }
+        if figures["not_unit_norm"] or figures["duplicate_vectors"]:
+            raise VectorDBError(
+                f"{table}: not published: {figures['not_unit_norm']} vector(s) not of unit length or not finite, "
+                f"{figures['duplicate_vectors']} chunk(s) with two vectors; the served generation is unchanged"
+            )
 
     def _write_matrix(self, table: str, dim: int, folder: Path) -> None:
         """The segment's vectors as float32 .npy in row order (memory-mapped by exact search: a matrix
