@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from mm_assets.config import Settings, load_settings
+from mm_assets.config import Settings, describe_settings, load_settings
 from mm_assets.encoders.resolve import ModelNotFoundError
 from mm_assets.formats import BadFile
 from mm_assets.store.catalog import VectorDBError
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         help="required by every API call (env MM_ASSETS_TOKEN); required when binding beyond loopback",
     )
 
+    config = sub.add_parser("config", help="the effective settings and where each came from (file, env, option)")
+    config.add_argument("--json", action="store_true", help="print a JSON list of {key, value, origin}")
+
     demo = sub.add_parser("demo", help="offline: generate a labelled corpus, train a small CLIP, run everything")
     demo.add_argument("--epochs", type=int, default=40, help="fine-tuning epochs (default 40)")
     demo.add_argument("--per-label", type=int, default=20, help="images per label (80 labels; default 20)")
@@ -64,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(args)
         settings = load_settings(args.config, home=args.home, model=args.model)
-        commands = {"run": cmd_run, "search": cmd_search, "status": cmd_status, "eval": cmd_eval, "serve": cmd_serve}
+        commands = {
+            "run": cmd_run,
+            "search": cmd_search,
+            "status": cmd_status,
+            "eval": cmd_eval,
+            "serve": cmd_serve,
+            "config": cmd_config,
+        }
         return commands[args.command](settings, args)
     except (ModelNotFoundError, VectorDBError, ValueError, BadFile) as exc:
         print(f"mm-assets: error: {exc}", file=sys.stderr)
@@ -75,9 +85,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def cmd_config(settings: Settings, args) -> int:
+    rows = describe_settings(settings)
+    if args.json:
+        print(json.dumps([{"key": k, "value": v, "origin": o} for k, v, o in rows], indent=1, default=str))
+        return 0
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, origin in rows:
+        print(f"{key:<{width}}  {json.dumps(value, default=str):<40}  {origin}")
+    return 0
+
+
 def cmd_run(settings: Settings, args) -> int:
     from mm_assets.runs import run_pipeline  # imports Dagster: only for the commands that need it
 
+    for key, value, origin in describe_settings(settings):
+        if origin.startswith(("env ", "--")):  # said once, so an override is never silent
+            print(f"{key} = {value} (from {origin})")
     sources = [Path(d) for d in args.dirs] or list(settings.sources)
     if not sources:
         raise ValueError("give one or more folders (`mm-assets run DIR ...`) or set `sources:` in mm_assets.yaml")

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import typing
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -197,6 +197,8 @@ class Settings:
     decode_workers: int = max(1, min(8, os.cpu_count() or 1))
     eval_test_percent: int = 20  # share of captioned images held out for evaluation (by content hash)
     default_encoder_name: str | None = None  # what search uses without --encoder (default: the first)
+    # Where each setting came from when not the default ("mm_assets.yaml", "env MM_ASSETS_MODEL", "--home").
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         names = [e.name for e in self.encoders]
@@ -357,13 +359,56 @@ def load_settings(
         executor=checked(ExecutorConfig, "executor", ExecutorConfig()),
         **kwargs,
     )
-    if home or env.get("MM_ASSETS_HOME"):
-        settings = replace(settings, home=_path(home or env["MM_ASSETS_HOME"], Path.cwd()))
-    if env.get("MM_ASSETS_STORE"):
-        settings = replace(settings, store_url=_store_url(env["MM_ASSETS_STORE"], Path.cwd()))
-    if sources or env.get("MM_ASSETS_SOURCES"):
-        chosen = sources or env["MM_ASSETS_SOURCES"].split(os.pathsep)
-        settings = replace(settings, sources=tuple(_path(s, Path.cwd()) for s in chosen))
-    if model or env.get("MM_ASSETS_MODEL"):
-        settings = settings.with_model(model or env["MM_ASSETS_MODEL"])
-    return settings
+    origins = {key: str(config_file) for key in raw if key not in ("encoders", "chunking")}
+    for entry in raw.get("encoders", []):
+        origins |= {f"encoders.{entry['name']}.{key}": str(config_file) for key in entry if key != "name"}
+    origins |= {f"chunking.{key}": str(config_file) for key in raw.get("chunking") or {}}
+    overrides = (
+        ("home", home, "--home", "MM_ASSETS_HOME"),
+        ("store", None, None, "MM_ASSETS_STORE"),
+        ("sources", sources, "sources argument", "MM_ASSETS_SOURCES"),
+        ("model", model, "--model", "MM_ASSETS_MODEL"),
+    )
+    for key, argument, flag, variable in overrides:
+        value, origin = (argument, flag) if argument else (env.get(variable), f"env {variable}")
+        if not value:
+            continue
+        if key == "home":
+            settings = replace(settings, home=_path(value, Path.cwd()))
+        elif key == "store":
+            settings = replace(settings, store_url=_store_url(value, Path.cwd()))
+        elif key == "sources":
+            chosen = value if argument else value.split(os.pathsep)
+            settings = replace(settings, sources=tuple(_path(s, Path.cwd()) for s in chosen))
+        else:
+            settings = settings.with_model(value)
+            key = f"encoders.{settings.default_encoder.name}.model"
+        overridden = origins.get(key)
+        origins[key] = origin + (f" (overrides {overridden})" if overridden else "")
+    return replace(settings, origins=origins)
+
+
+def describe_settings(settings: Settings) -> list[tuple[str, object, str]]:
+    """Every effective setting as (key, value, where it came from), for `mm-assets config` and run logs."""
+    rows = [
+        ("home", str(settings.home)),
+        ("sources", [str(s) for s in settings.sources]),
+        ("store", settings.store_url),
+    ]
+    rows.append(("default_encoder", settings.default_encoder.name))
+    for enc in settings.encoders:
+        for name, value in asdict(enc).items():
+            if name not in ("name", "base") and value is not None:
+                rows.append((f"encoders.{enc.name}.{name}", value))
+    rows += [(f"chunking.{name}", value) for name, value in asdict(settings.chunking).items()]
+    rows += [("executor.kind", settings.executor.kind)]
+    rows += [(name, getattr(settings, name)) for name in _PLAIN_SETTINGS]
+
+    def origin(key: str) -> str:
+        parts = key.split(".")
+        for n in range(len(parts), 0, -1):  # the most specific origin recorded
+            if ".".join(parts[:n]) in settings.origins:
+                return settings.origins[".".join(parts[:n])]
+        return "default"
+
+    return [(key, value, origin(key)) for key, value in rows]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, Settings, load_settings
 
 
@@ -137,3 +139,16 @@ def test_a_relative_model_override_becomes_an_absolute_path(tmp_path, monkeypatc
     monkeypatch.chdir(tiny_clip.parent)
     settings = Settings(home=tmp_path).with_model(f"./{tiny_clip.name}")
     assert settings.default_encoder.model == str(tiny_clip.resolve())
+
+
+def test_mm_assets_config_says_where_each_setting_came_from(tmp_path, monkeypatch, capsys, tiny_clip, tiny_clip_other):
+    config = tmp_path / "mm_assets.yaml"
+    config.write_text(f"home: data\nencoders:\n- name: clip\n  model: {tiny_clip}\n  batch_size: 8\n")
+    monkeypatch.setenv("MM_ASSETS_MODEL", str(tiny_clip_other))
+    assert main(["--config", str(config), "config", "--json"]) == 0
+    rows = {r["key"]: (r["value"], r["origin"]) for r in json.loads(capsys.readouterr().out)}
+    assert rows["encoders.clip.model"] == (str(tiny_clip_other), f"env MM_ASSETS_MODEL (overrides {config})")
+    assert rows["encoders.clip.batch_size"] == (8, str(config))
+    assert rows["encoders.clip.dtype"] == ("auto", "default")
+    assert rows["home"] == (str(tmp_path / "data"), str(config))
+    assert rows["chunking.max_tokens"] == (77, "default")

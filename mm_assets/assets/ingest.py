@@ -11,7 +11,7 @@ import pyarrow as pa
 from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
 from mm_assets.chunking import CHUNKER_VERSION, chunking_params, text_chunker
 from mm_assets.chunking.files import chunk_batch
-from mm_assets.config import Settings, short_hash
+from mm_assets.config import Settings, describe_settings, short_hash
 from mm_assets.ingest.batches import deleted_rows, mark_moves, read_manifest
 from mm_assets.ingest.files import INGEST_VERSION, inspect_batch
 from mm_assets.ingest.labels import CaptionIndex
@@ -39,6 +39,10 @@ def build_ingest_assets(settings: Settings) -> list:
     )
     def raw_files(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         layout, batch = storage.layout, context.partition_key
+        chosen = [
+            f"{key}={value} ({origin})" for key, value, origin in describe_settings(settings) if origin != "default"
+        ]
+        context.log.info("settings not at their defaults: " + ("; ".join(chosen) or "none"))
         manifest = read_manifest(layout, batch)
         captions = CaptionIndex(manifest.boundary)
         with Progress(len(manifest.files), f"ingest {batch}", context.log.info) as progress:
