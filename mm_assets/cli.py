@@ -12,7 +12,9 @@ from pathlib import Path
 from mm_assets.config import Settings, describe_settings, load_settings
 from mm_assets.encoders.resolve import ModelNotFoundError
 from mm_assets.formats import BadFile
+from mm_assets.progress import listening
 from mm_assets.store.catalog import VectorDBError
+from mm_assets.terminal import LiveProgress, quiet_libraries
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    quiet_libraries()
     try:
         if args.command == "demo":
             return cmd_demo(args)
@@ -105,7 +108,8 @@ def cmd_run(settings: Settings, args) -> int:
     sources = [Path(d) for d in args.dirs] or list(settings.sources)
     if not sources:
         raise ValueError("give one or more folders (`mm-assets run DIR ...`) or set `sources:` in mm_assets.yaml")
-    summary = run_pipeline(settings, sources)
+    with LiveProgress() as live, listening(live):
+        summary = run_pipeline(settings, sources)
     for line in summary.lines():
         print(line)
     return 0 if summary.ok else 1

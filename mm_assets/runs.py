@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,14 +22,24 @@ from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest.batches import create_batch, read_manifest
-from mm_assets.staleness import UP_TO_DATE_CHECK, find_stale, stale_by_batch
+from mm_assets.staleness import UP_TO_DATE_CHECK, checks_of, find_stale, stale_by_batch
+from mm_assets.store.catalog import VectorDBError, quarantined_files
 from mm_assets.store.layout import Layout
+from mm_assets.store.segments import open_generation
 from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES
 from mm_assets.store.vector_db import is_up_to_date
 
-# Runs started from the command line print warnings only (quarantined files, failures); the full
-# event log is in the instance, visible in the UI.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Runs started from the command line print nothing of Dagster's own log (the summary says what
+# happened, the live bars how far it is); the full event log is in the instance, visible in the UI.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+# What each step is called in the summary ("embeddings__clip" -> "embed clip").
+_STAGE_NAMES = {"raw_files": "ingest", "chunks": "chunk", "embeddings": "embed", "fine_tuned": "train"}
+
+
+def _stage(step_key: str) -> str:
+    head, _, tail = step_key.partition("__")
+    return f"{_STAGE_NAMES.get(head, head.replace('_', ' '))} {tail}".strip()
 
 
 @dataclass
@@ -39,11 +50,37 @@ class RunSummary:
     trained: list[str] = field(default_factory=list)
     stale: dict[str, int] = field(default_factory=dict)  # asset -> batches materialized under an old code version
     failed_runs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first line of each failed step's error
     vector_tables_updated: bool = False
+    files: Counter = field(default_factory=Counter)  # added, edited, moved, deleted, quarantined (ingested)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    chunks_written: int = 0
+    vectors: Counter = field(default_factory=Counter)  # encoder -> vectors computed
+    seconds: Counter = field(default_factory=Counter)  # stage -> seconds
 
     @property
     def ok(self) -> bool:
         return not self.failed_runs
+
+    def absorb(self, result: dg.ExecuteInProcessResult) -> None:
+        """The figures of one finished run, from its events."""
+        for event in result.all_events:
+            if event.is_step_success:
+                self.seconds[_stage(event.step_key)] += event.event_specific_data.duration_ms / 1000
+            elif event.is_step_failure:
+                message = event.step_failure_data.error.to_string().strip().splitlines()
+                self.errors.append(f"{_stage(event.step_key)}: {message[-1] if message else 'failed'}")
+        for event in result.get_asset_materialization_events():
+            meta = {k: v.value for k, v in event.materialization.metadata.items()}
+            key = event.asset_key.to_user_string()
+            if key == "raw_files":
+                for change in ("added", "edited", "dependency", "moved", "deleted"):
+                    self.files[change] += meta.get(f"files_{change}", 0)
+                self.files["quarantined"] += meta.get("files_quarantined", 0)
+            elif key == "chunks":
+                self.chunks_written += meta.get("dagster/row_count", 0)
+            elif key.startswith("embeddings/"):
+                self.vectors[key.split("/", 1)[1]] += meta.get("embedded", 0)
 
     def lines(self) -> list[str]:
         counts = ", ".join(f"{n} {change}" for change, n in self.changes.items() if n)
@@ -51,7 +88,16 @@ class RunSummary:
         out += [f"out of date: {asset} in {n} batch(es) (its code version changed)" for asset, n in self.stale.items()]
         out += [f"materialized batch {b}" for b in self.batches_run]
         out += [f"trained {t}" for t in self.trained]
+        if self.files:
+            out.append("files: " + ", ".join(f"{n:,} {change}" for change, n in self.files.items() if n))
+        out += [f"  quarantined {path}: {reason}" for path, reason in self.quarantined]
+        if self.chunks_written or self.vectors:
+            vectors = ", ".join(f"{n:,} {encoder}" for encoder, n in self.vectors.items()) or "none"
+            out.append(f"chunks written: {self.chunks_written:,}; vectors computed: {vectors}")
+        if self.seconds:
+            out.append("time per stage: " + ", ".join(f"{stage} {s:.1f} s" for stage, s in self.seconds.items()))
         out += [f"run FAILED: {r} (see `dagster dev` for its logs)" for r in self.failed_runs]
+        out += [f"  {error}" for error in self.errors]
         if self.vector_tables_updated:
             out.append("vector tables updated")
         elif "vector_tables" not in self.failed_runs:
@@ -98,23 +144,30 @@ def pending_assets(layout: Layout, settings: Settings, batch: str) -> list[dg.As
 class _Runner:
     """Runs selections of the project's assets in this process, recorded in the instance."""
 
-    def __init__(self, settings: Settings, instance: dg.DagsterInstance, run_config: dict | None):
+    def __init__(self, settings: Settings, instance: dg.DagsterInstance, run_config: dict | None, summary: RunSummary):
         self.defs = build_definitions(settings)
-        self.instance, self.run_config = instance, run_config
+        self.instance, self.run_config, self.summary = instance, run_config, summary
         self.tags = {"mm_assets/source": "cli"}
 
     def batch(self, batch: str, keys: list[dg.AssetKey]) -> bool:
-        result = self.defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        job = self.defs.resolve_job_def(INGEST_JOB)
+        checks = checks_of(self.defs.resolve_asset_graph(), keys)
+        result = job.get_subset(asset_selection=set(keys), asset_check_selection=checks).execute_in_process(
             partition_key=batch,
             instance=self.instance,
-            asset_selection=keys,
             run_config=self.run_config,
             raise_on_error=False,
             tags=self.tags,
         )
+        self.summary.absorb(result)
         return result.success
 
     def unpartitioned(self, selection: list[dg.AssetKey] | dg.AssetSelection) -> bool:
+        if isinstance(selection, list):
+            graph = self.defs.resolve_asset_graph()
+            selection = dg.AssetSelection.assets(*selection).without_checks() | dg.AssetSelection.checks(
+                *checks_of(graph, selection)
+            )
         result = dg.materialize(
             [*self.defs.assets, *self.defs.asset_checks],
             selection=selection,
@@ -124,6 +177,7 @@ class _Runner:
             raise_on_error=False,
             tags=self.tags,
         )
+        self.summary.absorb(result)
         return result.success
 
 
@@ -142,8 +196,8 @@ def run_pipeline(
     resolve_model(settings.tokenizer_model)
     instance = instance or default_instance(settings)
     layout = settings.layout
-    runner = _Runner(settings, instance, run_config)
     summary = RunSummary(new_batch=create_batch(layout, sources, max_file_bytes=settings.max_file_bytes))
+    runner = _Runner(settings, instance, run_config, summary)
     if summary.new_batch:
         summary.changes = read_manifest(layout, summary.new_batch).counts()
 
@@ -185,11 +239,25 @@ def run_pipeline(
             summary.failed_runs.append("vector_tables")
     if stale:  # the asset graph shows the stale assets as up to date again
         runner.unpartitioned(dg.AssetSelection.checks(*(dg.AssetCheckKey(k, UP_TO_DATE_CHECK) for k in stale)))
+    if summary.batches_run:
+        summary.quarantined = quarantined_in(layout, set(summary.batches_run))
     return summary
+
+
+def quarantined_in(layout: Layout, batches: set[str]) -> list[tuple[str, str]]:
+    """The files of these batches that are served as quarantined, with their reasons."""
+    try:
+        con, _ = open_generation(layout.db_path)
+    except VectorDBError:  # nothing served yet (the vector tables failed): the run's errors say why
+        return []
+    try:
+        return [(q["path"], q["reason"]) for q in quarantined_files(con) if q["batch"] in batches]
+    finally:
+        con.close()
 
 
 def run_evaluation(
     settings: Settings, run_config: dict | None = QUIET_RUN_CONFIG, instance: dg.DagsterInstance | None = None
 ) -> bool:
     instance = instance or default_instance(settings)
-    return _Runner(settings, instance, run_config).unpartitioned([dg.AssetKey("retrieval_eval")])
+    return _Runner(settings, instance, run_config, RunSummary(None)).unpartitioned([dg.AssetKey("retrieval_eval")])

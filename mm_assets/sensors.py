@@ -8,7 +8,7 @@ import dagster as dg
 from mm_assets.assets.common import Storage, ingest_batches
 from mm_assets.config import Settings, short_hash
 from mm_assets.ingest.batches import create_batch, read_manifest
-from mm_assets.staleness import StaleAsset, find_stale, stale_by_batch, up_to_date_evaluation
+from mm_assets.staleness import StaleAsset, checks_of, find_stale, stale_by_batch, up_to_date_evaluation
 
 
 def build_new_files_sensor(settings: Settings, job: dg.JobDefinition) -> dg.SensorDefinition:
@@ -62,6 +62,7 @@ def build_stale_assets_sensor(settings: Settings, job: dg.JobDefinition) -> dg.S
                 run_key=f"stale:{batch}:{short_hash([graph.get(k).code_version for k in keys], 8)}",
                 partition_key=batch,
                 asset_selection=[*keys, dg.AssetKey("vector_tables")],  # and then serve the result
+                asset_check_keys=list(checks_of(graph, [*keys, dg.AssetKey("vector_tables")])),
                 tags={"mm_assets/reason": "code version changed"},
             )
             for batch, keys in stale_by_batch(graph, stale).items()

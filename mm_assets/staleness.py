@@ -123,3 +123,9 @@ def stale_by_batch(graph, stale: dict[dg.AssetKey, StaleAsset]) -> dict[str, lis
                     keys.add(child)
                     frontier.append(child)
     return {batch: [k for k in partitioned if k in keys] for batch, keys in sorted(rerun.items())}
+
+
+def checks_of(graph, keys) -> set[dg.AssetCheckKey]:
+    """The checks that run with these assets: all of theirs but `up_to_date`, which looks at every
+    batch and is evaluated by the stale-assets sensor (and once at the end of `mm-assets run`)."""
+    return {c for c in graph.asset_check_keys if c.asset_key in set(keys) and c.name != UP_TO_DATE_CHECK}

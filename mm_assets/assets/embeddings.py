@@ -71,7 +71,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
             from mm_assets.encoders.load import load_encoder
 
             encoder = load_encoder(encoder_config)
-            with Progress(len(plan.todo), f"embed {encoder_config.name}", context.log.info) as progress:
+            with Progress(len(plan.todo), f"embed {encoder_config.name}", context.log.info, unit="chunk") as progress:
                 result = embed_batch(
                     store, plan, encoder, max_pixels=max_image_pixels, workers=decode_workers, progress=progress
                 )

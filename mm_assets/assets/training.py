@@ -8,6 +8,7 @@ from mm_assets.assets.common import Storage
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.encoders.identity import code_version
 from mm_assets.encoders.resolve import resolve_model
+from mm_assets.progress import Progress
 from mm_assets.store.tables import RAW_FILES, upgrade
 
 
@@ -46,7 +47,8 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
         )
         context.log.info(f"training on {len(pairs)} captioned images ({len(skipped)} unreadable, skipped)")
         out_dir = Path(encoder.model)
-        report = fine_tune(base, pairs, ft, out_dir, context.log.info)
+        with Progress(ft.epochs, f"train {encoder.name}", unit="epoch") as progress:
+            report = fine_tune(base, pairs, ft, out_dir, context.log.info, on_epoch=progress)
         lineage = report.lineage(base, ft)
         return dg.MaterializeResult(
             metadata={

@@ -132,8 +132,8 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def quarantined_files(con: duckdb.DuckDBPyConnection) -> list[dict]:
-    rows = con.execute("SELECT path, reason FROM quarantine ORDER BY path").fetchall()
-    return [{"path": path, "reason": reason} for path, reason in rows]
+    rows = con.execute("SELECT path, reason, batch FROM quarantine ORDER BY path").fetchall()
+    return [{"path": path, "reason": reason, "batch": batch} for path, reason, batch in rows]
 
 
 def select_by_id(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], ids: list[str]) -> list[dict]:

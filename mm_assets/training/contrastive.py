@@ -65,6 +65,7 @@ def fine_tune(
     config: FineTuneConfig,
     out_dir: Path,
     log: Callable[[str], None] = print,
+    on_epoch: Callable[[], None] = lambda: None,
 ) -> TrainingReport:
     """Train from ``base`` on ``pairs`` and save a complete model directory (safetensors and its
     lineage) at ``out_dir``."""
@@ -128,6 +129,7 @@ def fine_tune(
             steps += 1
         losses.append(float(np.mean(epoch_losses)))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {losses[-1]:.4f}")
+        on_epoch()
     staging = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
     _save_model(model, tokenizer, base.local_dir, staging)
     report = TrainingReport(

@@ -1,0 +1,58 @@
+"""`mm-assets run` at a terminal: live progress per stage and a summary, without the libraries' noise."""
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+NOISE = (
+    " - dagster - ",  # Dagster-format log lines
+    "Loading weights",
+    "torchvision",
+    "telemetry",
+    "dagster.yaml",
+    "Warning",
+    "Traceback",
+)
+
+
+def run_in_terminal(args: list[str], env: dict, timeout_s: float = 300) -> str:
+    """Run the CLI with a pseudo-terminal as its stdout and stderr; everything it wrote."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mm_assets.cli", *args], stdout=follower, stderr=follower, env=env, close_fds=True
+    )
+    os.close(follower)
+    out, deadline = b"", time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=30)
+    os.close(leader)
+    assert process.returncode == 0, out.decode(errors="replace")
+    return out.decode(errors="replace")
+
+
+def test_run_in_a_terminal_shows_progress_and_a_summary_and_no_noise(tmp_path, source, bad_reasons, tiny_clip):
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}  # a new user: no Dagster instance yet
+    env.update(COLUMNS="120", TERM="xterm")
+    out = run_in_terminal(["--home", str(tmp_path / "home"), "--model", str(tiny_clip), "run", str(source)], env)
+    for stage in ("ingest", "chunk", "embed clip"):
+        assert stage in out, f"no progress for {stage}:\n{out}"
+    assert "files/s" in out and "chunks/s" in out, "rates per stage"
+    assert "files: " in out and " added" in out and f"{len(bad_reasons)} quarantined" in out
+    assert "quarantined " in out and "decompression bomb" in out and "empty file" in out, "each with its reason"
+    assert "chunks written: " in out and "vectors computed: " in out and "time per stage: " in out
+    for noise in NOISE:
+        assert noise not in out, f"{noise!r} printed:\n{out}"
