@@ -10,7 +10,6 @@ import warnings
 from typing import TextIO
 
 import huggingface_hub
-
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
