@@ -17,17 +17,31 @@ from mm_assets.store.catalog import VectorDBError
 from mm_assets.terminal import LiveProgress, quiet_libraries
 
 
+def _global_options(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument(
+        "--config", default=default, help="settings file (default: $MM_ASSETS_CONFIG or ./mm_assets.yaml)"
+    )
+    parser.add_argument("--home", default=default, help="data folder for shards and the vectors (default: .mm_assets)")
+    parser.add_argument(
+        "--model", default=default, help="hub id or local directory for the default encoder (env MM_ASSETS_MODEL)"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mm-assets", description=__doc__)
-    p.add_argument("--config", help="settings file (default: $MM_ASSETS_CONFIG or ./mm_assets.yaml)")
-    p.add_argument("--home", help="data folder for shards and the DuckDB file (default: .mm_assets)")
-    p.add_argument("--model", help="hub id or local directory for the default encoder (env MM_ASSETS_MODEL)")
+    _global_options(p, None)
+    # The same options after the subcommand (`mm-assets run --model DIR`); given there, they win.
+    anywhere = argparse.ArgumentParser(add_help=False)
+    _global_options(anywhere, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="discover new or changed files and materialize them end to end")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[anywhere])
+
+    run = command("run", "discover new or changed files and materialize them end to end")
     run.add_argument("dirs", nargs="*", help="source folders (default: `sources:` from the settings)")
 
-    search = sub.add_parser("search", help="search the vector tables with a text, an image or an audio file")
+    search = command("search", "search the vector tables with a text, an image or an audio file")
     search.add_argument("text", nargs="?", help="text query")
     search.add_argument("--image", help="image file to search with")
     search.add_argument("--audio", help="audio file to search with (its first window), with an audio encoder")
@@ -39,13 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--group-by-file", action="store_true", help="one result per file, at its best chunk")
     search.add_argument("--json", action="store_true", help="print a JSON list")
 
-    status = sub.add_parser("status", help="what is ingested, embedded and quarantined")
+    status = command("status", "what is ingested, embedded and quarantined")
     status.add_argument("--json", action="store_true")
 
-    evaluate = sub.add_parser("eval", help="retrieval quality of every encoder on the held-out captioned images")
+    evaluate = command("eval", "retrieval quality of every encoder on the held-out captioned images")
     evaluate.add_argument("--json", action="store_true", help="print one object per encoder and task")
 
-    serve = sub.add_parser("serve", help="HTTP search API and a web page, models and vectors kept loaded")
+    serve = command("serve", "HTTP search API and a web page, models and vectors kept loaded")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
@@ -54,10 +68,10 @@ def _parser() -> argparse.ArgumentParser:
         help="required by every API call (env MM_ASSETS_TOKEN); required when binding beyond loopback",
     )
 
-    config = sub.add_parser("config", help="the effective settings and where each came from (file, env, option)")
+    config = command("config", "the effective settings and where each came from (file, env, option)")
     config.add_argument("--json", action="store_true", help="print a JSON list of {key, value, origin}")
 
-    demo = sub.add_parser("demo", help="offline: generate a labelled corpus, train a small CLIP, run everything")
+    demo = command("demo", "offline: generate a labelled corpus, train a small CLIP, run everything")
     demo.add_argument("--epochs", type=int, default=40, help="fine-tuning epochs (default 40)")
     demo.add_argument("--per-label", type=int, default=20, help="images per label (80 labels; default 20)")
     return p
@@ -213,7 +227,9 @@ def cmd_eval(settings: Settings, args) -> int:
     from mm_assets.evaluation.history import latest_results
     from mm_assets.evaluation.retrieval import comparison_markdown
     from mm_assets.runs import run_evaluation
+    from mm_assets.store.segments import open_generation
 
+    open_generation(settings.db_path)[0].close()  # nothing indexed yet: say what to run, before any run
     if not run_evaluation(settings):
         print("mm-assets: error: the retrieval_eval run failed (see its logs in the Dagster UI)", file=sys.stderr)
         return 1
@@ -262,6 +278,13 @@ def cmd_demo(args) -> int:
         print(f"generated {n} captioned images and 3 notes in {corpus}")
     config = write_demo_config(home, epochs=args.epochs)
     settings = load_settings(config)
+    # Later commands run here read ./mm_assets.yaml by default: the demo's settings go there, unless the
+    # user has settings of their own (then the commands below name the demo's file).
+    here = Path("mm_assets.yaml")
+    if args.home is None and not here.exists() and not os.environ.get("MM_ASSETS_CONFIG"):
+        here.write_text(config.read_text())
+        print(f"wrote {here.resolve()} (the demo's settings: later `mm-assets` commands here use them)")
+    flag = "" if here.exists() and here.read_text() == config.read_text() else f"--config {config} "
     print("ingesting, embedding with the untrained model, fine-tuning, embedding again ...")
     cmd_run(settings, argparse.Namespace(dirs=[]))
     print("\nretrieval on the held-out split (same labels count as relevant):")
@@ -269,10 +292,12 @@ def cmd_demo(args) -> int:
     for query in ("a red circle in the top left", "a blue square in the bottom right"):
         print(f"\nsearch {query!r} (demo_tuned, images):")
         _print_hits(search(settings.db_path, text=query, k=3, modality="image", encoder="demo_tuned"))
+    ui_config = f"MM_ASSETS_CONFIG={config} " if flag else ""
     print(
         f"\ndone in {time.monotonic() - start:.0f}s. Next:\n"
-        f'  mm-assets --config {config} search "a green cross"\n'
-        f"  MM_ASSETS_CONFIG={config} DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml"
+        f'  mm-assets {flag}search "a green cross"\n'
+        f"  mm-assets {flag}status\n"
+        f"  {ui_config}DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml"
     )
     return 0
 
