@@ -30,11 +30,13 @@ def test_definitions_load_with_groups_kinds_and_code_versions(settings):
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
         "raw_files": "ingest",
-        "chunks": "chunking",
+        "chunks": "ingest",
         "embeddings/clip": "embedding",
-        "vector_tables": "vector_tables",
-        "retrieval_eval": "evaluation",
+        "vector_tables": "serving",
+        "retrieval_eval": "serving",
     }
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).owners == ["team:mm_assets"] and graph.get(key).tags["stage"]
     emb = graph.get(dg.AssetKey(["embeddings", "clip"]))
     assert {"pytorch"} <= set(emb.kinds) and emb.code_version == fingerprint(settings.default_encoder)
     assert "duckdb" in graph.get(dg.AssetKey("vector_tables")).kinds
@@ -214,3 +216,32 @@ def test_a_file_that_takes_too_long_to_chunk_is_stopped_and_quarantined(settings
     quarantine = dict(db_rows(settings, "SELECT path, reason FROM quarantine"))
     assert "took longer than 1 s (max_seconds_per_file)" in quarantine[str(slow)]
     assert db_rows(settings, "SELECT count(*) FROM files WHERE path LIKE '%guide.md'") == [(1,)]
+
+
+def test_materializations_use_dagster_metadata_conventions(settings, instance):
+    _, result = ingest_with_dagster(settings, instance)
+    for node in ("raw_files", "chunks", "embeddings__clip", "vector_tables"):
+        meta = result.asset_materializations_for_node(node)[0].metadata
+        assert meta["dagster/uri"].value and meta["dagster/row_count"].value > 0
+        columns = {c.name: c.description for c in meta["dagster/column_schema"].value.columns}
+        assert columns["chunk_id" if node != "raw_files" else "file_id"], f"{node}: columns say what they mean"
+    served = result.asset_materializations_for_node("vector_tables")[0].metadata
+    assert served["dagster/table_name"].value == "chunks"
+    assert {"columns/files", "columns/paths", "columns/quarantine"} <= set(served)
+    assert any(k.startswith("columns/emb_clip_") for k in served)
+
+
+def test_a_partition_added_by_hand_fails_clearly_and_is_removed(settings, instance):
+    """What "Add partition" in the launch dialog does: a key discovery never made."""
+    instance.add_dynamic_partitions("ingest_batches", ["my-batch"])
+    defs = build_definitions(settings)
+    result = defs.resolve_job_def("ingest_job").execute_in_process(
+        partition_key="my-batch", instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    (failure, *_) = result.get_step_failure_events()
+    assert (
+        "'my-batch' is not an ingest batch, so it was removed again"
+        in failure.step_failure_data.user_failure_data.description
+    )
+    assert "my-batch" not in instance.get_dynamic_partitions("ingest_batches")

@@ -2,7 +2,15 @@
 
 import dagster as dg
 
-from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
+from mm_assets.assets.common import (
+    OWNERS,
+    Storage,
+    ingest_batches,
+    markdown_table,
+    require_batch,
+    table_metadata,
+    tags,
+)
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.batch import check_coverage, check_vectors, embed_batch, plan_batch, write_known_vectors
 from mm_assets.encoders.identity import code_version, encoder_key, read_record, table_name
@@ -20,6 +28,8 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         key=key,
         partitions_def=ingest_batches,
         group_name="embedding",
+        owners=OWNERS,
+        tags=tags("embed"),
         kinds={"pytorch", "parquet"},
         deps=upstream,
         # The fingerprint covers model, revision, dtype and code: changing any marks exactly this asset stale.
@@ -48,7 +58,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
     )
     def embeddings(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         store = storage.layout.store
-        plan = plan_batch(storage.layout, context.partition_key, encoder_config)
+        plan = plan_batch(storage.layout, require_batch(context, storage.layout), encoder_config)
         if encoder_config.awaiting_training:
             # Not trained yet: write nothing (so `mm-assets run` fills it in later) and let the check say so.
             context.log.warning(

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mm_assets.assets.common import Storage
+from mm_assets.assets.common import OWNERS, Storage, tags
 from mm_assets.config import Settings
 from mm_assets.evaluation.history import record_results
 from mm_assets.evaluation.retrieval import EVAL_VERSION, comparison_markdown, evaluate_encoder_table
@@ -11,7 +11,9 @@ from mm_assets.store.catalog import list_encoder_tables, open_read_only
 
 def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
     @dg.asset(
-        group_name="evaluation",
+        group_name="serving",
+        owners=OWNERS,
+        tags=tags("evaluate"),
         kinds={"duckdb"},
         deps=[vector_tables_asset],
         code_version=f"{EVAL_VERSION}-{settings.eval_test_percent}",

@@ -8,7 +8,15 @@ from itertools import groupby
 import dagster as dg
 import pyarrow as pa
 
-from mm_assets.assets.common import Storage, ingest_batches, markdown_table, table_metadata
+from mm_assets.assets.common import (
+    OWNERS,
+    Storage,
+    ingest_batches,
+    markdown_table,
+    require_batch,
+    table_metadata,
+    tags,
+)
 from mm_assets.chunking import CHUNKER_VERSION, chunking_params, text_chunker
 from mm_assets.chunking.files import chunk_batch
 from mm_assets.config import Settings, describe_settings, short_hash
@@ -31,6 +39,8 @@ def build_ingest_assets(settings: Settings) -> list:
     @dg.asset(
         partitions_def=ingest_batches,
         group_name="ingest",
+        owners=OWNERS,
+        tags=tags("ingest"),
         kinds={"python", "parquet"},
         code_version=f"{INGEST_VERSION}-{short_hash(asdict(settings.inspection_limits), 6)}",
         description="Every file of the batch: content hash, type sniffed from content, metadata; "
@@ -38,7 +48,8 @@ def build_ingest_assets(settings: Settings) -> list:
         "moved and deleted.",
     )
     def raw_files(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
-        layout, batch = storage.layout, context.partition_key
+        layout = storage.layout
+        batch = require_batch(context, layout)
         chosen = [
             f"{key}={value} ({origin})" for key, value, origin in describe_settings(settings) if origin != "default"
         ]
@@ -87,7 +98,9 @@ def build_ingest_assets(settings: Settings) -> list:
 
     @dg.asset(
         partitions_def=ingest_batches,
-        group_name="chunking",
+        group_name="ingest",
+        owners=OWNERS,
+        tags=tags("chunk"),
         kinds={"python", "parquet"},
         deps=[raw_files],
         code_version=f"{CHUNKER_VERSION}-{short_hash(params, 6)}",
@@ -97,7 +110,7 @@ def build_ingest_assets(settings: Settings) -> list:
         check_specs=[dg.AssetCheckSpec("every_file_has_chunks", asset="chunks", partitions_def=ingest_batches)],
     )
     def chunks(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
-        store, batch = storage.layout.store, context.partition_key
+        store, batch = storage.layout.store, require_batch(context, storage.layout)
         raw = upgrade(store.read_table(store.shard(RAW_FILES, batch)), RAW_FILES)
         files = [r for r in raw.to_pylist() if r["status"] == "ok"]
         chunker = text_chunker(settings, params["text"])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mm_assets.assets.common import Storage
+from mm_assets.assets.common import OWNERS, Storage, tags
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.encoders.identity import code_version
 from mm_assets.encoders.resolve import resolve_model
@@ -22,7 +22,9 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
 
     @dg.asset(
         key=fine_tuned_asset_key(encoder),
-        group_name="training",
+        group_name="embedding",
+        owners=OWNERS,
+        tags=tags("train"),
         kinds={"pytorch", "safetensors"},
         deps=[raw_files_asset],
         code_version=code_version(encoder),

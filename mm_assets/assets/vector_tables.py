@@ -3,11 +3,11 @@ time; and the job that compacts its segments when that pays."""
 
 import dagster as dg
 
-from mm_assets.assets.common import Storage, markdown_table
+from mm_assets.assets.common import OWNERS, Storage, column_schema, markdown_table, tags
 from mm_assets.config import Settings
 from mm_assets.encoders.identity import encoder_key, stored_records
-from mm_assets.store.catalog import EncoderTable
-from mm_assets.store.segments import SERVING_VERSION, read_generation
+from mm_assets.store.catalog import EncoderTable, served_columns
+from mm_assets.store.segments import SEGMENT_TABLES, SERVING_VERSION, embedding_tables, open_generation, read_generation
 from mm_assets.store.vector_db import ServingSpec, UpdateReport, compact, single_writer, update_vector_db
 
 COMPACTION_JOB = "compact_vector_tables"
@@ -29,10 +29,20 @@ def report_metadata(storage: Storage, report: UpdateReport) -> dict:
     rows = read_generation(layout.db_path).encoders
     encoders = sorted((EncoderTable.from_row(r).summary() for r in rows), key=lambda e: e["table"])
     size = sum(p.stat().st_size for p in layout.db_path.rglob("*") if p.is_file())
+    con, generation = open_generation(layout.db_path)
+    try:
+        columns = served_columns(con, [*SEGMENT_TABLES, *embedding_tables(generation)])
+    finally:
+        con.close()
+    schemas = {table: column_schema(cols) for table, cols in columns.items()}
     return {
-        "database": dg.MetadataValue.path(str(layout.db_path)),
-        "mode": report.mode,
+        # Dagster's standard keys describe the table search reads first; every table's columns follow.
+        "dagster/uri": str(layout.db_path),
+        "dagster/table_name": "chunks",
         "dagster/row_count": report.live.get("chunks", 0),
+        "dagster/column_schema": schemas["chunks"],
+        **{f"columns/{table}": schema for table, schema in schemas.items()},
+        "mode": report.mode,
         "generation": report.generation,
         "segments": report.segments,
         **{f"rows_{name}": n for name, n in report.live.items()},
@@ -77,7 +87,9 @@ def serving_check_results(report: UpdateReport) -> list[dg.AssetCheckResult]:
 
 def build_vector_tables_asset(settings: Settings, upstream: list):
     @dg.asset(
-        group_name="vector_tables",
+        group_name="serving",
+        owners=OWNERS,
+        tags=tags("serve"),
         kinds={"duckdb"},
         code_version=f"{SERVING_VERSION}-{'hnsw' if settings.hnsw else 'exact'}",
         deps=upstream,

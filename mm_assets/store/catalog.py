@@ -127,6 +127,11 @@ def choose_encoder_table(
     raise UnknownEncoder(f"no embedding table for encoder {encoder!r}; available: {choices}")
 
 
+def served_columns(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """(column, DuckDB type) of each served table."""
+    return {t: [(row[0], row[1]) for row in con.execute(f"DESCRIBE {t}").fetchall()] for t in tables}
+
+
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("files", "chunks", "quarantine")}
 

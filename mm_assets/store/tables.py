@@ -92,6 +92,46 @@ SEEN_SCHEMA = pa.schema(
     ]
 )
 
+# What each column means, wherever it appears (a name means one thing in every table): the column
+# descriptions of the assets' `dagster/column_schema` metadata.
+COLUMN_DESCRIPTIONS = {
+    "path": "absolute path of the file in its source folder",
+    "size": "bytes",
+    "mtime_ns": "modification time, nanoseconds since the epoch",
+    "file_id": "content address of the file (blake2b of its bytes)",
+    "kind": "image | text | document (PDF) | video | audio",
+    "format": "container or encoding found by sniffing the content (never the extension)",
+    "encoding": "text encoding",
+    "width": "pixels",
+    "height": "pixels",
+    "pages": "PDF pages",
+    "duration": "seconds of video or audio",
+    "caption": "the image's caption, from a sidecar file or a captions manifest",
+    "label": "the caption's label: images that share it are relevant to each other's captions",
+    "status": "ok | quarantined | deleted (a tombstone: the path is gone)",
+    "reason": "why the file is quarantined",
+    "change": "added | edited | dependency | moved | deleted | moved_away, as this batch saw the path",
+    "batch": "the ingest batch (a dynamic partition) that wrote the row",
+    "ingested_at": "seconds since the epoch",
+    "chunk_id": "hash of (file id, chunker version, parameters, position, outside content)",
+    "modality": "image | text | audio: what an encoder embeds",
+    "role": "what the chunk is in its file: window, image, tile, figure, caption, frame, ...",
+    "position": "reading order within the file",
+    "text": "the chunk's text",
+    "heading": "the heading of the chunk's section",
+    "section": "section (between headings) or PDF page the chunk belongs to",
+    "char_start": "start of the chunk's text range in the file's text",
+    "char_end": "end of the chunk's text range",
+    "n_tokens": "tokens of the text, special tokens included",
+    "bbox": "x0, y0, x1, y1 as fractions of the image or page",
+    "page": "1-based PDF page",
+    "t_start": "seconds into a video or audio file",
+    "t_end": "seconds into a video or audio file",
+    "linked_chunk_id": "alt text and captions: the image chunk they describe",
+    "media": "JPEG of an image cut out of the file (figure, frame, page, linked image)",
+    "embedding": "unit-length vector of the encoder (cosine distance = 1 - dot product)",
+}
+
 # Old column name -> new one, per shard folder (shards are immutable: old ones are read as they are).
 RENAMED = {RAW_FILES: {"modality": "kind"}, CHUNKS: {"source": "role"}}
 
