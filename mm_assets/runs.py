@@ -64,8 +64,9 @@ class RunSummary:
 
     def absorb(self, result: dg.ExecuteInProcessResult) -> None:
         """The figures of one finished run, from its events."""
+        materialized = {e.step_key for e in result.get_asset_materialization_events()}
         for event in result.all_events:
-            if event.is_step_success:
+            if event.is_step_success and event.step_key in materialized:  # assets, not separate checks
                 self.seconds[_stage(event.step_key)] += event.event_specific_data.duration_ms / 1000
             elif event.is_step_failure:
                 message = event.step_failure_data.error.to_string().strip().splitlines()
@@ -237,8 +238,11 @@ def run_pipeline(
         summary.vector_tables_updated = runner.unpartitioned([dg.AssetKey("vector_tables")])
         if not summary.vector_tables_updated:
             summary.failed_runs.append("vector_tables")
-    if stale:  # the asset graph shows the stale assets as up to date again
-        runner.unpartitioned(dg.AssetSelection.checks(*(dg.AssetCheckKey(k, UP_TO_DATE_CHECK) for k in stale)))
+    if stale or summary.batches_run:  # the asset graph shows whether every asset is up to date now
+        graph = runner.defs.resolve_asset_graph()
+        runner.unpartitioned(
+            dg.AssetSelection.checks(*(c for c in graph.asset_check_keys if c.name == UP_TO_DATE_CHECK))
+        )
     if summary.batches_run:
         summary.quarantined = quarantined_in(layout, set(summary.batches_run))
     return summary

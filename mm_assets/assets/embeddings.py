@@ -38,7 +38,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
         description=f"{encoder_config.name}: {encoder_config.model} ({encoder_config.dtype}), "
         f"modalities {', '.join(encoder_config.modalities)}",
         metadata={"model": encoder_config.model, "encoder_key": encoder_key(encoder_config)},
-        # Per batch, so a backfill shows each batch's result; a failure stops the run before vector_tables.
+        # Per batch, so a backfill shows each batch's result; invalid vectors stop the run before vector_tables.
         check_specs=[
             dg.AssetCheckSpec(
                 "vectors_are_valid",
@@ -47,11 +47,12 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
                 blocking=True,
                 partitions_def=ingest_batches,
             ),
+            # Not blocking: a chunk that could not be embedded (a bad file) is listed, and must not keep
+            # the batch's other vectors from search.
             dg.AssetCheckSpec(
                 "every_chunk_embedded",
                 asset=key,
-                description="every chunk of a covered modality has a vector for this encoder",
-                blocking=True,
+                description="every chunk of a covered modality has a vector for this encoder (warns)",
                 partitions_def=ingest_batches,
             ),
         ],

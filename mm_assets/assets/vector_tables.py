@@ -56,8 +56,8 @@ def report_metadata(storage: Storage, report: UpdateReport) -> dict:
 
 
 # What an update verifies before publishing (vector_db._SegmentWriter._check_vectors), as checks. The
-# first two refuse the update when they fail (search keeps the previous generation); all three block
-# retrieval_eval.
+# first two refuse the update when they fail (search keeps the previous generation) and block
+# retrieval_eval; a chunk without a vector (its embedding failed) only warns.
 SERVING_CHECKS = {
     "vectors_unit_norm": ("not_unit_norm", "every served vector is finite, of unit length, of its encoder's dimension"),
     "one_vector_per_chunk": ("duplicate_vectors", "one row per (chunk, encoder)"),
@@ -66,6 +66,9 @@ SERVING_CHECKS = {
         "every live chunk of a modality an encoder covers has its vector (a chunk whose embedding failed has none)",
     ),
 }
+
+
+REFUSING_CHECKS = ("vectors_unit_norm", "one_vector_per_chunk")
 
 
 def serving_check_results(report: UpdateReport) -> list[dg.AssetCheckResult]:
@@ -97,7 +100,7 @@ def build_vector_tables_asset(settings: Settings, upstream: list):
         "table per encoder fingerprint (old fingerprints kept for comparison), in segments. Each run "
         "applies only the shards written since the last (adds, edits, deletions) as one new segment.",
         check_specs=[
-            dg.AssetCheckSpec(name, asset="vector_tables", description=description, blocking=True)
+            dg.AssetCheckSpec(name, asset="vector_tables", description=description, blocking=name in REFUSING_CHECKS)
             for name, (_, description) in SERVING_CHECKS.items()
         ],
     )
