@@ -33,7 +33,7 @@ def quiet_libraries() -> None:
 class _Rate(ProgressColumn):
     def render(self, task) -> Text:
         rate = task.fields["rate"]
-        return Text(f"{rate:8.1f} {task.fields['unit']}s/s" if rate else "", style="progress.data.speed")
+        return Text(f"{rate:7.1f} {task.fields['unit']}s/s" if rate else "", style="progress.data.speed")
 
 
 def _terminal() -> TextIO:
@@ -48,23 +48,24 @@ class LiveProgress:
     """One bar per stage, fed by the steps' Progress updates (mm_assets.progress.listening)."""
 
     def __init__(self, stream: TextIO | None = None):
-        stream = stream or _terminal()
-        self.console = Console(file=stream, highlight=False)
+        self.owned = stream is None  # a descriptor of our own, closed at the end
+        self.stream = stream or _terminal()
+        self.console = Console(file=self.stream, highlight=False)
         self.bars = Progress(
-            TextColumn("{task.description:<32}"),
-            BarColumn(bar_width=30),
+            TextColumn("{task.description:<16}"),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             _Rate(),
             TimeRemainingColumn(compact=True, elapsed_when_finished=True),
             console=self.console,
             disable=not self.console.is_terminal,
         )
-        self.tasks: dict[str, int] = {}
-        self.seconds: dict[str, float] = {}  # stage kind ("embed clip", "chunk") -> seconds, for the summary
+        self.tasks: dict[str, int] = {}  # stage -> its latest bar
+        self.finished: set[int] = set()
 
     def __call__(self, update: Update) -> None:
         task = self.tasks.get(update.stage)
-        if task is None:
+        if task is None or task in self.finished:  # a new stage, or the same stage of the next batch
             task = self.tasks[update.stage] = self.bars.add_task(
                 update.stage, total=update.total, unit=update.unit, rate=None
             )
@@ -72,6 +73,7 @@ class LiveProgress:
         self.bars.update(task, completed=update.done, total=update.total, rate=rate)
         if update.finished:
             self.bars.stop_task(task)
+            self.finished.add(task)
 
     def __enter__(self) -> LiveProgress:
         self.bars.start()
@@ -79,3 +81,5 @@ class LiveProgress:
 
     def __exit__(self, *exc) -> None:
         self.bars.stop()
+        if self.owned and self.stream is not sys.stderr:
+            self.stream.close()

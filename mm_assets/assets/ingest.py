@@ -56,7 +56,7 @@ def build_ingest_assets(settings: Settings) -> list:
         context.log.info("settings not at their defaults: " + ("; ".join(chosen) or "none"))
         manifest = read_manifest(layout, batch)
         captions = CaptionIndex(manifest.boundary)
-        with Progress(len(manifest.files), f"ingest {batch}", context.log.info, unit="file") as progress:
+        with Progress(len(manifest.files), "ingest", context.log.info, unit="file") as progress:
             rows = inspect_batch(
                 manifest.files,
                 manifest.rejected,
@@ -114,7 +114,7 @@ def build_ingest_assets(settings: Settings) -> list:
         raw = upgrade(store.read_table(store.shard(RAW_FILES, batch)), RAW_FILES)
         files = [r for r in raw.to_pylist() if r["status"] == "ok"]
         chunker = text_chunker(settings, params["text"])
-        with Progress(len(files), f"chunk {batch}", context.log.info, unit="file") as progress:
+        with Progress(len(files), "chunk", context.log.info, unit="file") as progress:
             found = chunk_batch(
                 files,
                 chunker,
