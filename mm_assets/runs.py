@@ -164,6 +164,7 @@ class _Runner:
         return result.success
 
     def unpartitioned(self, selection: list[dg.AssetKey] | dg.AssetSelection) -> bool:
+        """The assets (with their checks but `up_to_date`) or exactly the selection given."""
         if isinstance(selection, list):
             graph = self.defs.resolve_asset_graph()
             selection = dg.AssetSelection.assets(*selection).without_checks() | dg.AssetSelection.checks(
@@ -234,15 +235,20 @@ def run_pipeline(
         waiting = set()
         run_pending_batches()  # embed every batch with the newly trained models
 
-    if not is_up_to_date(layout, serving_spec(settings)):
-        summary.vector_tables_updated = runner.unpartitioned([dg.AssetKey("vector_tables")])
-        if not summary.vector_tables_updated:
+    # One last run: the vector tables when out of date, and the up_to_date checks when anything ran, so
+    # the asset graph shows every asset current again.
+    graph = runner.defs.resolve_asset_graph()
+    final = dg.AssetSelection.checks(*(c for c in graph.asset_check_keys if c.name == UP_TO_DATE_CHECK))
+    serve = not is_up_to_date(layout, serving_spec(settings))
+    if serve:
+        vector_tables = dg.AssetKey("vector_tables")
+        final |= dg.AssetSelection.assets(vector_tables).without_checks()
+        final |= dg.AssetSelection.checks(*checks_of(graph, [vector_tables]))
+    if serve or stale or summary.batches_run:
+        ok = runner.unpartitioned(final)
+        summary.vector_tables_updated = serve and ok
+        if serve and not ok:
             summary.failed_runs.append("vector_tables")
-    if stale or summary.batches_run:  # the asset graph shows whether every asset is up to date now
-        graph = runner.defs.resolve_asset_graph()
-        runner.unpartitioned(
-            dg.AssetSelection.checks(*(c for c in graph.asset_check_keys if c.name == UP_TO_DATE_CHECK))
-        )
     if summary.batches_run:
         summary.quarantined = quarantined_in(layout, set(summary.batches_run))
     return summary
