@@ -50,7 +50,8 @@ def test_documents_video_and_audio_end_to_end(media_settings):
 
     # every chunk has a vector from the encoder of its modality, and only from that one
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
-    assert all(checks.values()) and len(checks) == 5  # chunks: every file has chunks; per encoder: valid, complete
+    # chunks: every file has chunks; per encoder: valid, complete; vector_tables: the three serving checks
+    assert all(checks.values()) and len(checks) == 8
     tables = {
         name: (table, n) for name, table, n in db_rows(settings, "SELECT name, table_name, n_vectors FROM encoders")
     }
