@@ -143,3 +143,18 @@ def test_bad_query_files_and_folders_are_one_error_line(cli, source, tmp_path, t
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "no_such_folder"))
     assert cli("run", source) == 2
     assert "DAGSTER_HOME" in capsys.readouterr().err
+
+
+def test_an_empty_home_says_what_to_run(tmp_path, capsys):
+    for command in (["eval"], ["search", "a dog"], ["status"]):
+        assert main(["--home", str(tmp_path / "empty"), *command]) == 2
+        assert "build it with `mm-assets run DIR`" in capsys.readouterr().err
+
+
+def test_options_work_before_or_after_the_subcommand(tmp_path, source, tiny_clip, capsys):
+    assert main(["run", "--home", str(tmp_path / "home"), "--model", str(tiny_clip), str(source)]) == 0
+    assert "vector tables updated" in capsys.readouterr().out
+    assert main(["--home", str(tmp_path / "home"), "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] > 0
+    assert main(["status", "--json", "--home", str(tmp_path / "home")]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] > 0

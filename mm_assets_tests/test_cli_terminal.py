@@ -56,3 +56,10 @@ def test_run_in_a_terminal_shows_progress_and_a_summary_and_no_noise(tmp_path, s
     assert "chunks written: " in out and "vectors computed: " in out and "time per stage: " in out
     for noise in NOISE:
         assert noise not in out, f"{noise!r} printed:\n{out}"
+
+    # the other commands a person types next are as quiet
+    base = ["--home", str(tmp_path / "home"), "--model", str(tiny_clip)]
+    for command in (["search", "a photo", "--k", "3"], ["eval"]):  # a model load; a Dagster run
+        out = run_in_terminal([*base, *command], env)
+        for noise in NOISE:
+            assert noise not in out, f"mm-assets {command[0]}: {noise!r} printed:\n{out}"

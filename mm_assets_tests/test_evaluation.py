@@ -87,11 +87,31 @@ encoders:
     assert "| task | encoder | recall@1" in capsys.readouterr().out
 
 
-def test_demo_runs_end_to_end_offline(tmp_path, capsys, monkeypatch):
-    # a scaled-down demo (the full one trains for ~2 minutes; its figures are in the README)
-    code = main(["--home", str(tmp_path / "demo"), "demo", "--per-label", "1", "--epochs", "1"])
+def test_demo_runs_end_to_end_offline_and_later_commands_need_no_config(tmp_path, capsys, monkeypatch):
+    # a scaled-down demo (the full one trains for ~2 minutes; its figures are in the README), run as a
+    # new user runs it: in a folder of their own, without options
+    monkeypatch.chdir(tmp_path)
+    code = main(["demo", "--per-label", "1", "--epochs", "1"])
     assert code == 0
     out = capsys.readouterr().out
     assert "| text->image | demo_tuned |" in out and "| text->image | demo_base |" in out
     assert "search 'a red circle in the top left'" in out
-    assert Path(tmp_path / "demo" / "mm_assets.yaml").exists()
+    assert (tmp_path / ".mm_assets" / "demo" / "mm_assets.yaml").exists()
+    assert (tmp_path / "mm_assets.yaml").exists(), "the demo's settings where every command looks"
+    assert '\n  mm-assets search "a green cross"\n' in out, "the commands it prints need no --config"
+
+    # the README's next commands, exactly as printed
+    assert main(["search", "a green cross", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits and all(h["encoder"].startswith("demo_tuned_") for h in hits)
+    assert main(["status"]) == 0 and "demo_tuned" in capsys.readouterr().out
+    assert main(["eval", "--json"]) == 0 and json.loads(capsys.readouterr().out)
+
+
+def test_a_second_demo_keeps_the_users_own_settings(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mm_assets.yaml").write_text("home: mine\n")
+    assert main(["demo", "--per-label", "1", "--epochs", "1"]) == 0
+    assert (tmp_path / "mm_assets.yaml").read_text() == "home: mine\n"
+    demo_config = tmp_path / ".mm_assets" / "demo" / "mm_assets.yaml"
+    assert f'mm-assets --config {demo_config} search "a green cross"' in capsys.readouterr().out

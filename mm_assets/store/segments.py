@@ -83,8 +83,8 @@ def read_generation(root: Path) -> Generation:
     path = root / CURRENT
     if not path.exists():
         raise VectorDBError(
-            f"no vector database at {root}. Build it with `mm-assets run DIR` or by materializing the "
-            "vector_tables asset."
+            f"nothing indexed yet: no vector database at {root}; build it with `mm-assets run DIR` (or "
+            "`mm-assets demo`), or by materializing the vector_tables asset"
         )
     try:
         generation = Generation.from_json(json.loads(path.read_text()))
