@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
