@@ -1,0 +1,118 @@
+"""Benchmark: the image tower's forward pass alone, per runtime and precision, on this CPU (issue 17:
+which well-kept runtime gets closest to the CPU's peak). ViT-B/32's exact architecture with random
+weights (the real model's speed), batches of 16 preprocessed 224×224 images, all in one process:
+
+- PyTorch fp32 eager (the baseline every ratio is against),
+- PyTorch with dynamic int8 quantization of the linear layers,
+- OpenVINO fp32 and (where the CPU has it natively) bf16, if `openvino` is installed,
+- ONNX Runtime fp32, if `onnxruntime` is installed;
+
+each with its minimum cosine to PyTorch fp32 (the bar for a default runtime is 0.999).
+
+    PYTHONPATH=. python benchmarks/cpu_runtimes.py [--batches 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import CLIPModel
+
+from mm_assets_tests.tiny_models import build_vit_b32_clip
+
+BATCH = 16
+
+
+class ImageTower(torch.nn.Module):
+    """pixels -> projected image embedding, as mm_assets' CLIP encoder computes it."""
+
+    def __init__(self, model: CLIPModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values=pixel_values).pooler_output
+
+
+def images_per_second(run, pixels: np.ndarray, batches: int) -> tuple[float, np.ndarray]:
+    out = run(pixels)  # warm-up (and the output compared)
+    start = time.perf_counter()
+    for _ in range(batches):
+        run(pixels)
+    return BATCH * batches / (time.perf_counter() - start), np.asarray(out, dtype=np.float32)
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(axis=1).min())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=6)
+    args = parser.parse_args()
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
+    print(f"CPU flags: {' '.join(f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'avx_vnni') if f in flags)}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = CLIPModel.from_pretrained(build_vit_b32_clip(Path(tmp) / "vit-b32"), use_safetensors=True)
+    tower = ImageTower(model.eval())
+    pixels = np.random.default_rng(0).standard_normal((BATCH, 3, 224, 224)).astype(np.float32)
+    example = torch.from_numpy(pixels)
+
+    def torch_run(module):
+        def run(x):
+            with torch.inference_mode():
+                return module(torch.from_numpy(x)).numpy()
+
+        return run
+
+    rows = []
+    baseline, reference = images_per_second(torch_run(tower), pixels, args.batches)
+    rows.append(("PyTorch fp32 (baseline)", baseline, 1.0))
+    quantized = torch.ao.quantization.quantize_dynamic(tower, {torch.nn.Linear}, dtype=torch.qint8)
+    rate, out = images_per_second(torch_run(quantized), pixels, args.batches)
+    rows.append(("PyTorch dynamic int8 (linear layers)", rate, min_cosine(reference, out)))
+
+    if importlib.util.find_spec("openvino"):
+        import openvino as ov
+
+        converted = ov.convert_model(tower, example_input=example)
+        core = ov.Core()
+        for hint in ("f32", "bf16"):
+            compiled = core.compile_model(
+                converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+            )
+            rate, out = images_per_second(lambda x, c=compiled: c(x)[0], pixels, args.batches)
+            rows.append((f"OpenVINO {hint}", rate, min_cosine(reference, out)))
+    else:
+        print("openvino not installed: skipped")
+
+    if importlib.util.find_spec("onnxruntime"):
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "tower.onnx"
+            torch.onnx.export(tower, (example,), path, input_names=["pixel_values"], dynamo=False)
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            rate, out = images_per_second(lambda x: session.run(None, {"pixel_values": x})[0], pixels, args.batches)
+        rows.append(("ONNX Runtime fp32", rate, min_cosine(reference, out)))
+    else:
+        print("onnxruntime not installed: skipped")
+
+    print(f"\n| runtime (batch {BATCH}) | images/s | × PyTorch fp32 | min cosine to PyTorch fp32 |")
+    print("|---|---|---|---|")
+    for name, rate, cosine in rows:
+        print(f"| {name} | {rate:.1f} | {rate / baseline:.2f} | {cosine:.5f} |")
+
+
+if __name__ == "__main__":
+    main()
