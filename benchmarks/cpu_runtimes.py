@@ -2,7 +2,8 @@
 which well-kept runtime gets closest to the CPU's peak). ViT-B/32's exact architecture with random
 weights (the real model's speed), batches of 16 preprocessed 224×224 images, all in one process:
 
-- PyTorch fp32 eager (the baseline every ratio is against),
+- PyTorch fp32 eager (the baseline every ratio is against), TorchScript frozen with oneDNN fusions,
+  and torch.compile (inductor, compiled on the warm-up batch),
 - PyTorch with dynamic int8 quantization of the linear layers,
 - OpenVINO fp32 and (where the CPU has it natively) bf16, if `openvino` is installed,
 - ONNX Runtime fp32, if `onnxruntime` is installed;
@@ -78,6 +79,13 @@ def main() -> None:
     rows = []
     baseline, reference = images_per_second(torch_run(tower), pixels, args.batches)
     rows.append(("PyTorch fp32 (baseline)", baseline, 1.0))
+    with torch.inference_mode():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(tower, example).eval()))
+    rate, out = images_per_second(torch_run(frozen), pixels, args.batches)
+    rows.append(("TorchScript frozen + optimize_for_inference (oneDNN fusions)", rate, min_cosine(reference, out)))
+    compiled_tower = torch.compile(tower)
+    rate, out = images_per_second(torch_run(compiled_tower), pixels, args.batches)
+    rows.append(("torch.compile (inductor)", rate, min_cosine(reference, out)))
     quantized = torch.ao.quantization.quantize_dynamic(tower, {torch.nn.Linear}, dtype=torch.qint8)
     rate, out = images_per_second(torch_run(quantized), pixels, args.batches)
     rows.append(("PyTorch dynamic int8 (linear layers)", rate, min_cosine(reference, out)))
