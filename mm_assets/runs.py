@@ -87,7 +87,7 @@ class RunSummary:
         counts = ", ".join(f"{n} {change}" for change, n in self.changes.items() if n)
         out = [f"new batch: {self.new_batch} ({counts})" if self.new_batch else "no files added, edited or deleted"]
         out += [f"out of date: {asset} in {n} batch(es) (its code version changed)" for asset, n in self.stale.items()]
-        out += [f"materialized batch {b}" for b in self.batches_run]
+        out += [f"materialized batch {b}" for b in dict.fromkeys(self.batches_run)]  # once, however many passes
         out += [f"trained {t}" for t in self.trained]
         if self.files:
             out.append("files: " + ", ".join(f"{n:,} {change}" for change, n in self.files.items() if n))
