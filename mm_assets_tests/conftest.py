@@ -17,12 +17,16 @@ from mm_assets_tests.helpers import clip_and_clap_settings, ingest_with_dagster,
 from mm_assets_tests.media_corpus import write_media_corpus
 from mm_assets_tests.tiny_models import build_tiny_clap, build_tiny_clip
 
-# The tests run in an empty folder: settings or data that `mm-assets demo` leaves in the checkout
-# (./mm_assets.yaml, ./.mm_assets) must not leak into them (load_settings reads ./mm_assets.yaml).
-os.chdir(tempfile.mkdtemp(prefix="mm_assets_tests_"))
 # Never reach for the hub: a closed local port makes any accidental request fail at once.
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
+
+
+def pytest_configure(config):
+    """The tests run in an empty folder: settings or data that `mm-assets demo` leaves in the checkout
+    (./mm_assets.yaml, ./.mm_assets) must not leak into them (load_settings reads ./mm_assets.yaml).
+    Here, once pytest has decided what to collect, before any test module is imported."""
+    os.chdir(tempfile.mkdtemp(prefix="mm_assets_tests_"))
 
 
 @pytest.fixture(scope="session")
