@@ -22,7 +22,7 @@ from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.ingest.batches import create_batch, read_manifest
-from mm_assets.staleness import UP_TO_DATE_CHECK, checks_of, find_stale, stale_by_batch
+from mm_assets.staleness import UP_TO_DATE_CHECK, checks_of, find_stale, stale_by_batch, with_their_checks
 from mm_assets.store.catalog import VectorDBError, quarantined_files
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import open_generation
@@ -167,9 +167,7 @@ class _Runner:
         """The assets (with their checks but `up_to_date`) or exactly the selection given."""
         if isinstance(selection, list):
             graph = self.defs.resolve_asset_graph()
-            selection = dg.AssetSelection.assets(*selection).without_checks() | dg.AssetSelection.checks(
-                *checks_of(graph, selection)
-            )
+            selection = with_their_checks(graph, selection)
         result = dg.materialize(
             [*self.defs.assets, *self.defs.asset_checks],
             selection=selection,
@@ -242,8 +240,7 @@ def run_pipeline(
     serve = not is_up_to_date(layout, serving_spec(settings))
     if serve:
         vector_tables = dg.AssetKey("vector_tables")
-        final |= dg.AssetSelection.assets(vector_tables).without_checks()
-        final |= dg.AssetSelection.checks(*checks_of(graph, [vector_tables]))
+        final |= with_their_checks(graph, [vector_tables])
     if serve or stale or summary.batches_run:
         ok = runner.unpartitioned(final)
         summary.vector_tables_updated = serve and ok

@@ -128,4 +128,10 @@ def stale_by_batch(graph, stale: dict[dg.AssetKey, StaleAsset]) -> dict[str, lis
 def checks_of(graph, keys) -> set[dg.AssetCheckKey]:
     """The checks that run with these assets: all of theirs but `up_to_date`, which looks at every
     batch and is evaluated by the stale-assets sensor (and once at the end of `mm-assets run`)."""
-    return {c for c in graph.asset_check_keys if c.asset_key in set(keys) and c.name != UP_TO_DATE_CHECK}
+    keys = set(keys)
+    return {c for c in graph.asset_check_keys if c.asset_key in keys and c.name != UP_TO_DATE_CHECK}
+
+
+def with_their_checks(graph, keys) -> dg.AssetSelection:
+    """These assets and their checks but `up_to_date`, as one selection."""
+    return dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(*checks_of(graph, keys))
