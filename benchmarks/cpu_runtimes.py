@@ -112,7 +112,14 @@ def main() -> None:
             torch.onnx.export(tower, (example,), path, input_names=["pixel_values"], dynamo=False)
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             rate, out = images_per_second(lambda x: session.run(None, {"pixel_values": x})[0], pixels, args.batches)
-        rows.append(("ONNX Runtime fp32", rate, min_cosine(reference, out)))
+            rows.append(("ONNX Runtime fp32", rate, min_cosine(reference, out)))
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantized_path = Path(tmp) / "tower-int8.onnx"
+            quantize_dynamic(path, quantized_path, weight_type=QuantType.QInt8)
+            session = ort.InferenceSession(str(quantized_path), providers=["CPUExecutionProvider"])
+            rate, out = images_per_second(lambda x: session.run(None, {"pixel_values": x})[0], pixels, args.batches)
+            rows.append(("ONNX Runtime dynamic int8 (MatMul weights)", rate, min_cosine(reference, out)))
     else:
         print("onnxruntime not installed: skipped")
 

@@ -1,18 +1,23 @@
-"""Benchmark: image embedding over camera-sized JPEGs with a ViT-B/32-shaped CLIP (random weights,
-the real model's speed), all figures from one process on the same files:
+"""Benchmark (issue 17): image embedding over camera-sized JPEGs with a ViT-B/32-shaped CLIP (random
+weights, the real model's speed), on the same files in the same run:
 
-- the tutorial's approach (full PIL decode -> CLIPProcessor -> batches of 16 -> get_image_features),
-- the model's forward pass alone on preprocessed batches (fp32 and the 'auto' precision),
-- `mm-assets run` end to end, and its embedding asset, for each precision,
-- cosine of mm_assets' embeddings to the tutorial's, and of 'auto' to fp32.
+- the tutorial's approach (full PIL decode -> CLIPProcessor -> batches of 16 -> fp32
+  get_image_features) as a whole process: interpreter start, imports, model load, work;
+- `mm-assets run` as a whole process (default settings but the encoder's dtype and runtime), for
+  PyTorch fp32, ONNX Runtime fp32, int8 and the default (`auto`), with its time per stage, and over an
+  empty folder (what starting costs);
+- the forward pass alone per runtime and precision, and the cosine of each run's vectors to the
+  tutorial's.
 
-    PYTHONPATH=. python benchmarks/embed_photos.py --photos 300 [--baseline 64]
+    PYTHONPATH=. python benchmarks/embed_photos.py --photos 400
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +56,7 @@ def write_distinct_jpegs(folder: Path, n: int, first: int = 0) -> None:
 
 
 def tutorial_baseline(model_dir: Path, paths: list[Path], device: str = "cpu") -> tuple[float, np.ndarray]:
+    """The tutorial's approach: full PIL decode, CLIPProcessor, batches of 16, fp32 get_image_features."""
     from transformers import CLIPModel, CLIPProcessor
 
     model = CLIPModel.from_pretrained(model_dir, use_safetensors=True).eval().to(device)
@@ -65,6 +71,42 @@ def tutorial_baseline(model_dir: Path, paths: list[Path], device: str = "cpu") -
     return rate, torch.nn.functional.normalize(torch.cat(out), dim=-1).numpy()
 
 
+# The tutorial as its own process: its imports and model load count, as `mm-assets run`'s do.
+TUTORIAL_PROCESS = (
+    "import sys, numpy; from pathlib import Path; from benchmarks.embed_photos import tutorial_baseline; "
+    "paths = [Path(p) for p in open(sys.argv[2]).read().split()]; "
+    "numpy.save(sys.argv[3], tutorial_baseline(Path(sys.argv[1]), paths)[1])"
+)
+
+
+def timed(cmd: list[str], **kwargs) -> tuple[float, str]:
+    """Wall seconds of a whole process (interpreter start, imports, model load, work) and its stdout."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{cmd[:3]} failed:\n{done.stdout}\n{done.stderr}")
+    return wall, done.stdout
+
+
+def tutorial_process(model_dir: Path, paths: list[Path], work: Path) -> tuple[float, np.ndarray]:
+    listing, out = work / "tutorial-files.txt", work / "tutorial.npy"
+    listing.write_text("\n".join(str(p) for p in paths))
+    wall, _ = timed([sys.executable, "-c", TUTORIAL_PROCESS, str(model_dir), str(listing), str(out)])
+    return wall, np.load(out)
+
+
+def run_process(model_dir: Path, photos: Path, home: Path, dtype: str, runtime: str) -> tuple[float, str]:
+    """`mm-assets run` as a user starts it, with one image encoder configured."""
+    config = home.with_suffix(".yaml")
+    config.write_text(
+        f"encoders:\n  - name: clip\n    model: {model_dir}\n    dtype: {dtype}\n    runtime: {runtime}\n"
+        "    modalities: [image]\n"
+    )
+    mm_assets = Path(sys.executable).with_name("mm-assets")
+    return timed([str(mm_assets), "--config", str(config), "--home", str(home), "run", str(photos)])
+
+
 def forward_only(encoder, pixels: np.ndarray, repeats: int) -> float:
     encoder.embed_pixels(pixels)  # warm-up
     start = time.perf_counter()
@@ -73,87 +115,73 @@ def forward_only(encoder, pixels: np.ndarray, repeats: int) -> float:
     return repeats * len(pixels) / (time.perf_counter() - start)
 
 
-def pipeline_run(settings, photos: Path) -> tuple[float, dict]:
-    import dagster as dg
+def stored_vectors(home: Path) -> dict[str, np.ndarray]:
+    """path -> the vector a run stored for that image."""
+    from mm_assets.config import load_settings
 
-    from mm_assets.runs import run_pipeline
+    store = load_settings(home.with_suffix(".yaml"), home=home).layout.store
+    raw = {r["file_id"]: r["path"] for r in store.read_all(store.shard_dir("raw_files")).to_pylist()}
+    chunks = {r["chunk_id"]: raw[r["file_id"]] for r in store.read_all(store.shard_dir("chunks")).to_pylist()}
+    (key,) = store.subdirectories(store.shard_dir("embeddings"))
+    table = store.read_all(store.shard_dir("embeddings", key))
+    return {
+        chunks[c]: np.asarray(v, np.float32)
+        for c, v in zip(table.column("chunk_id").to_pylist(), table.column("embedding").to_pylist())
+    }
 
-    with dg.DagsterInstance.ephemeral() as instance:
-        start = time.perf_counter()
-        summary = run_pipeline(settings, [photos], instance=instance)
-        wall = time.perf_counter() - start
-        assert summary.ok, summary.lines()
-        (record,) = instance.fetch_materializations(dg.AssetKey(["embeddings", "clip"]), limit=1).records
-    return wall, {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+# (dtype, runtime) of each `mm-assets run`; the last is the default configuration.
+RUNS = [("float32", "torch"), ("float32", "auto"), ("int8", "auto"), ("auto", "auto")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--photos", type=int, default=300)
-    parser.add_argument("--baseline", type=int, default=64, help="photos for the tutorial baseline")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--photos", type=int, default=400)
     args = parser.parse_args()
 
-    from mm_assets.config import EncoderConfig, Settings
+    from mm_assets.config import EncoderConfig
     from mm_assets.encoders.clip import ClipEncoder
-    from mm_assets.encoders.identity import encoder_key
     from mm_assets.formats.images import decode_rgb
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
     work = Path(tempfile.mkdtemp(prefix="mm-bench-"))
+    os.environ.setdefault("MM_ASSETS_CACHE", str(work / "cache"))
     t0 = time.perf_counter()
     paths = write_photos(work / "photos", args.photos)
     mp = sum(Image.open(p).width * Image.open(p).height for p in paths) / 1e6 / len(paths)
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, cuda {torch.cuda.is_available()}")
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
+    print(f"machine: {os.cpu_count()} CPUs, flags {' '.join(f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'avx_vnni') if f in flags)}, torch {torch.__version__}")
     print(f"wrote {len(paths)} JPEGs ({mp:.1f} MP average) in {time.perf_counter() - t0:.0f}s")
     model_dir = build_vit_b32_clip(work / "vit-b32")
 
-    baseline, tutorial_vectors = tutorial_baseline(model_dir, paths[: args.baseline])
-    print(f"tutorial approach (fp32, batch 16): {baseline:.2f} images/s on {args.baseline} photos")
-
-    results = {}
-    for dtype in ("float32", "auto"):
-        config = EncoderConfig(
-            "clip", model=str(model_dir), dtype=dtype, batch_size=args.batch_size, modalities=("image",)
-        )
-        encoder = ClipEncoder(config)
-        sample = [decode_rgb(p.read_bytes(), 10**9, encoder.preprocess.shortest_edge) for p in paths[: args.batch_size]]
+    print("\nforward pass alone (batch 32, preprocessed pixels), in this process:")
+    sample = [decode_rgb(p.read_bytes(), 10**9, 224) for p in paths[:32]]
+    for dtype, runtime in RUNS[:3]:
+        start = time.perf_counter()
+        encoder = ClipEncoder(EncoderConfig("clip", model=str(model_dir), dtype=dtype, runtime=runtime))
+        load = time.perf_counter() - start  # the first ONNX Runtime load of a precision exports it
         pixels = np.stack([encoder.preprocess(im) for im in sample])
-        model_rate = forward_only(encoder, pixels, repeats=3)
-        settings = Settings(home=work / f"home-{dtype}", encoders=(config,), decode_workers=os.cpu_count() or 1)
-        wall, meta = pipeline_run(settings, work / "photos")
-        store = settings.layout.store
-        table = store.read_all(store.shard_dir("embeddings", encoder_key(config)))
-        raw = {r["file_id"]: r["path"] for r in store.read_all(store.shard_dir("raw_files")).to_pylist()}
-        chunks = {r["chunk_id"]: raw[r["file_id"]] for r in store.read_all(store.shard_dir("chunks")).to_pylist()}
-        by_path = {
-            chunks[c]: np.asarray(v, np.float32)
-            for c, v in zip(table.column("chunk_id").to_pylist(), table.column("embedding").to_pylist())
-        }
-        results[dtype] = by_path
-        stage = meta["image_per_second"]
-        print(
-            f"\n[{dtype} -> {encoder.precision}] model forward alone, batch {args.batch_size}: "
-            f"{model_rate:.2f} images/s"
-        )
-        print(
-            f"  mm-assets run end to end: {len(paths) / wall:.2f} images/s ({wall:.1f}s) = "
-            f"{len(paths) / wall / baseline:.2f}x tutorial"
-        )
-        print(
-            f"  embedding stage: {stage:.2f} images/s = {stage / baseline:.2f}x tutorial, "
-            f"{stage / model_rate:.0%} of forward-only"
-        )
-        print(
-            "  stage seconds: "
-            + ", ".join(
-                f"{k.removeprefix('image_seconds_')} {v}" for k, v in meta.items() if k.startswith("image_seconds_")
-            )
-        )
-        cos = [float(results[dtype][str(p)] @ tutorial_vectors[i]) for i, p in enumerate(paths[: args.baseline])]
-        print(f"  cosine to the tutorial's embeddings: min {min(cos):.5f}, mean {np.mean(cos):.5f}")
-    cos = [float(results["auto"][k] @ results["float32"][k]) for k in results["float32"]]
-    print(f"\nauto vs float32 embeddings: min cosine {min(cos):.5f}, mean {np.mean(cos):.5f}")
+        rate = forward_only(encoder, pixels, repeats=3)
+        print(f"  {dtype}/{encoder.runtime}: {rate:.2f} images/s (load {load:.1f}s, cosine to fp32 {encoder.calibration_cosine})")
+
+    tutorial_wall, tutorial_vectors = tutorial_process(model_dir, paths, work)
+    print(f"\ntutorial process (full decode, CLIPProcessor, batch 16, fp32): {tutorial_wall:.1f}s, "
+          f"{len(paths) / tutorial_wall:.2f} images/s")
+    empty = work / "empty"
+    empty.mkdir()
+    startup, _ = run_process(model_dir, empty, work / "home-empty", "auto", "auto")
+    print(f"`mm-assets run` over an empty folder (interpreter, imports, Dagster instance): {startup:.1f}s")
+
+    print("\n| `mm-assets run`, whole process | wall s | images/s | × tutorial | min cosine to tutorial |")
+    print("|---|---|---|---|---|")
+    for dtype, runtime in RUNS:
+        home = work / f"home-{dtype}-{runtime}"
+        wall, out = run_process(model_dir, work / "photos", home, dtype, runtime)
+        vectors = stored_vectors(home)
+        cosine = min(float(vectors[str(p)] @ tutorial_vectors[i]) for i, p in enumerate(paths))
+        stages = next((line for line in out.splitlines() if line.startswith("time per stage")), "")
+        print(f"| dtype {dtype}, runtime {runtime} | {wall:.1f} | {len(paths) / wall:.2f} | "
+              f"{tutorial_wall / wall:.2f} | {cosine:.5f} |  {stages}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from mm_assets.store.tables import MODALITIES
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_MODALITIES = ("image", "text")  # a CLIP model's; an audio model (CLAP) lists audio (and text)
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+RUNTIMES = ("auto", "torch", "onnxruntime")  # where a CPU forward pass runs (encoders/runtime.py)
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
 # Settings read from the config file as they are (the others are converted in load_settings).
 _PLAIN_SETTINGS = (
@@ -89,6 +90,7 @@ class EncoderConfig:
     revision: str | None = None
     dtype: str = "auto"  # reduced precision where the hardware has it natively (see encoders/precision.py)
     device: str = "auto"
+    runtime: str = "auto"  # ONNX Runtime on a CPU where installed, else PyTorch (see encoders/runtime.py)
     batch_size: int = 32
     modalities: tuple[str, ...] = DEFAULT_MODALITIES
     fine_tune: FineTuneConfig | None = None
@@ -99,6 +101,13 @@ class EncoderConfig:
             raise ValueError(f"encoder name {self.name!r} must be letters, digits and '_', starting with a letter")
         if self.dtype not in DTYPES:
             raise ValueError(f"encoder {self.name!r}: dtype must be one of {DTYPES}, not {self.dtype!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"encoder {self.name!r}: runtime must be one of {RUNTIMES}, not {self.runtime!r}")
+        if (self.runtime, self.dtype) in {("torch", "int8"), ("onnxruntime", "bfloat16"), ("onnxruntime", "float16")}:
+            raise ValueError(
+                f"encoder {self.name!r}: dtype {self.dtype} does not run on runtime {self.runtime} "
+                "(int8 runs on onnxruntime; bfloat16 and float16 on torch)"
+            )
         unknown = set(self.modalities) - set(MODALITIES)
         if unknown or not self.modalities:
             raise ValueError(f"encoder {self.name!r}: modalities must be a non-empty subset of {MODALITIES}")

@@ -237,7 +237,7 @@ def run_pipeline(
     # the asset graph shows every asset current again.
     graph = runner.defs.resolve_asset_graph()
     final = dg.AssetSelection.checks(*(c for c in graph.asset_check_keys if c.name == UP_TO_DATE_CHECK))
-    serve = not is_up_to_date(layout, serving_spec(settings))
+    serve = bool(batches) and not is_up_to_date(layout, serving_spec(settings))  # no batch: nothing to serve
     if serve:
         vector_tables = dg.AssetKey("vector_tables")
         final |= with_their_checks(graph, [vector_tables])

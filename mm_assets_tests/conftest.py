@@ -25,8 +25,10 @@ os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
 def pytest_configure(config):
     """The tests run in an empty folder: settings or data that `mm-assets demo` leaves in the checkout
     (./mm_assets.yaml, ./.mm_assets) must not leak into them (load_settings reads ./mm_assets.yaml).
-    Here, once pytest has decided what to collect, before any test module is imported."""
+    Here, once pytest has decided what to collect, before any test module is imported.
+    ONNX exports go to a cache of the test session's own, not the user's ~/.cache."""
     os.chdir(tempfile.mkdtemp(prefix="mm_assets_tests_"))
+    os.environ["MM_ASSETS_CACHE"] = tempfile.mkdtemp(prefix="mm_assets_cache_")
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,14 @@ def test_search_before_any_run_explains_what_to_do(cli, capsys):
     assert "mm-assets run" in capsys.readouterr().err
 
 
+def test_a_run_over_an_empty_folder_succeeds_and_builds_nothing(cli, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli("run", tmp_path / "empty") == 0
+    out = capsys.readouterr().out
+    assert "no files added, edited or deleted" in out and "FAILED" not in out
+    assert cli("search", "anything") == 2 and "mm-assets run" in capsys.readouterr().err
+
+
 def test_a_missing_model_fails_fast_with_one_clear_error(tmp_path, source, capsys):
     start = time.monotonic()
     code = main(["--home", str(tmp_path / "home"), "--model", str(tmp_path / "nope"), "run", str(source)])

@@ -1,6 +1,7 @@
 import json
 import pickle
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
 
 
 def test_auto_precision_falls_back_to_fp32_when_it_drifts(tiny_clip, monkeypatch):
-    monkeypatch.setattr("mm_assets.encoders.base.resolve_precision", lambda dtype, device: "bfloat16")
+    monkeypatch.setattr("mm_assets.encoders.base.resolve_precision", lambda dtype, device, **_: "bfloat16")
     kept = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
     assert kept.precision == "bfloat16" and kept.calibration_cosine > 0.999
     monkeypatch.setattr("mm_assets.encoders.base.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
@@ -156,3 +157,88 @@ def test_a_model_directory_never_runs_its_code_or_unpickles_its_weights(tiny_cli
     with pytest.raises(ModelNotFoundError, match="safetensors"):
         load_encoder(EncoderConfig("clip", model=str(pickle_only)))
     assert not marker.exists()
+
+
+def _clip(model: Path, **options) -> ClipEncoder:
+    return ClipEncoder(EncoderConfig(name="clip", model=str(model), **options))
+
+
+def _min_cosine(a: ClipEncoder, b: ClipEncoder, images, texts) -> float:
+    return min(
+        float((a.embed_images(images) * b.embed_images(images)).sum(1).min()),
+        float((a.embed_texts(texts) * b.embed_texts(texts)).sum(1).min()),
+    )
+
+
+# Batches of several sizes and token lengths (one past the context, so truncated): the exported
+# graphs must not have kept the shapes they were traced with.
+TEXT_BATCHES = [["a"], ["a dog on a beach", "x", "two people hiking in the snowy mountains at dawn"], ["word " * 120]]
+
+
+def test_onnx_runtime_embeds_as_pytorch_does(tiny_clip):
+    pytorch = _clip(tiny_clip, dtype="float32", runtime="torch")
+    onnx = _clip(tiny_clip, dtype="float32", runtime="onnxruntime")
+    assert (pytorch.runtime, onnx.runtime) == ("torch", "onnxruntime")
+    assert onnx.metadata()["runtime"].startswith("onnxruntime ") and pytorch.metadata()["runtime"].startswith("torch ")
+    for n, texts in zip((1, 3, 5), TEXT_BATCHES):
+        images = [gradient(40 + 10 * i, 60, i) for i in range(n)]
+        assert _min_cosine(pytorch, onnx, images, texts) > 0.999
+    # The runtime changes speed, not the embedding space: same fingerprint, same table.
+    assert fingerprint(pytorch.config) == fingerprint(onnx.config)
+
+
+def test_int8_is_a_precision_of_its_own(tiny_clip):
+    fp32 = _clip(tiny_clip, dtype="float32", runtime="torch")
+    int8 = _clip(tiny_clip, dtype="int8")
+    meta = int8.metadata()
+    assert (meta["dtype"], int8.runtime) == ("int8", "onnxruntime") and meta["calibration_cosine_to_fp32"] > 0.99
+    images = [gradient(64, 48, i) for i in range(4)]
+    assert _min_cosine(fp32, int8, images, TEXT_BATCHES[1]) > 0.99  # a 2-layer random model; ViT-B/32: 0.9998
+    assert fingerprint(int8.config) not in {fingerprint(fp32.config), fingerprint(EncoderConfig("clip"))}
+    with pytest.raises(ValueError, match="int8 does not run on runtime torch"):
+        EncoderConfig("clip", dtype="int8", runtime="torch")
+
+
+@pytest.fixture
+def cpu_without_bf16(monkeypatch):
+    """This machine as an AVX2-only CPU, whatever it really has (the choice `auto` makes there)."""
+    monkeypatch.setattr("mm_assets.encoders.precision.cpu_has_native_bf16", lambda cpuinfo=None: False)
+    resolve_precision.cache_clear()
+    yield
+    resolve_precision.cache_clear()
+
+
+def test_auto_on_a_cpu_without_bf16_runs_int8_only_while_it_stays_close(tiny_clip, cpu_without_bf16, monkeypatch):
+    chosen = _clip(tiny_clip)
+    assert (chosen.precision, chosen.runtime) == ("int8", "onnxruntime")
+    assert chosen.calibration_cosine >= 0.999 and chosen.metadata()["dtype_requested"] == "auto"
+    monkeypatch.setattr("mm_assets.encoders.base.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
+    fallback = _clip(tiny_clip)
+    assert (fallback.precision, fallback.runtime) == ("float32", "torch")
+
+
+def test_a_machine_without_onnxruntime_falls_back_to_pytorch(tiny_clip, cpu_without_bf16, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails, as where it is absent
+    fallback = _clip(tiny_clip)
+    assert (fallback.precision, fallback.runtime) == ("float32", "torch")
+    assert fallback.metadata()["runtime"].startswith("torch ")
+    assert fallback.embed_texts(["a dog"]).shape == (1, fallback.dim)
+    with pytest.raises(ValueError, match="onnxruntime' is unavailable: it is not installed"):
+        _clip(tiny_clip, runtime="onnxruntime")
+    with pytest.raises(ValueError, match="int8 runs on ONNX Runtime"):
+        _clip(tiny_clip, dtype="int8")
+
+
+def test_an_export_is_made_once_per_weights_and_a_damaged_one_made_again(tiny_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path))
+    first = _clip(tiny_clip, dtype="float32", runtime="onnxruntime")
+    exports = sorted(tmp_path.rglob("*.onnx"))
+    assert [p.name for p in exports] == ["image-float32.onnx", "text-float32.onnx"]
+    written = {p: p.stat().st_mtime_ns for p in exports}
+    _clip(tiny_clip, dtype="float32", runtime="onnxruntime")
+    assert {p: p.stat().st_mtime_ns for p in exports} == written, "a second load exports nothing"
+    exports[0].write_bytes(b"not a graph")
+    again = _clip(tiny_clip, dtype="float32", runtime="onnxruntime")
+    images = [gradient(50, 50, 1)]
+    assert _min_cosine(first, again, images, ["a"]) > 0.9999 and exports[0].stat().st_size > 1000
+    assert not list(tmp_path.rglob(".export-*")), "no temporary export is left behind"

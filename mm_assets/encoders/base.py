@@ -18,6 +18,14 @@ import mm_assets
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.precision import MIN_COSINE_TO_FP32, resolve_precision
 from mm_assets.encoders.resolve import ResolvedModel, resolve_model
+from mm_assets.encoders.runtime import (
+    ONNX_PRECISIONS,
+    OnnxTower,
+    TowerGraph,
+    load_onnx_tower,
+    onnxruntime_usable,
+    runtime_version,
+)
 
 LINEAGE_FILE = "mm_assets_lineage.json"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -62,8 +70,12 @@ class Encoder:
         self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.local_dir)
         self.dim = int(self.model.config.projection_dim)
         self.calibration_cosine: float | None = None
+        self._precision, self.runtime = "float32", "torch"
+        self._onnx: dict[str, OnnxTower] = {}  # tower name -> session, when ONNX Runtime runs it
         self._load_preprocessing()
-        self._set_precision(resolve_precision(config.dtype, config.device))
+        onnx = onnxruntime_usable(config.runtime, self.device, exportable=bool(self._tower_graphs()))
+        precision = resolve_precision(config.dtype, self.device, int8_runtime=onnx)
+        self._set_precision(precision, "onnxruntime" if onnx and precision in ONNX_PRECISIONS else "torch")
 
     def _load_preprocessing(self) -> None:
         """Read the other tower's preprocessing from the model directory; set ``max_tokens``."""
@@ -76,30 +88,52 @@ class Encoder:
     def preprocessing_metadata(self) -> dict:
         return {}
 
-    def _set_precision(self, precision: str) -> None:
-        """Cast to the wanted precision; under ``auto``, keep it only if it stays within
-        MIN_COSINE_TO_FP32 of float32 on the fixed calibration inputs."""
-        if precision == "float32":
+    def _tower_graphs(self) -> dict[str, TowerGraph]:
+        """The towers ONNX Runtime can run (none: this encoder runs on PyTorch only)."""
+        return {}
+
+    def _set_precision(self, precision: str, runtime: str) -> None:
+        """Run in the wanted precision and runtime, after checking them on fixed calibration inputs
+        against PyTorch float32: what ``auto`` chose is kept only within MIN_COSINE_TO_FP32 (else
+        PyTorch float32); what was asked for by name is kept, its cosine recorded."""
+        if precision == "int8" and runtime != "onnxruntime":
+            raise ValueError(
+                f"encoder {self.config.name!r}: dtype int8 runs on ONNX Runtime, on a CPU "
+                f"(this one runs on {runtime}, device {self.device}); use dtype auto or float32"
+            )
+        if (precision, runtime) == ("float32", "torch"):
             return
-        reference = self._embed_calibration() if self.config.dtype == "auto" else None
-        self.model.to(_DTYPES[precision])
-        self.dtype = _DTYPES[precision]
-        if reference is not None:
-            self.calibration_cosine = float((reference * self._embed_calibration()).sum(axis=1).min())
-            if self.calibration_cosine < MIN_COSINE_TO_FP32:
-                self.model.to(torch.float32)
-                self.dtype = torch.float32
+        reference = self._embed_calibration()
+        self._run_in(precision, runtime)
+        self.calibration_cosine = float((reference * self._embed_calibration()).sum(axis=1).min())
+        chosen = self.config.dtype == "auto" or self.config.runtime == "auto"
+        if chosen and self.calibration_cosine < MIN_COSINE_TO_FP32:
+            self._run_in("float32", "torch")
+
+    def _run_in(self, precision: str, runtime: str) -> None:
+        if runtime == "onnxruntime":
+            self.model.to(torch.float32)
+            weights = self.resolved.revision
+            self._onnx = {name: load_onnx_tower(g, weights, precision) for name, g in self._tower_graphs().items()}
+        else:
+            self.model.to(_DTYPES[precision])
+            self._onnx = {}
+        self._precision, self.runtime = precision, runtime
+        self.dtype = torch.float32 if runtime == "onnxruntime" else _DTYPES[precision]
 
     @property
     def precision(self) -> str:
-        return next(name for name, dtype in _DTYPES.items() if dtype == self.dtype)
+        return self._precision
 
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt").to(
-            self.device
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np")
+        ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+        if "text" in self._onnx:
+            return normalise(torch.from_numpy(self._onnx["text"](input_ids=ids, attention_mask=mask)))
+        out = self.model.get_text_features(
+            input_ids=torch.from_numpy(ids).to(self.device), attention_mask=torch.from_numpy(mask).to(self.device)
         )
-        out = self.model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         return normalise(out.pooler_output)
 
     def lineage(self) -> dict | None:
@@ -120,6 +154,8 @@ class Encoder:
             "max_tokens": self.max_tokens,
             "dtype": self.precision,
             "dtype_requested": self.config.dtype,
+            "runtime": runtime_version(self.runtime),
+            "runtime_requested": self.config.runtime,
             "calibration_cosine_to_fp32": self.calibration_cosine,
             "device": self.device,
             "parameters": sum(t.numel() for t in self.model.parameters()),

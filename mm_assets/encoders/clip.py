@@ -11,6 +11,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, CLIPModel
 
 from mm_assets.encoders.base import CALIBRATION_TEXTS, Encoder, normalise
+from mm_assets.encoders.runtime import TowerGraph
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,27 @@ class ClipEncoder(Encoder):
             [self.embed_pixels(_calibration_images(self.preprocess)), self.embed_texts(CALIBRATION_TEXTS)]
         )
 
+    def _tower_graphs(self) -> dict[str, TowerGraph]:
+        p, length = self.preprocess, min(self.max_tokens, 8)
+        return {
+            "image": TowerGraph(
+                "image",
+                _ImageFeatures(self.model),
+                {"pixel_values": torch.zeros(2, 3, p.crop_height, p.crop_width)},
+                {"pixel_values": {0: "batch"}},
+            ),
+            "text": TowerGraph(
+                "text",
+                _TextFeatures(self.model),
+                {"input_ids": torch.ones(2, length, dtype=torch.long), "attention_mask": torch.ones(2, length, dtype=torch.long)},
+                {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+            ),
+        }
+
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        if "image" in self._onnx:
+            return normalise(torch.from_numpy(self._onnx["image"](pixel_values=np.ascontiguousarray(pixels, np.float32))))
         batch = torch.from_numpy(pixels).to(self.device, self.dtype)
         return normalise(self.model.get_image_features(pixel_values=batch).pooler_output)
 
@@ -85,6 +105,28 @@ class ClipEncoder(Encoder):
             "image_std": list(p.std),
             "image_resample": Image.Resampling(p.resample).name,
         }
+
+
+class _ImageFeatures(torch.nn.Module):
+    """pixels -> projected image embedding: the graph ONNX Runtime runs for the image tower."""
+
+    def __init__(self, model: CLIPModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values=pixel_values).pooler_output
+
+
+class _TextFeatures(torch.nn.Module):
+    """token ids and mask -> projected text embedding: the text tower's graph."""
+
+    def __init__(self, model: CLIPModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
 
 
 def _calibration_images(preprocess: ImagePreprocessing) -> np.ndarray:

@@ -96,5 +96,6 @@ def recorded_config(record: dict) -> EncoderConfig:
         model=record["model_id"],
         revision=None if revision.startswith("sha256:") else revision,
         dtype=record["dtype"],
+        device="cpu" if record["dtype"] == "int8" else "auto",  # int8 runs on ONNX Runtime's CPU kernels
         modalities=tuple(record["modalities"]),
     )
