@@ -113,7 +113,9 @@ def build_ingest_assets(settings: Settings) -> list:
         store, batch = storage.layout.store, require_batch(context, storage.layout)
         raw = upgrade(store.read_table(store.shard(RAW_FILES, batch)), RAW_FILES)
         files = [r for r in raw.to_pylist() if r["status"] == "ok"]
-        chunker = text_chunker(settings, params["text"])
+        # Images and audio are cut without text: a batch of only those loads no tokenizer (seconds).
+        has_text = any(f["kind"] not in ("image", "audio") for f in files)
+        chunker = text_chunker(settings, params["text"]) if has_text else None
         with Progress(len(files), "chunk", context.log.info, unit="file") as progress:
             found = chunk_batch(
                 files,

@@ -19,10 +19,11 @@ from mm_assets.formats.text import decode_text
 
 
 def chunk_file(
-    f: dict, chunker: TextChunker, params: dict, *, boundary: Boundary, max_pixels: int, max_bytes: int
+    f: dict, chunker: TextChunker | None, params: dict, *, boundary: Boundary, max_pixels: int, max_bytes: int
 ) -> FileChunks:
-    """The chunks of one ``raw_files`` row (an ingested file whose status is ok). ``boundary``: the
-    batch's source folders, the only place the files a document refers to are read from."""
+    """The chunks of one ``raw_files`` row (an ingested file whose status is ok). ``chunker``: None
+    only where no file has text (images and audio need none). ``boundary``: the batch's source
+    folders, the only place the files a document refers to are read from."""
     kind, file_id = f["kind"], f["file_id"]
     if kind == "image":
         return chunk_image(file_id, params["image"])
@@ -82,7 +83,7 @@ class BatchChunks:
 
 def chunk_batch(
     files: list[dict],
-    chunker: TextChunker,
+    chunker: TextChunker | None,
     params: dict,
     *,
     boundary: Boundary,
