@@ -49,6 +49,13 @@ def images_per_second(run, pixels: np.ndarray, batches: int) -> tuple[float, np.
     return BATCH * batches / (time.perf_counter() - start), np.asarray(out, dtype=np.float32)
 
 
+def cpu_flags() -> str:
+    """The flags that decide CPU inference speed here (which of AVX2, AVX-512, bf16, AMX, VNNI)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx_vnni") if f in flags)
+
+
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
@@ -59,8 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=6)
     args = parser.parse_args()
-    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
-    print(f"CPU flags: {' '.join(f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'avx_vnni') if f in flags)}")
+    print(f"CPU flags: {cpu_flags()}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     with tempfile.TemporaryDirectory() as tmp:

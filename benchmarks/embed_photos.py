@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=400)
     args = parser.parse_args()
 
+    from benchmarks.cpu_runtimes import cpu_flags
     from mm_assets.config import EncoderConfig
     from mm_assets.encoders.clip import ClipEncoder
     from mm_assets.formats.images import decode_rgb
@@ -149,8 +150,7 @@ def main() -> None:
     t0 = time.perf_counter()
     paths = write_photos(work / "photos", args.photos)
     mp = sum(Image.open(p).width * Image.open(p).height for p in paths) / 1e6 / len(paths)
-    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
-    print(f"machine: {os.cpu_count()} CPUs, flags {' '.join(f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'avx_vnni') if f in flags)}, torch {torch.__version__}")
+    print(f"machine: {os.cpu_count()} CPUs, flags {cpu_flags()}, torch {torch.__version__}")
     print(f"wrote {len(paths)} JPEGs ({mp:.1f} MP average) in {time.perf_counter() - t0:.0f}s")
     model_dir = build_vit_b32_clip(work / "vit-b32")
 
@@ -162,11 +162,14 @@ def main() -> None:
         load = time.perf_counter() - start  # the first ONNX Runtime load of a precision exports it
         pixels = np.stack([encoder.preprocess(im) for im in sample])
         rate = forward_only(encoder, pixels, repeats=3)
-        print(f"  {dtype}/{encoder.runtime}: {rate:.2f} images/s (load {load:.1f}s, cosine to fp32 {encoder.calibration_cosine})")
+        cosine = encoder.calibration_cosine
+        print(f"  {dtype}/{encoder.runtime}: {rate:.2f} images/s (load {load:.1f}s, cosine to fp32 {cosine})")
 
     tutorial_wall, tutorial_vectors = tutorial_process(model_dir, paths, work)
-    print(f"\ntutorial process (full decode, CLIPProcessor, batch 16, fp32): {tutorial_wall:.1f}s, "
-          f"{len(paths) / tutorial_wall:.2f} images/s")
+    print(
+        f"\ntutorial process (full decode, CLIPProcessor, batch 16, fp32): {tutorial_wall:.1f}s, "
+        f"{len(paths) / tutorial_wall:.2f} images/s"
+    )
     empty = work / "empty"
     empty.mkdir()
     startup, _ = run_process(model_dir, empty, work / "home-empty", "auto", "auto")
@@ -180,8 +183,10 @@ def main() -> None:
         vectors = stored_vectors(home)
         cosine = min(float(vectors[str(p)] @ tutorial_vectors[i]) for i, p in enumerate(paths))
         stages = next((line for line in out.splitlines() if line.startswith("time per stage")), "")
-        print(f"| dtype {dtype}, runtime {runtime} | {wall:.1f} | {len(paths) / wall:.2f} | "
-              f"{tutorial_wall / wall:.2f} | {cosine:.5f} |  {stages}")
+        print(
+            f"| dtype {dtype}, runtime {runtime} | {wall:.1f} | {len(paths) / wall:.2f} | "
+            f"{tutorial_wall / wall:.2f} | {cosine:.5f} |  {stages}"
+        )
 
 
 if __name__ == "__main__":

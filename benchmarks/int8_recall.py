@@ -39,7 +39,9 @@ def main() -> None:
         for label, options in (("fp32", {"dtype": "float32", "runtime": "torch"}), ("int8", {"dtype": "int8"}))
     ]
     config = work / "compare.yaml"
-    config.write_text(yaml.safe_dump({"home": str(work / "compare"), "sources": [str(demo / "corpus")], "encoders": encoders}))
+    config.write_text(
+        yaml.safe_dump({"home": str(work / "compare"), "sources": [str(demo / "corpus")], "encoders": encoders})
+    )
     mm_assets("--config", str(config), "run")
     results = json.loads(mm_assets("--config", str(config), "eval", "--json"))
     recall = {(r["task"], r["encoder"]): r["recall@1"] for r in results}

@@ -81,7 +81,10 @@ class ClipEncoder(Encoder):
             "text": TowerGraph(
                 "text",
                 _TextFeatures(self.model),
-                {"input_ids": torch.ones(2, length, dtype=torch.long), "attention_mask": torch.ones(2, length, dtype=torch.long)},
+                {
+                    "input_ids": torch.ones(2, length, dtype=torch.long),
+                    "attention_mask": torch.ones(2, length, dtype=torch.long),
+                },
                 {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
             ),
         }
@@ -89,7 +92,9 @@ class ClipEncoder(Encoder):
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         if "image" in self._onnx:
-            return normalise(torch.from_numpy(self._onnx["image"](pixel_values=np.ascontiguousarray(pixels, np.float32))))
+            return normalise(
+                torch.from_numpy(self._onnx["image"](pixel_values=np.ascontiguousarray(pixels, np.float32)))
+            )
         batch = torch.from_numpy(pixels).to(self.device, self.dtype)
         return normalise(self.model.get_image_features(pixel_values=batch).pooler_output)
 
