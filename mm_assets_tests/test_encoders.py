@@ -195,6 +195,11 @@ def test_int8_is_a_precision_of_its_own(tiny_clip):
     images = [gradient(64, 48, i) for i in range(4)]
     assert _min_cosine(fp32, int8, images, TEXT_BATCHES[1]) > 0.99  # a 2-layer random model; ViT-B/32: 0.9998
     assert fingerprint(int8.config) not in {fingerprint(fp32.config), fingerprint(EncoderConfig("clip"))}
+    # A vector depends on its content only, not on the batch it was embedded in (nor its padding).
+    alone = np.concatenate([int8.embed_images([im]) for im in images])
+    assert np.allclose(int8.embed_images(images), alone, atol=1e-6)
+    texts = TEXT_BATCHES[1]
+    assert np.allclose(int8.embed_texts(texts), np.concatenate([int8.embed_texts([t]) for t in texts]), atol=1e-6)
     with pytest.raises(ValueError, match="int8 does not run on runtime torch"):
         EncoderConfig("clip", dtype="int8", runtime="torch")
 
@@ -209,9 +214,12 @@ def cpu_without_bf16(monkeypatch):
 
 
 def test_auto_on_a_cpu_without_bf16_runs_int8_only_while_it_stays_close(tiny_clip, cpu_without_bf16, monkeypatch):
+    # The 2-layer test model quantizes worse than ViT-B/32 (calibration cosine 0.9988, ViT-B/32 0.999+):
+    # the bar is moved to either side of it.
+    monkeypatch.setattr("mm_assets.encoders.base.MIN_COSINE_TO_FP32", 0.99)
     chosen = _clip(tiny_clip)
     assert (chosen.precision, chosen.runtime) == ("int8", "onnxruntime")
-    assert chosen.calibration_cosine >= 0.999 and chosen.metadata()["dtype_requested"] == "auto"
+    assert chosen.calibration_cosine >= 0.99 and chosen.metadata()["dtype_requested"] == "auto"
     monkeypatch.setattr("mm_assets.encoders.base.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
     fallback = _clip(tiny_clip)
     assert (fallback.precision, fallback.runtime) == ("float32", "torch")

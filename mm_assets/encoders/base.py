@@ -106,9 +106,12 @@ class Encoder:
         reference = self._embed_calibration()
         self._run_in(precision, runtime)
         self.calibration_cosine = float((reference * self._embed_calibration()).sum(axis=1).min())
-        chosen = self.config.dtype == "auto" or self.config.runtime == "auto"
-        if chosen and self.calibration_cosine < MIN_COSINE_TO_FP32:
+        if self.calibration_cosine >= MIN_COSINE_TO_FP32:
+            return
+        if self.config.dtype == "auto":
             self._run_in("float32", "torch")
+        elif self.config.runtime == "auto" and precision != "int8":  # int8 runs on ONNX Runtime only
+            self._run_in(precision, "torch")
 
     def _run_in(self, precision: str, runtime: str) -> None:
         if runtime == "onnxruntime":
