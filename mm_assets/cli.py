@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--modality", choices=["image", "text", "audio"], help="only return chunks of this modality")
     search.add_argument("--encoder", help="encoder name or table key (default: the configured default encoder)")
     search.add_argument("--exact", action="store_true", help="brute force even when an HNSW index exists")
+    search.add_argument(
+        "--compact",
+        choices=["int8", "binary"],
+        help="shortlist with compact vectors (4x / 32x fewer bytes), then rank the shortlist exactly",
+    )
     search.add_argument("--context", type=int, default=0, metavar="N", help="show N chunks before and after each hit")
     search.add_argument("--group-by-file", action="store_true", help="one result per file, at its best chunk")
     search.add_argument("--json", action="store_true", help="print a JSON list")
@@ -178,6 +183,7 @@ def cmd_search(settings: Settings, args) -> int:
             encoder=args.encoder,
             default_key=None if args.encoder else encoder_key(settings.default_encoder),
             exact=args.exact,
+            compact=args.compact,
             context=args.context,
             group_by_file=args.group_by_file,
             hnsw_ef_search=settings.hnsw_ef_search,

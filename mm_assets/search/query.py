@@ -26,12 +26,16 @@ from mm_assets.store.catalog import (
     damaged,
     list_encoder_tables,
 )
+from mm_assets.store.compact import COMPACT_KINDS, approximate_similarity
 from mm_assets.store.segments import CURRENT, Generation, dead_mask, matrix_path, open_generation
 from mm_assets.store.tables import MODALITY_CODES
 
 # A query photo may be larger than files worth indexing; still a bound on what is decoded.
 QUERY_IMAGE_MAX_PIXELS = 200_000_000
 TEXT_VECTORS_CACHED = 256
+# Candidates a compact copy shortlists for exact rescoring (recall@10 against exact, per kind and
+# size: benchmarks/compact_vectors.py).
+RESCORE = 200
 
 
 @dataclass(frozen=True)
@@ -125,10 +129,7 @@ def exact_top_rows(
     # torch, not numpy: numpy's BLAS threads keep spinning after a product and starve the next
     # query's forward pass on the same cores (measured 3× slower end to end on 2 cores).
     distances = (1.0 - torch.from_numpy(matrix) @ torch.from_numpy(query)).numpy()
-    excluded = dead if dead is not None and dead.any() else None
-    if modality:
-        wrong = codes != MODALITY_CODES[modality]
-        excluded = wrong if excluded is None else excluded | wrong
+    excluded = _excluded(codes, modality, dead)
     if excluded is not None:
         distances = np.where(excluded, np.inf, distances)
     k = min(k, int(np.isfinite(distances).sum()))
@@ -138,6 +139,40 @@ def exact_top_rows(
     candidates = np.flatnonzero(distances <= threshold)  # every tie at the boundary, then order
     ordered = candidates[np.lexsort((ids[candidates], distances[candidates]))][:k]
     return ordered, distances[ordered]
+
+
+def rescored_top_rows(
+    matrix: np.ndarray,
+    similarity: np.ndarray,
+    codes: np.ndarray,
+    ids: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    modality: str | None,
+    dead: np.ndarray | None,
+    rescore: int,
+):
+    """The k nearest of the ``rescore`` live rows a compact copy finds most similar, by exact cosine
+    distance read from the float32 matrix for those rows only; ties broken by chunk id."""
+    excluded = _excluded(codes, modality, dead)
+    if excluded is not None:
+        similarity = np.where(excluded, -np.inf, similarity)
+    n = min(max(rescore, k), int(np.isfinite(similarity).sum()))
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    shortlist = np.sort(np.argpartition(-similarity, n - 1)[:n])  # in row order: the memory map reads forward
+    distances = (1.0 - torch.from_numpy(np.ascontiguousarray(matrix[shortlist])) @ torch.from_numpy(query)).numpy()
+    best = np.lexsort((ids[shortlist], distances))[:k]
+    return shortlist[best], distances[best]
+
+
+def _excluded(codes: np.ndarray, modality: str | None, dead: np.ndarray | None) -> np.ndarray | None:
+    """Rows a query must not return: dead ones, and those of another modality than asked for."""
+    excluded = dead if dead is not None and dead.any() else None
+    if modality:
+        wrong = codes != MODALITY_CODES[modality]
+        excluded = wrong if excluded is None else excluded | wrong
+    return excluded
 
 
 @dataclass(frozen=True)
@@ -151,9 +186,21 @@ class SegmentVectors:
     order: np.ndarray  # the rows in chunk-id order
     dead: np.ndarray  # True where the row is no longer live
     has_hnsw: bool
+    # The compact copies (store/compact.py) by kind: (codes, int8 scales or None); none in segments
+    # written before they existed, which are then searched exactly.
+    compact: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
 
-    def top(self, query: np.ndarray, k: int, modality: str | None) -> list[tuple[str, float]]:
-        rows, distances = exact_top_rows(self.matrix, self.codes, self.ids, query, k, modality, self.dead)
+    def top(
+        self, query: np.ndarray, k: int, modality: str | None, compact: str | None = None, rescore: int = RESCORE
+    ) -> list[tuple[str, float]]:
+        if compact in self.compact:
+            codes, scales = self.compact[compact]
+            similarity = approximate_similarity(compact, codes, scales, query)
+            rows, distances = rescored_top_rows(
+                self.matrix, similarity, self.codes, self.ids, query, k, modality, self.dead, rescore
+            )
+        else:
+            rows, distances = exact_top_rows(self.matrix, self.codes, self.ids, query, k, modality, self.dead)
         return [(str(self.ids[r]), float(d)) for r, d in zip(rows, distances)]
 
     def find(self, chunk_id: str) -> np.ndarray | None:
@@ -262,12 +309,15 @@ class Searcher:
                     matrix = np.load(path, mmap_mode="c")  # copy-on-write: never written, torch wants writable
                     codes, ids = np.load(path.with_suffix(".modality.npy")), np.load(path.with_suffix(".ids.npy"))
                     order = np.load(path.with_suffix(".order.npy"))
+                    compact = _compact_copies(path)
                 except (OSError, ValueError) as exc:
                     raise damaged(f"the serving matrix {path}", exc) from None
                 if not len(matrix) == len(codes) == len(ids) == len(order) == segment.rows[table.table_name]:
                     raise damaged(f"the serving matrix {path}", f"{len(matrix)} rows, expected {segment.rows}")
                 dead = dead_mask(self._con, table.table_name, segment)
-                parts.append(SegmentVectors(f"s{i}", matrix, codes, ids, order, dead, table.table_name in segment.hnsw))
+                parts.append(
+                    SegmentVectors(f"s{i}", matrix, codes, ids, order, dead, table.table_name in segment.hnsw, compact)
+                )
             live = sum(int((~p.dead).sum()) for p in parts)
             if live != table.n_vectors:
                 raise damaged(
@@ -327,6 +377,7 @@ class Searcher:
         encoder: str | None = None,
         default_key: str | None = None,
         exact: bool = False,
+        compact: str | None = None,
         context: int = 0,
         group_by_file: bool = False,
     ) -> list[SearchHit]:
@@ -335,10 +386,13 @@ class Searcher:
         over-fetching when a modality filter applies). ``image`` and ``audio``: a path or the file's
         bytes. ``vector``: an embedding from the same encoder instead of a text, image or audio file.
         ``like``: a chunk id, "more like this": its stored vector is the query and it is left out of the
-        results. ``context``: attach that many chunks before and after each hit in its file.
-        ``group_by_file``: one hit per file."""
+        results. ``compact`` ("int8" or "binary"): shortlist with that compact copy of the vectors,
+        then rank the shortlist exactly. ``context``: attach that many chunks before and after each hit
+        in its file. ``group_by_file``: one hit per file."""
         if k < 1:
             raise ValueError("k must be at least 1")
+        if compact not in (None, *COMPACT_KINDS):
+            raise ValueError(f"compact must be one of {COMPACT_KINDS}, not {compact!r}")
         con = self.connection()
         table = choose_encoder_table(self._tables, encoder, default_key)
         if like is not None:
@@ -356,10 +410,10 @@ class Searcher:
         try:
             ranked = []
             for part in self._segment_vectors(table):
-                if part.has_hnsw and not exact:
+                if part.has_hnsw and not exact and not compact:
                     ranked += self._hnsw_top(part, table, query, fetch, modality)
                 else:
-                    ranked += part.top(query, fetch, modality)
+                    ranked += part.top(query, fetch, modality, compact)
             ranked = sorted(ranked, key=lambda r: (r[1], r[0]))[:fetch]
             details = chunk_details(con, [chunk_id for chunk_id, _ in ranked])
             hits = sorted(
@@ -380,6 +434,19 @@ class Searcher:
             return neighbouring_chunks(con, hits, context)
         except duckdb.Error as exc:
             raise damaged(f"the vector database {self.db_path}", exc) from None
+
+
+def _compact_copies(matrix: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """The compact copies written beside a serving matrix, memory-mapped (those that exist)."""
+    found = {}
+    if matrix.with_suffix(".int8.npy").exists():
+        found["int8"] = (
+            np.load(matrix.with_suffix(".int8.npy"), mmap_mode="r"),
+            np.load(matrix.with_suffix(".int8scale.npy")),
+        )
+    if matrix.with_suffix(".bits.npy").exists():
+        found["binary"] = (np.load(matrix.with_suffix(".bits.npy"), mmap_mode="r"), None)
+    return found
 
 
 def search(db_path: Path, hnsw_ef_search: int | None = None, **query) -> list[SearchHit]:

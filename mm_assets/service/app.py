@@ -50,6 +50,7 @@ class SearchOptions:
         context: Annotated[int, Query(ge=0, le=10)] = 0,
         group_by_file: bool = False,
         exact: bool = False,
+        compact: Annotated[str | None, Query(pattern="^(int8|binary)$")] = None,
     ):
         self.values = {
             "k": k,
@@ -58,6 +59,7 @@ class SearchOptions:
             "context": context,
             "group_by_file": group_by_file,
             "exact": exact,
+            "compact": compact,
         }
 
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from mm_assets.store import tables
 from mm_assets.store.catalog import VectorDBError, load_extensions
+from mm_assets.store.compact import int8_codes, sign_bits
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import (
     SEGMENT_TABLES,
@@ -505,14 +506,19 @@ class _SegmentWriter:
 
     def _write_matrix(self, table: str, dim: int, folder: Path) -> None:
         """The segment's vectors as float32 .npy in row order (memory-mapped by exact search: a matrix
-        product is far faster than a per-row scan), with each row's chunk id, modality, and the order
-        that sorts the ids (to find a chunk's row)."""
+        product is far faster than a per-row scan) and as int8 and sign-bit copies, with each row's
+        chunk id, modality, and the order that sorts the ids (to find a chunk's row)."""
         result = self.con.execute(f"SELECT rowid, chunk_id, embedding FROM seg.{table}").to_arrow_table()
         rows = result.column("rowid").to_numpy()
         if not np.array_equal(rows, np.arange(len(rows))):  # a scan returns rows in storage order
             raise VectorDBError(f"{table}: rows read out of order")
         flat = result.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        np.save(folder / f"{table}.npy", np.asarray(flat, dtype=np.float32).reshape(-1, dim))
+        matrix = np.asarray(flat, dtype=np.float32).reshape(-1, dim)
+        np.save(folder / f"{table}.npy", matrix)
+        codes, scales = int8_codes(matrix)  # the compact copies search can shortlist with (store/compact.py)
+        np.save(folder / f"{table}.int8.npy", codes)
+        np.save(folder / f"{table}.int8scale.npy", scales)
+        np.save(folder / f"{table}.bits.npy", sign_bits(matrix))
         ids = np.asarray(result.column("chunk_id").to_pylist(), dtype=str)
         np.save(folder / f"{table}.ids.npy", ids)
         np.save(folder / f"{table}.order.npy", np.argsort(ids, kind="stable"))
