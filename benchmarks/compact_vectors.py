@@ -64,15 +64,17 @@ def main() -> None:
             queries = np.asarray(part.matrix[np.sort(rng.integers(0, n, args.queries))])
             queries += 0.1 * rng.standard_normal(queries.shape, dtype=np.float32)
             queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-            methods = {
-                "exact fp32": (DIM * 4, lambda q: part.top(q, 10, None)),
-                f"int8, top {RESCORE} rescored": (DIM + 4, lambda q: part.top(q, 10, None, "int8")),
-                f"binary, top {RESCORE} rescored": (DIM // 8, lambda q: part.top(q, 10, None, "binary")),
-                "binary, top 1000 rescored": (DIM // 8, lambda q: part.top(q, 10, None, "binary", rescore=1000)),
-            }
+            methods = [  # name, bytes per vector searched, compact kind, candidates rescored
+                ("exact fp32", DIM * 4, None, 0),
+                (f"int8, top {RESCORE} rescored", DIM + 4, "int8", RESCORE),
+                (f"binary, top {RESCORE} rescored", DIM // 8, "binary", RESCORE),
+                ("binary, top 1000 rescored", DIM // 8, "binary", 1000),
+            ]
             exact = None
-            for name, (size, fn) in methods.items():
-                p50, p99, results = timed(fn, queries)
+            for name, size, kind, rescore in methods:
+                p50, p99, results = timed(
+                    lambda q, top=part.top, kind=kind, rescore=rescore: top(q, 10, None, kind, rescore), queries
+                )
                 found = [{cid for cid, _ in r} for r in results]
                 exact = exact or found
                 recall = np.mean([len(a & b) / 10 for a, b in zip(found, exact)])
