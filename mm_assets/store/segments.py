@@ -10,7 +10,8 @@ generation answering, and files no generation names are removed by the next writ
 
     <home>/vectors/current.json                      the generation being served
     <home>/vectors/segments/<segment>.duckdb         rows: file_versions, paths, files, chunks, quarantine, emb_*
-    <home>/vectors/segments/<segment>/<table>.npy    vectors (and .ids.npy, .modality.npy) for exact search
+    <home>/vectors/segments/<segment>/<table>.npy    vectors (and .ids.npy, .modality.npy) for exact search,
+                                                     .int8.npy/.int8scale.npy/.bits.npy: compact copies
     <home>/vectors/dead/<generation>.parquet         (table, segment, rowid) of rows no longer live
 
 Compaction (vector_db.compact) writes the live rows of many segments into one and empties the dead list.
