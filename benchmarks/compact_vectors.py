@@ -66,9 +66,9 @@ def main() -> None:
             queries /= np.linalg.norm(queries, axis=1, keepdims=True)
             methods = [  # name, bytes per vector searched, compact kind, candidates rescored
                 ("exact fp32", DIM * 4, None, 0),
-                (f"int8, top {RESCORE} rescored", DIM + 4, "int8", RESCORE),
-                (f"binary, top {RESCORE} rescored", DIM // 8, "binary", RESCORE),
-                ("binary, top 1000 rescored", DIM // 8, "binary", 1000),
+                ("int8, top 200 rescored", DIM + 4, "int8", 200),
+                ("binary, top 200 rescored", DIM // 8, "binary", 200),
+                (f"binary, top {RESCORE} rescored (the default)", DIM // 8, "binary", RESCORE),
             ]
             exact = None
             for name, size, kind, rescore in methods:

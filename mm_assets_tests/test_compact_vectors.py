@@ -40,7 +40,7 @@ def test_rescored_top_10_equals_the_exact_top_10(kind):
     for query in queries:
         for modality in (None, "text"):
             exact = part.top(query, 10, modality)
-            shortlisted = part.top(query, 10, modality, compact=kind)
+            shortlisted = part.top(query, 10, modality, compact=kind, rescore=200)  # of 6,000 rows
             assert [cid for cid, _ in shortlisted] == [cid for cid, _ in exact]
             assert np.allclose([d for _, d in shortlisted], [d for _, d in exact], atol=1e-5)
             rows = [int(cid[1:]) for cid, _ in shortlisted]
