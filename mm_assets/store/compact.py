@@ -11,7 +11,6 @@ benchmarks/compact_vectors.py.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 COMPACT_KINDS = ("int8", "binary")
 # Rows scored per step of the int8 scan: converted to float32 a block at a time, so the float copy
@@ -36,6 +35,8 @@ def approximate_similarity(kind: str, codes: np.ndarray, scales: np.ndarray | No
     Hamming distance between sign bits."""
     if kind == "binary":
         return -np.bitwise_count(codes ^ sign_bits(query[None, :])).sum(axis=1, dtype=np.int32).astype(np.float32)
+    import torch  # here: the writer (vector_tables, loaded with the definitions) must not import torch
+
     q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     out = np.empty(len(codes), dtype=np.float32)
     for start in range(0, len(codes), _BLOCK):
