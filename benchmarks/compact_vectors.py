@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mm_assets.search.query import RESCORE, SegmentVectors
-from mm_assets.store.compact import int8_codes, sign_bits
+from mm_assets.store.compact import Int8Scan, SignBitScan, int8_codes, sign_bits
 
 DIM = 512
 
@@ -33,8 +33,8 @@ def serving_segment(n: int, folder: Path) -> SegmentVectors:
     del matrix, int8
     ids = np.asarray([f"{i:032x}" for i in range(n)])
     compact = {
-        "int8": (np.load(folder / "int8.npy", mmap_mode="r"), scales),
-        "binary": (np.load(folder / "bits.npy", mmap_mode="r"), None),
+        "int8": Int8Scan(np.load(folder / "int8.npy", mmap_mode="r"), scales),
+        "binary": SignBitScan(np.load(folder / "bits.npy", mmap_mode="r")),
     }
     matrix = np.load(folder / "fp32.npy", mmap_mode="c")
     return SegmentVectors("s0", matrix, np.ones(n, np.uint8), ids, np.argsort(ids), np.zeros(n, bool), False, compact)

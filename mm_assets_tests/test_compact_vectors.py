@@ -10,7 +10,7 @@ import pytest
 from mm_assets.cli import main
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.search.query import SegmentVectors, search
-from mm_assets.store.compact import COMPACT_KINDS, int8_codes, sign_bits
+from mm_assets.store.compact import COMPACT_KINDS, Int8Scan, SignBitScan, int8_codes, sign_bits
 
 
 def clustered_unit_vectors(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
@@ -24,7 +24,7 @@ def clustered_unit_vectors(n: int, dim: int, clusters: int, seed: int = 0) -> np
 def segment(matrix: np.ndarray, dead: np.ndarray, codes: np.ndarray) -> SegmentVectors:
     ids = np.asarray([f"c{i:06d}" for i in range(len(matrix))])
     int8, scales = int8_codes(matrix)
-    compact = {"int8": (int8, scales), "binary": (sign_bits(matrix), None)}
+    compact = {"int8": Int8Scan(int8, scales), "binary": SignBitScan(sign_bits(matrix))}
     return SegmentVectors("s0", matrix, codes, ids, np.argsort(ids), dead, False, compact)
 
 

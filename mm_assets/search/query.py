@@ -26,7 +26,7 @@ from mm_assets.store.catalog import (
     damaged,
     list_encoder_tables,
 )
-from mm_assets.store.compact import COMPACT_KINDS, approximate_similarity
+from mm_assets.store.compact import COMPACT_KINDS, Int8Scan, SignBitScan
 from mm_assets.store.segments import CURRENT, Generation, dead_mask, matrix_path, open_generation
 from mm_assets.store.tables import MODALITY_CODES
 
@@ -187,16 +187,15 @@ class SegmentVectors:
     order: np.ndarray  # the rows in chunk-id order
     dead: np.ndarray  # True where the row is no longer live
     has_hnsw: bool
-    # The compact copies (store/compact.py) by kind: (codes, int8 scales or None); none in segments
-    # written before they existed, which are then searched exactly.
-    compact: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+    # The scans of its compact copies by kind (store/compact.py); none in segments written before
+    # they existed, which are then searched exactly.
+    compact: dict[str, SignBitScan | Int8Scan] = field(default_factory=dict)
 
     def top(
         self, query: np.ndarray, k: int, modality: str | None, compact: str | None = None, rescore: int = RESCORE
     ) -> list[tuple[str, float]]:
         if compact in self.compact:
-            codes, scales = self.compact[compact]
-            similarity = approximate_similarity(compact, codes, scales, query)
+            similarity = self.compact[compact](query)
             rows, distances = rescored_top_rows(
                 self.matrix, similarity, self.codes, self.ids, query, k, modality, self.dead, rescore
             )
@@ -437,16 +436,14 @@ class Searcher:
             raise damaged(f"the vector database {self.db_path}", exc) from None
 
 
-def _compact_copies(matrix: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """The compact copies written beside a serving matrix, memory-mapped (those that exist)."""
+def _compact_copies(matrix: Path) -> dict[str, SignBitScan | Int8Scan]:
+    """Scans of the compact copies written beside a serving matrix (those that exist), memory-mapped."""
     found = {}
     if matrix.with_suffix(".int8.npy").exists():
-        found["int8"] = (
-            np.load(matrix.with_suffix(".int8.npy"), mmap_mode="r"),
-            np.load(matrix.with_suffix(".int8scale.npy")),
-        )
+        codes = np.load(matrix.with_suffix(".int8.npy"), mmap_mode="r")
+        found["int8"] = Int8Scan(codes, np.load(matrix.with_suffix(".int8scale.npy")))
     if matrix.with_suffix(".bits.npy").exists():
-        found["binary"] = (np.load(matrix.with_suffix(".bits.npy"), mmap_mode="r"), None)
+        found["binary"] = SignBitScan(np.load(matrix.with_suffix(".bits.npy"), mmap_mode="r"))
     return found
 
 

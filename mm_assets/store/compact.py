@@ -13,9 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 COMPACT_KINDS = ("int8", "binary")
-# Rows scored per step of the int8 scan: converted to float32 a block at a time, so the float copy
-# never exists for the whole table.
-_BLOCK = 65536
+_SCAN_ROWS = 1_000_000  # rows per int8 scan session (512 MB of codes at dimension 512)
 
 
 def int8_codes(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -30,18 +28,64 @@ def sign_bits(matrix: np.ndarray) -> np.ndarray:
     return np.packbits(matrix > 0, axis=1)
 
 
-def approximate_similarity(kind: str, codes: np.ndarray, scales: np.ndarray | None, query: np.ndarray) -> np.ndarray:
-    """Higher is nearer: int8, the dot product of the decoded rows with the query; binary, minus the
-    Hamming distance between sign bits."""
-    if kind == "binary":
-        return -np.bitwise_count(codes ^ sign_bits(query[None, :])).sum(axis=1, dtype=np.int32).astype(np.float32)
-    import torch  # here: the writer (vector_tables, loaded with the definitions) must not import torch
+class SignBitScan:
+    """Similarity by sign bits: minus the Hamming distance to the query's (higher is nearer)."""
 
-    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
-    out = np.empty(len(codes), dtype=np.float32)
-    for start in range(0, len(codes), _BLOCK):
-        # numpy converts int8 to float32 about twice as fast as torch here; torch does the product
-        # (numpy's BLAS threads would keep spinning after it: see search/query.py exact_top_rows).
-        block = torch.from_numpy(codes[start : start + _BLOCK].astype(np.float32))
-        out[start : start + len(block)] = (block @ q).numpy()
-    return out * scales
+    def __init__(self, bits: np.ndarray):
+        self.bits = bits
+
+    def __call__(self, query: np.ndarray) -> np.ndarray:
+        distance = np.bitwise_count(self.bits ^ sign_bits(query[None, :])).sum(axis=1, dtype=np.int32)
+        return -distance.astype(np.float32)
+
+
+class Int8Scan:
+    """Similarity by int8 codes: the query, quantized per call, times every decoded row.
+
+    ONNX Runtime's DynamicQuantizeMatMul does the product with its int8 kernels (6 ms for 100k rows
+    on 2 AVX2 cores, against 22 ms for the float32 scan; converting the codes to float32 first took
+    60). Its session packs the codes once, on the first query: about 0.3 s and the codes' size again
+    in memory per 100k rows."""
+
+    def __init__(self, codes: np.ndarray, scales: np.ndarray):
+        self.codes, self.scales = codes, scales
+        self._sessions: list = []
+
+    def __call__(self, query: np.ndarray) -> np.ndarray:
+        if not len(self.codes):
+            return np.zeros(0, np.float32)
+        if not self._sessions:  # a session per block of rows: a graph holds at most 2 GB
+            self._sessions = [
+                _int8_scan_session(self.codes[start : start + _SCAN_ROWS], self.scales[start : start + _SCAN_ROWS])
+                for start in range(0, len(self.codes), _SCAN_ROWS)
+            ]
+        feed = {"query": np.asarray(query, np.float32)[None, :]}
+        return np.concatenate([session.run(None, feed)[0][0] for session in self._sessions])
+
+
+def _int8_scan_session(codes: np.ndarray, scales: np.ndarray):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    n, dim = codes.shape
+    weights = {
+        "codes": (TensorProto.INT8, np.ascontiguousarray(codes.T)),
+        "scales": (TensorProto.FLOAT, np.asarray(scales, np.float32)),
+        "zero_points": (TensorProto.INT8, np.zeros(n, np.int8)),
+    }
+    graph = helper.make_graph(
+        [helper.make_node("DynamicQuantizeMatMul", ["query", *weights], ["similarity"], domain="com.microsoft")],
+        "int8_scan",
+        [helper.make_tensor_value_info("query", TensorProto.FLOAT, [1, dim])],
+        [helper.make_tensor_value_info("similarity", TensorProto.FLOAT, [1, n])],
+        initializer=[
+            helper.make_tensor(name, kind, list(array.shape), vals=array.tobytes(), raw=True)
+            for name, (kind, array) in weights.items()
+        ],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # the query's model shares the cores
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
