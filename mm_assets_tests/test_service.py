@@ -113,6 +113,7 @@ def test_more_like_this_and_lineage(served, base_url):
     lineage = requests.get(f"{base_url}/api/lineage/{photo_hit['chunk_id']}", timeout=60).json()
     assert lineage["path"] == photo_hit["path"] and lineage["batch"].startswith("b")
     assert lineage["model_id"] == served.default_encoder.model and lineage["revision"].startswith("sha256:")
+    assert lineage["runtime"].split()[0] in ("torch", "onnxruntime")  # what ran the model, with its version
     assert lineage["encoder_key"] == photo_hit["encoder"]
 
 

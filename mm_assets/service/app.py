@@ -116,7 +116,8 @@ class Service:
             raise HTTPException(404, f"no chunk {chunk_id} in the index")
         table = choose_encoder_table(tables, encoder, self.default_key)
         m = table.metadata
-        model = {k: m.get(k) for k in ("model_id", "revision", "fingerprint", "dtype", "device", "architecture")}
+        keys = ("model_id", "revision", "fingerprint", "dtype", "runtime", "device", "architecture")
+        model = {k: m.get(k) for k in keys}
         return {**found, "encoder": table.name, "encoder_key": table.encoder_key, **model}
 
     def media(self, chunk_id: str):
