@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.search_latency import percentiles
 from mm_assets.search.query import RESCORE, SegmentVectors
 from mm_assets.store.compact import Int8Scan, SignBitScan, int8_codes, sign_bits
 
@@ -40,16 +40,6 @@ def serving_segment(n: int, folder: Path) -> SegmentVectors:
     return SegmentVectors("s0", matrix, np.ones(n, np.uint8), ids, np.argsort(ids), np.zeros(n, bool), False, compact)
 
 
-def timed(fn, queries) -> tuple[float, float, list]:
-    fn(queries[0])  # warm-up: page cache
-    times, results = [], []
-    for q in queries:
-        start = time.perf_counter()
-        results.append(fn(q))
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), results
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
@@ -72,7 +62,7 @@ def main() -> None:
             ]
             exact = None
             for name, size, kind, rescore in methods:
-                p50, p99, results = timed(
+                p50, p99, results = percentiles(
                     lambda q, top=part.top, kind=kind, rescore=rescore: top(q, 10, None, kind, rescore), queries
                 )
                 found = [{cid for cid, _ in r} for r in results]

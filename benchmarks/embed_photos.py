@@ -96,6 +96,10 @@ def tutorial_process(model_dir: Path, paths: list[Path], work: Path) -> tuple[fl
     return wall, np.load(out)
 
 
+# The CLI as a user starts it, from the same environment as this script.
+MM_ASSETS = str(Path(sys.executable).with_name("mm-assets"))
+
+
 def run_process(model_dir: Path, photos: Path, home: Path, dtype: str, runtime: str) -> tuple[float, str]:
     """`mm-assets run` as a user starts it, with one image encoder configured."""
     config = home.with_suffix(".yaml")
@@ -103,8 +107,7 @@ def run_process(model_dir: Path, photos: Path, home: Path, dtype: str, runtime: 
         f"encoders:\n  - name: clip\n    model: {model_dir}\n    dtype: {dtype}\n    runtime: {runtime}\n"
         "    modalities: [image]\n"
     )
-    mm_assets = Path(sys.executable).with_name("mm-assets")
-    return timed([str(mm_assets), "--config", str(config), "--home", str(home), "run", str(photos)])
+    return timed([MM_ASSETS, "--config", str(config), "--home", str(home), "run", str(photos)])
 
 
 def forward_only(encoder, pixels: np.ndarray, repeats: int) -> float:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
+from benchmarks.embed_photos import MM_ASSETS, timed
+
 
 def mm_assets(*args: str) -> str:
-    command = [str(Path(sys.executable).with_name("mm-assets")), *args]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return timed([MM_ASSETS, *args])[1]
 
 
 def main() -> None:

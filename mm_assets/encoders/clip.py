@@ -74,13 +74,13 @@ class ClipEncoder(Encoder):
         return {
             "image": TowerGraph(
                 "image",
-                _ImageFeatures(self.model),
+                ImageFeatures(self.model),
                 {"pixel_values": torch.zeros(2, 3, p.crop_height, p.crop_width)},
                 {"pixel_values": {0: "batch"}},
             ),
             "text": TowerGraph(
                 "text",
-                _TextFeatures(self.model),
+                TextFeatures(self.model),
                 {
                     "input_ids": torch.ones(2, length, dtype=torch.long),
                     "attention_mask": torch.ones(2, length, dtype=torch.long),
@@ -112,7 +112,7 @@ class ClipEncoder(Encoder):
         }
 
 
-class _ImageFeatures(torch.nn.Module):
+class ImageFeatures(torch.nn.Module):
     """pixels -> projected image embedding: the graph ONNX Runtime runs for the image tower."""
 
     def __init__(self, model: CLIPModel):
@@ -123,7 +123,7 @@ class _ImageFeatures(torch.nn.Module):
         return self.model.get_image_features(pixel_values=pixel_values).pooler_output
 
 
-class _TextFeatures(torch.nn.Module):
+class TextFeatures(torch.nn.Module):
     """token ids and mask -> projected text embedding: the text tower's graph."""
 
     def __init__(self, model: CLIPModel):

@@ -12,7 +12,6 @@ protobuf graph: loading it runs no code.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import logging
 import os
 import tempfile
