@@ -1,6 +1,7 @@
 import json
 import pickle
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,9 +13,12 @@ from transformers import CLIPImageProcessor, CLIPModel
 
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.clip import ClipEncoder
+from mm_assets.encoders.exported import ExportedClipEncoder
+from mm_assets.encoders.load import load_encoder
 from mm_assets.encoders.identity import fingerprint
 from mm_assets.encoders.precision import cpu_has_native_bf16, resolve_precision
 from mm_assets.encoders.resolve import ModelNotFoundError, resolve_model
+from mm_assets.encoders.runtime import MANIFEST
 from mm_assets_tests.corpus import gradient
 
 
@@ -113,7 +117,7 @@ def test_auto_precision_falls_back_to_fp32_when_it_drifts(tiny_clip, monkeypatch
     monkeypatch.setattr("mm_assets.encoders.base.resolve_precision", lambda dtype, device, **_: "bfloat16")
     kept = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
     assert kept.precision == "bfloat16" and kept.calibration_cosine > 0.999
-    monkeypatch.setattr("mm_assets.encoders.base.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
+    monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
     fallback = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
     assert fallback.precision == "float32" and fallback.metadata()["dtype"] == "float32"
     assert fallback.metadata()["dtype_requested"] == "auto"
@@ -216,11 +220,11 @@ def cpu_without_bf16(monkeypatch):
 def test_auto_on_a_cpu_without_bf16_runs_int8_only_while_it_stays_close(tiny_clip, cpu_without_bf16, monkeypatch):
     # The 2-layer test model quantizes worse than ViT-B/32 (calibration cosine 0.9988, ViT-B/32 0.999+):
     # the bar is moved to either side of it.
-    monkeypatch.setattr("mm_assets.encoders.base.MIN_COSINE_TO_FP32", 0.99)
+    monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 0.99)
     chosen = _clip(tiny_clip)
     assert (chosen.precision, chosen.runtime) == ("int8", "onnxruntime")
     assert chosen.calibration_cosine >= 0.99 and chosen.metadata()["dtype_requested"] == "auto"
-    monkeypatch.setattr("mm_assets.encoders.base.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
+    monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
     fallback = _clip(tiny_clip)
     assert (fallback.precision, fallback.runtime) == ("float32", "torch")
 
@@ -241,7 +245,7 @@ def test_an_export_is_made_once_per_weights_and_a_damaged_one_made_again(tiny_cl
     monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path))
     first = _clip(tiny_clip, dtype="float32", runtime="onnxruntime")
     exports = sorted(tmp_path.rglob("*.onnx"))
-    assert [p.name for p in exports] == ["image-float32.onnx", "text-float32.onnx"]
+    assert [p.name for p in exports] == ["image.onnx", "text.onnx"]
     written = {p: p.stat().st_mtime_ns for p in exports}
     _clip(tiny_clip, dtype="float32", runtime="onnxruntime")
     assert {p: p.stat().st_mtime_ns for p in exports} == written, "a second load exports nothing"
@@ -250,3 +254,93 @@ def test_an_export_is_made_once_per_weights_and_a_damaged_one_made_again(tiny_cl
     images = [gradient(50, 50, 1)]
     assert _min_cosine(first, again, images, ["a"]) > 0.9999 and exports[0].stat().st_size > 1000
     assert not list(tmp_path.rglob(".export-*")), "no temporary export is left behind"
+
+
+# Loads the encoder as `mm-assets run` and search do, in a process of its own, and reports what it
+# imported and what it embedded.
+EXPORT_ONLY_PROCESS = """
+import json, sys
+import numpy as np
+from mm_assets.config import EncoderConfig
+from mm_assets.encoders.load import load_encoder
+from mm_assets_tests.corpus import gradient
+encoder = load_encoder(EncoderConfig(name="clip", model=sys.argv[1], dtype=sys.argv[2]))
+images = [gradient(64, 48, i) for i in range(3)]
+np.save(sys.argv[3], np.concatenate([encoder.embed_images(images), encoder.embed_texts(json.loads(sys.argv[4]))]))
+print(json.dumps({"class": type(encoder).__name__, "torch": "torch" in sys.modules,
+                  "transformers": "transformers" in sys.modules, "metadata": encoder.metadata()}))
+"""
+
+
+def _load_in_a_process(model: Path, dtype: str, texts: list[str], out: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT_ONLY_PROCESS, str(model), dtype, str(out), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_once_exported_an_encoder_loads_without_torch_and_embeds_the_same(tiny_clip, tmp_path, monkeypatch, dtype):
+    monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path / "cache"))
+    texts = ["a dog on a beach", "x", "word " * 120, "café, naïve 東京 🐕"]
+    first = load_encoder(EncoderConfig(name="clip", model=str(tiny_clip), dtype=dtype))
+    assert isinstance(first, ClipEncoder), "the first load exports through PyTorch"
+    images = [gradient(64, 48, i) for i in range(3)]
+    expected = np.concatenate([first.embed_images(images), first.embed_texts(texts)])
+
+    seen = _load_in_a_process(tiny_clip, dtype, texts, tmp_path / "vectors.npy")
+    assert seen["class"] == "ExportedClipEncoder"
+    assert not seen["torch"] and not seen["transformers"], "loaded from the export alone"
+    # The same sessions and tokens: the same vectors, and the same record of what made them.
+    assert np.array_equal(np.load(tmp_path / "vectors.npy"), expected)
+    assert seen["metadata"] == json.loads(json.dumps(first.metadata()))
+
+
+def test_the_exported_tokenizer_cuts_text_as_transformers_does(tiny_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path))
+    config = EncoderConfig(name="clip", model=str(tiny_clip), dtype="int8")
+    reference = load_encoder(config).tokenizer
+    exported = load_encoder(config)
+    assert isinstance(exported, ExportedClipEncoder)
+    texts = ["", "A Dog!", "word " * 120, "tab\tand\nnewline", "café naïve 東京 🐕", "<|endoftext|> inside"]
+    for text in texts:
+        ids = reference([text], truncation=True, max_length=exported.max_tokens)["input_ids"][0]
+        assert exported.tokenizer.encode(text).ids == ids, text
+
+
+def test_an_export_is_used_only_as_its_check_allows_and_a_damaged_one_is_redone(
+    tiny_clip, tmp_path, monkeypatch, cpu_without_bf16
+):
+    monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path))
+    monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 0.99)
+    config = EncoderConfig(name="clip", model=str(tiny_clip))  # auto: int8 on this CPU while it stays close
+    assert isinstance(load_encoder(config), ClipEncoder)
+    assert isinstance(load_encoder(config), ExportedClipEncoder)
+    # A stricter bar: the recorded check no longer passes, so `auto` loads PyTorch float32 again.
+    monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 1.01)
+    strict = load_encoder(config)
+    assert isinstance(strict, ClipEncoder) and (strict.precision, strict.runtime) == ("float32", "torch")
+    monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 0.99)
+    (manifest,) = tmp_path.rglob(MANIFEST)
+    manifest.write_text('{"precision": "in')  # cut short
+    assert isinstance(load_encoder(config), ClipEncoder), "a damaged export is made again"
+    assert isinstance(load_encoder(config), ExportedClipEncoder)
+
+
+def test_an_edited_model_config_is_exported_again(tiny_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    shutil.copytree(tiny_clip, model)
+    config = EncoderConfig(name="clip", model=str(model), dtype="int8")
+    load_encoder(config)
+    assert isinstance(load_encoder(config), ExportedClipEncoder)
+    processor = model / "processor_config.json"
+    settings = json.loads(processor.read_text())
+    settings["image_processor"]["image_mean"] = [0.5, 0.5, 0.5]
+    processor.write_text(json.dumps(settings))
+    edited = load_encoder(config)
+    assert isinstance(edited, ClipEncoder), "same weights, other preprocessing: not the old export"
+    assert edited.preprocess.mean == (0.5, 0.5, 0.5)

@@ -34,7 +34,7 @@ def build_fine_tuned_asset(settings: Settings, encoder: EncoderConfig, raw_files
     )
     def fine_tuned(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
-        from mm_assets.encoders.clip import ImagePreprocessing
+        from mm_assets.encoders.image_preprocessing import ImagePreprocessing
         from mm_assets.training.contrastive import fine_tune
         from mm_assets.training.pairs import training_pairs
 

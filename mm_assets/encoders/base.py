@@ -6,28 +6,30 @@ Subclasses (CLIP for image–text, CLAP for audio–text) add their other tower 
 
 from __future__ import annotations
 
-import json
 import platform
 
 import numpy as np
 import torch
 import transformers
+from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
 import mm_assets
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.precision import MIN_COSINE_TO_FP32, resolve_precision
+from mm_assets.encoders.precision import calibration_keeps, resolve_precision
 from mm_assets.encoders.resolve import ResolvedModel, resolve_model
 from mm_assets.encoders.runtime import (
     ONNX_PRECISIONS,
     OnnxTower,
     TowerGraph,
+    export_dir,
     load_onnx_tower,
+    normalise_rows,
     onnxruntime_usable,
     runtime_version,
+    write_manifest,
 )
 
-LINEAGE_FILE = "mm_assets_lineage.json"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Fixed captions for precision calibration: ordinary sentences, as queries and chunks are.
 CALIBRATION_TEXTS = [
@@ -92,6 +94,10 @@ class Encoder:
         """The towers ONNX Runtime can run (none: this encoder runs on PyTorch only)."""
         return {}
 
+    def _export_settings(self) -> dict:
+        """What an export's manifest must hold besides the metadata to load without transformers."""
+        return {}
+
     def _set_precision(self, precision: str, runtime: str) -> None:
         """Run in the wanted precision and runtime, after checking them on fixed calibration inputs
         against PyTorch float32: what ``auto`` chose is kept only within MIN_COSINE_TO_FP32 (else
@@ -106,7 +112,9 @@ class Encoder:
         reference = self._embed_calibration()
         self._run_in(precision, runtime)
         self.calibration_cosine = float((reference * self._embed_calibration()).sum(axis=1).min())
-        if self.calibration_cosine >= MIN_COSINE_TO_FP32:
+        if runtime == "onnxruntime":
+            self._complete_export(export_dir(self.resolved, precision))
+        if calibration_keeps(self.config, precision, self.calibration_cosine):
             return
         if self.config.dtype == "auto":
             self._run_in("float32", "torch")
@@ -116,13 +124,30 @@ class Encoder:
     def _run_in(self, precision: str, runtime: str) -> None:
         if runtime == "onnxruntime":
             self.model.to(torch.float32)
-            weights = self.resolved.revision
-            self._onnx = {name: load_onnx_tower(g, weights, precision) for name, g in self._tower_graphs().items()}
+            folder = export_dir(self.resolved, precision)
+            self._onnx = {name: load_onnx_tower(g, folder, precision) for name, g in self._tower_graphs().items()}
         else:
             self.model.to(_DTYPES[precision])
             self._onnx = {}
         self._precision, self.runtime = precision, runtime
         self.dtype = torch.float32 if runtime == "onnxruntime" else _DTYPES[precision]
+
+    def _complete_export(self, folder) -> None:
+        """Write what loading from the export alone needs (encoders/exported.py): the tokenizer as
+        this process calls it, the calibration and the metadata. Only a fast tokenizer is one file."""
+        if not self.tokenizer.is_fast or self.tokenizer.pad_token is None:
+            return
+        tokenizer = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+        tokenizer.enable_truncation(self.max_tokens)
+        tokenizer.enable_padding(pad_id=self.tokenizer.pad_token_id, pad_token=self.tokenizer.pad_token)
+        manifest = {
+            "precision": self.precision,
+            "calibration_cosine": self.calibration_cosine,
+            "max_tokens": self.max_tokens,
+            "metadata": self.metadata(),
+            **self._export_settings(),
+        }
+        write_manifest(folder, manifest, tokenizer.to_str())
 
     @property
     def precision(self) -> str:
@@ -133,16 +158,11 @@ class Encoder:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np")
         ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
         if "text" in self._onnx:
-            return normalise(torch.from_numpy(self._onnx["text"](input_ids=ids, attention_mask=mask)))
+            return normalise_rows(self._onnx["text"](input_ids=ids, attention_mask=mask))
         out = self.model.get_text_features(
             input_ids=torch.from_numpy(ids).to(self.device), attention_mask=torch.from_numpy(mask).to(self.device)
         )
         return normalise(out.pooler_output)
-
-    def lineage(self) -> dict | None:
-        """How a fine-tuned model was made (written beside its weights by the training step)."""
-        path = self.resolved.local_dir / LINEAGE_FILE
-        return json.loads(path.read_text()) if path.exists() else None
 
     def metadata(self) -> dict:
         """Everything needed to know what produced a vector, and to load the same model again (with the
@@ -163,7 +183,7 @@ class Encoder:
             "device": self.device,
             "parameters": sum(t.numel() for t in self.model.parameters()),
             "modalities": list(self.config.modalities),
-            "lineage": self.lineage(),
+            "lineage": self.resolved.lineage(),
             "versions": {
                 "mm_assets": mm_assets.__version__,
                 "torch": torch.__version__,
@@ -174,5 +194,5 @@ class Encoder:
 
 
 def normalise(features: torch.Tensor) -> np.ndarray:
-    features = features.float()
-    return torch.nn.functional.normalize(features, dim=-1).cpu().numpy()
+    """Unit-norm float32 rows, normalised as ONNX Runtime's outputs are (same inputs, same bits)."""
+    return normalise_rows(features.float().cpu().numpy())

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.base import Encoder
+from mm_assets.encoders.exported import ExportedClipEncoder, load_exported_clip
 from mm_assets.encoders.resolve import resolve_model
 
+if TYPE_CHECKING:  # torch: only where the export alone cannot do
+    from mm_assets.encoders.base import Encoder
 
-def load_encoder(config: EncoderConfig) -> Encoder:
-    """A CLIP model gives an image–text encoder, a CLAP model an audio–text one."""
+
+def load_encoder(config: EncoderConfig) -> Encoder | ExportedClipEncoder:
+    """A CLIP model gives an image–text encoder (from its ONNX export alone once there is a complete
+    one for this configuration), a CLAP model an audio–text one."""
     resolved = resolve_model(config.model, config.revision)
     model_type = json.loads((resolved.local_dir / "config.json").read_text()).get("model_type")
     if model_type == "clip":
+        exported = load_exported_clip(config, resolved)
+        if exported is not None:
+            return exported
         from mm_assets.encoders.clip import ClipEncoder
 
         return ClipEncoder(config, resolved)

@@ -17,6 +17,10 @@ MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
 _PROBE_TIMEOUT_S = 4.0
 
 
+# Written beside a fine-tuned model's weights by the training step: how it was made.
+LINEAGE_FILE = "mm_assets_lineage.json"
+
+
 class ModelNotFoundError(RuntimeError):
     pass
 
@@ -27,6 +31,11 @@ class ResolvedModel:
     local_dir: Path
     revision: str  # hub commit hash, or "sha256:<hash of the weights>" for a local directory
 
+    def lineage(self) -> dict | None:
+        """How a fine-tuned model was made (LINEAGE_FILE), or None for any other model."""
+        path = self.local_dir / LINEAGE_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
 
 def weights_hash(directory: Path) -> str:
     """Identity of a local model's weights (its "revision"); cached while the files are unchanged."""
@@ -35,6 +44,13 @@ def weights_hash(directory: Path) -> str:
         raise ModelNotFoundError(
             f"{directory} has no *.safetensors weights; save the model with save_pretrained(safe_serialization=True)"
         )
+    return _hash_files(_stamps(files))
+
+
+def settings_hash(directory: Path) -> str:
+    """Identity of a model's other files (model, tokenizer and processor configs): an ONNX export
+    caches what they say, so an edit to one of them must not reuse it."""
+    files = sorted(p for pattern in MODEL_FILES if pattern != "*.safetensors" for p in directory.glob(pattern))
     return _hash_files(_stamps(files))
 
 

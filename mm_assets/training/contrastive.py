@@ -21,8 +21,7 @@ import torch
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
 from mm_assets.config import FineTuneConfig, short_hash
-from mm_assets.encoders.base import LINEAGE_FILE
-from mm_assets.encoders.resolve import ResolvedModel, weights_hash
+from mm_assets.encoders.resolve import LINEAGE_FILE, ResolvedModel, weights_hash
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from mm_assets.encoders.clip import ImagePreprocessing
+from mm_assets.encoders.image_preprocessing import ImagePreprocessing
 from mm_assets.evaluation.retrieval import in_test_split
 from mm_assets.formats import BadFile
 from mm_assets.formats.images import decode_rgb
