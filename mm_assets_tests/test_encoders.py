@@ -14,8 +14,8 @@ from transformers import CLIPImageProcessor, CLIPModel
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.clip import ClipEncoder
 from mm_assets.encoders.exported import ExportedClipEncoder
-from mm_assets.encoders.load import load_encoder
 from mm_assets.encoders.identity import fingerprint
+from mm_assets.encoders.load import load_encoder
 from mm_assets.encoders.precision import cpu_has_native_bf16, resolve_precision
 from mm_assets.encoders.resolve import ModelNotFoundError, resolve_model
 from mm_assets.encoders.runtime import MANIFEST
