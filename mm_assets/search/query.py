@@ -6,13 +6,13 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 import torch
 
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.base import Encoder
 from mm_assets.encoders.identity import recorded_config
 from mm_assets.encoders.load import load_encoder
 from mm_assets.formats.images import decode_rgb
@@ -29,6 +29,9 @@ from mm_assets.store.catalog import (
 from mm_assets.store.compact import COMPACT_KINDS, Int8Scan, SignBitScan
 from mm_assets.store.segments import CURRENT, Generation, dead_mask, matrix_path, open_generation
 from mm_assets.store.tables import MODALITY_CODES
+
+if TYPE_CHECKING:  # transformers: only when a model has no complete ONNX export
+    from mm_assets.encoders.base import Encoder
 
 # A query photo may be larger than files worth indexing; still a bound on what is decoded.
 QUERY_IMAGE_MAX_PIXELS = 200_000_000
