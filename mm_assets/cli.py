@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["int8", "binary"],
         help="shortlist with compact vectors (4x / 32x fewer bytes), then rank the shortlist exactly",
     )
+    search.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="over all modalities, rank by cosine (by default, by scores calibrated per modality pair)",
+    )
     search.add_argument("--context", type=int, default=0, metavar="N", help="show N chunks before and after each hit")
     search.add_argument("--group-by-file", action="store_true", help="one result per file, at its best chunk")
     search.add_argument("--json", action="store_true", help="print a JSON list")
@@ -148,8 +153,9 @@ def _print_hits(hits) -> None:
     for rank, h in enumerate(hits, 1):
         snippet = (h.text or "").replace("\n", " ")
         place = _place(h.as_dict())
+        score = f"  z {h.score:5.2f}" if h.score is not None else ""
         print(
-            f"{rank:>3}  {h.distance:.4f}  {h.modality:<5}  {h.path}"
+            f"{rank:>3}  {h.distance:.4f}{score}  {h.modality:<5}  {h.path}"
             + (f"  ({place})" if place else "")
             + (f"\n       {snippet[:100]}" if snippet else "")
         )
@@ -186,7 +192,9 @@ def cmd_search(settings: Settings, args) -> int:
             compact=args.compact,
             context=args.context,
             group_by_file=args.group_by_file,
+            calibrated=not args.uncalibrated,
             hnsw_ef_search=settings.hnsw_ef_search,
+            evaluations=settings.layout.evaluations,
         )
     except BadFile as exc:  # the query file itself: name it
         raise ValueError(f"{'--image ' + args.image if args.image else '--audio ' + args.audio}: {exc}") from None

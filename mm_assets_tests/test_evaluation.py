@@ -57,8 +57,10 @@ def test_fine_tuned_encoder_is_trained_embedded_and_evaluated_beside_its_base(la
 
     # both encoders, every task, in the history table and as floats in the UI metadata
     results = latest_results(labelled.layout.evaluations)
-    assert {(r["encoder"], r["task"]) for r in results} == {
-        (e, t) for e in ("base", "tuned") for t in ("text->image", "image->text", "text->text", "image->image")
+    tasks = ("text->image", "image->text", "text->text", "image->image")
+    mixed = (f"{e}{calibrated}" for e in ("base", "tuned") for calibrated in ("", " calibrated"))
+    assert {(r["encoder"], r["task"]) for r in results} == {(e, t) for e in ("base", "tuned") for t in tasks} | {
+        (e, f"{q}->all") for e in mixed for q in ("text", "image")
     }
     assert all(METRICS <= set(r) and r["fingerprint"] for r in results)
     assert isinstance(meta["tuned/text->image/recall@1"], float) and isinstance(meta["base/image->text/mrr"], float)
@@ -79,7 +81,7 @@ encoders:
     capsys.readouterr()
     assert main(["--config", str(config), "eval", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
-    assert {r["encoder"] for r in results} == {"base", "other"}
+    assert {r["encoder"] for r in results} == {"base", "other", "base calibrated", "other calibrated"}
     assert all(METRICS <= set(r) for r in results)
     assert all(0 <= r["recall@1"] <= r["recall@5"] <= r["recall@10"] <= 1 for r in results)
     assert main(["--config", str(config), "eval"]) == 0

@@ -4,7 +4,7 @@ import dagster as dg
 
 from mm_assets.assets.common import OWNERS, Storage, tags
 from mm_assets.config import Settings
-from mm_assets.evaluation.history import record_results
+from mm_assets.evaluation.history import record_calibration, record_results
 from mm_assets.evaluation.retrieval import EVAL_VERSION, comparison_markdown, evaluate_encoder_table
 from mm_assets.store.catalog import list_encoder_tables, open_read_only
 
@@ -18,7 +18,8 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         deps=[vector_tables_asset],
         code_version=f"{EVAL_VERSION}-{settings.eval_test_percent}",
         description="Cross-modal retrieval quality of every configured encoder on the held-out split of "
-        "captioned images (fixed by content hash); history in evaluations.duckdb.",
+        "captioned images (fixed by content hash), and the score calibration mixed-modality search uses, "
+        "fitted on the training split; history in evaluations.duckdb.",
     )
     def retrieval_eval(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
@@ -32,18 +33,24 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
                 for t in list_encoder_tables(con)
                 if t.is_current and {"image", "text"} <= set(t.metadata["modalities"])
             ]
-            results = []
+            results, calibrations = [], {}
             for table in tables:
-                results += evaluate_encoder_table(con, table, recorded_encoder(table), settings.eval_test_percent)
+                found, calibrations[table.encoder_key] = evaluate_encoder_table(
+                    con, table, recorded_encoder(table), settings.eval_test_percent
+                )
+                results += found
         finally:
             con.close()
         if not results:
             context.log.warning("no captioned images in the test split: add sidecar captions or captions.csv")
         record_results(layout.evaluations, results, {t.encoder_key: t.metadata for t in tables}, context.run_id)
+        # What search over all modalities calibrates its scores with (evaluation/calibration.py).
+        record_calibration(layout.evaluations, calibrations, context.run_id)
         scores = {
             f"{r['encoder']}/{r['task']}/{m}": float(r[m])
             for r in results
-            for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries")
+            for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries", "images@10")
+            if m in r
         }
         return dg.MaterializeResult(
             metadata={

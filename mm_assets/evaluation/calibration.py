@@ -37,7 +37,9 @@ class Background:
         return (np.asarray(similarity, dtype=np.float64) - self.mean) / self.std
 
 
-def fit_backgrounds(queries: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict[tuple[str, str], Background]:
+def fit_backgrounds(
+    queries: dict[str, np.ndarray], targets: dict[str, np.ndarray]
+) -> dict[tuple[str, str], Background]:
     """(query modality, target modality) -> its background, for every pair with enough data; a
     query's similarity to itself (the same vector among the targets) is left out."""
     fitted = {}
@@ -56,27 +58,24 @@ def merged_ranking_figures(
     queries: np.ndarray,
     gallery: dict[str, np.ndarray],
     relevant: dict[str, np.ndarray],
+    itself: dict[str, np.ndarray],
     query_modality: str,
     backgrounds: dict[tuple[str, str], Background] | None,
     k: int = 10,
 ) -> dict[str, float]:
-    """Queries over a gallery of several modalities, ranked by cosine (``backgrounds`` None) or by
-    calibrated score: recall@k of the merged list and the share of each modality in its top k.
-    ``relevant[m]``: queries x gallery[m] booleans; a query's own vector must be marked irrelevant
-    and is dropped from the ranking (-inf)."""
+    """Queries over a gallery of several modalities ranked as one list, by cosine (``backgrounds``
+    None) or by calibrated score: the retrieval metrics of the merged list and the share of each
+    modality in its top k (``images@10``, ``texts@10``). ``relevant[m]`` and ``itself[m]``: queries x
+    gallery[m] booleans; a query's own entry (``itself``) is left out of the ranking."""
     scores, flags, modality_of = [], [], []
     for modality, vectors in gallery.items():
-        similarity = queries @ vectors.T
-        similarity = np.where(similarity > 1 - 1e-6, -np.inf, similarity)  # the query itself
+        similarity = np.asarray(queries @ vectors.T, dtype=np.float64)
         if backgrounds is not None:
             similarity = backgrounds[(query_modality, modality)].calibrate(similarity)
-        scores.append(similarity)
-        flags.append(relevant[modality])
+        scores.append(np.where(itself[modality], -np.inf, similarity))
+        flags.append(relevant[modality] & ~itself[modality])
         modality_of += [modality] * vectors.shape[0]
     score, rel, modality_of = np.concatenate(scores, axis=1), np.concatenate(flags, axis=1), np.asarray(modality_of)
-    metrics = retrieval_metrics(score, rel)
     top = np.argsort(-score, axis=1, kind="stable")[:, :k]
-    figures = {f"recall@{k}": metrics.get(f"recall@{k}", 0.0), "n_queries": metrics["n_queries"]}
-    for modality in gallery:
-        figures[f"share_{modality}"] = float((modality_of[top] == modality).mean())
-    return figures
+    shares = {f"{modality}s@{k}": float((modality_of[top] == modality).mean()) for modality in gallery}
+    return {**retrieval_metrics(score, rel), **shares}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 
+from mm_assets.evaluation.calibration import Background, fit_backgrounds, merged_ranking_figures
 from mm_assets.evaluation.metrics import retrieval_metrics
 from mm_assets.store.catalog import EncoderTable
 
@@ -15,8 +16,10 @@ if TYPE_CHECKING:  # passed in: importing it would pull torch into the definitio
     from mm_assets.encoders.clip import ClipEncoder
 
 # Bumped when evaluation changes what it measures (the retrieval_eval code version).
-EVAL_VERSION = "1"
-TASKS = ("text->image", "image->text", "text->text", "image->image", "caption->figure")
+EVAL_VERSION = "2"
+TASKS = ("text->image", "image->text", "text->text", "image->image", "caption->figure", "text->all", "image->all")
+# The variant of an encoder whose mixed-modality scores are calibrated, as the comparison names it.
+CALIBRATED = "calibrated"
 
 
 def in_test_split(file_id: str, test_percent: int) -> bool:
@@ -24,14 +27,15 @@ def in_test_split(file_id: str, test_percent: int) -> bool:
     return int(file_id[:8], 16) % 100 < test_percent
 
 
-def labelled_test_items(con: duckdb.DuckDBPyConnection, table: EncoderTable, test_percent: int):
-    """(file ids, captions, labels, whole-image vectors) of captioned images in the test split."""
+def labelled_items(con: duckdb.DuckDBPyConnection, table: EncoderTable, test_percent: int, test: bool = True):
+    """(file ids, captions, labels, whole-image vectors) of captioned images in the test split (or,
+    ``test`` False, the training split)."""
     rows = con.execute(f"""
         SELECT f.file_id, f.caption, f.label, e.embedding
         FROM files f JOIN chunks c USING (file_id) JOIN {table.table_name} e USING (chunk_id)
         WHERE f.caption IS NOT NULL AND c.modality = 'image' AND c.position = 0
         ORDER BY f.file_id""").fetchall()
-    rows = [r for r in rows if in_test_split(r[0], test_percent)]
+    rows = [r for r in rows if in_test_split(r[0], test_percent) == test]
     ids = [r[0] for r in rows]
     captions = [r[1] for r in rows]
     labels = [r[2] for r in rows]
@@ -41,19 +45,19 @@ def labelled_test_items(con: duckdb.DuckDBPyConnection, table: EncoderTable, tes
 
 def evaluate_encoder_table(
     con: duckdb.DuckDBPyConnection, table: EncoderTable, encoder: ClipEncoder, test_percent: int
-) -> list[dict]:
-    """One result per task. Relevant = same label (or the query's own pair when unlabelled).
-    Same-modality tasks leave the query itself out and need labels (otherwise nothing is relevant)."""
+) -> tuple[list[dict], dict[tuple[str, str], Background]]:
+    """One result per task, and the score calibration fitted on the training split. Relevant = same
+    label (or the query's own pair when unlabelled). Same-modality tasks leave the query itself out
+    and need labels (otherwise nothing is relevant). The mixed tasks rank images and captions
+    together, by cosine and calibrated, with the share of images in each top 10."""
     results = _caption_figure_result(con, table)
-    ids, captions, labels, images = labelled_test_items(con, table, test_percent)
+    _, train_captions, _, train_images = labelled_items(con, table, test_percent, test=False)
+    modalities = {"text": _embed_captions(encoder, train_captions), "image": train_images}
+    backgrounds = fit_backgrounds(modalities, modalities)
+    ids, captions, labels, images = labelled_items(con, table, test_percent)
     if not ids:
-        return results
-    texts = np.concatenate(
-        [
-            encoder.embed_texts(captions[i : i + encoder.config.batch_size])
-            for i in range(0, len(captions), encoder.config.batch_size)
-        ]
-    )
+        return results, backgrounds
+    texts = _embed_captions(encoder, captions)
     keys = np.asarray([label if label is not None else f"pair:{fid}" for fid, label in zip(ids, labels)])
     relevant = keys[:, None] == keys[None, :]
     not_self = ~np.eye(len(ids), dtype=bool)
@@ -70,7 +74,26 @@ def evaluate_encoder_table(
         metrics = retrieval_metrics(similarity, rel)
         if metrics["n_queries"]:
             results.append({"encoder": table.name, "encoder_key": table.encoder_key, "task": task, **metrics})
-    return results
+    gallery = {"image": images, "text": texts}
+    for modality, queries in (("text", texts), ("image", images)):
+        itself = {m: ~not_self if m == modality else np.zeros_like(not_self) for m in gallery}
+        mixed = {m: relevant for m in gallery}
+        for name, fitted in ((table.name, None), (f"{table.name} {CALIBRATED}", backgrounds)):
+            if fitted is not None and not all((modality, m) in fitted for m in gallery):
+                continue  # too few training pairs to calibrate
+            metrics = merged_ranking_figures(queries, gallery, mixed, itself, modality, fitted)
+            if metrics["n_queries"]:
+                results.append(
+                    {"encoder": name, "encoder_key": table.encoder_key, "task": f"{modality}->all", **metrics}
+                )
+    return results, backgrounds
+
+
+def _embed_captions(encoder: ClipEncoder, captions: list[str]) -> np.ndarray:
+    size = encoder.config.batch_size
+    if not captions:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return np.concatenate([encoder.embed_texts(captions[i : i + size]) for i in range(0, len(captions), size)])
 
 
 def _caption_figure_result(con: duckdb.DuckDBPyConnection, table: EncoderTable) -> list[dict]:
@@ -98,10 +121,12 @@ def _stored_vectors(con: duckdb.DuckDBPyConnection, table: EncoderTable, key: st
 
 
 def comparison_markdown(results: list[dict]) -> str:
-    """Every encoder side by side per task, with chance level."""
+    """Every encoder side by side per task, with chance level; for the mixed tasks, the share of
+    images in the top 10 (the rest is text)."""
     columns = ["task", "encoder", "recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries"]
+    columns += ["images@10"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in sorted(results, key=lambda r: (TASKS.index(r["task"]), r["encoder"])):
-        cells = [f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns]
+        cells = [f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -15,6 +15,8 @@ import torch
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.identity import recorded_config
 from mm_assets.encoders.load import load_encoder
+from mm_assets.evaluation.calibration import Background
+from mm_assets.evaluation.history import latest_calibration
 from mm_assets.formats.images import decode_rgb
 from mm_assets.formats.reading import read_file_bytes
 from mm_assets.store.catalog import (
@@ -67,6 +69,9 @@ class SearchHit:
     describes: dict | None = None
     # On request: the chunks before and after it in the same file (a paragraph around a hit, say).
     context: list[dict] = field(default_factory=list)
+    # In a calibrated search over all modalities: how many standard deviations the hit's cosine stands
+    # above the background of its (query modality, hit modality) pair; hits are ranked by it.
+    score: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -247,9 +252,15 @@ class Searcher:
     until then queries see the whole previous one (its files stay readable while open)."""
 
     def __init__(
-        self, db_path: Path, hnsw_ef_search: int | None = None, max_image_pixels: int = QUERY_IMAGE_MAX_PIXELS
+        self,
+        db_path: Path,
+        hnsw_ef_search: int | None = None,
+        max_image_pixels: int = QUERY_IMAGE_MAX_PIXELS,
+        evaluations: Path | None = None,
     ):
         self.db_path = Path(db_path)
+        # Where retrieval_eval records the score calibration of each encoder key (none: never calibrate).
+        self.evaluations = evaluations
         self.max_image_pixels = max_image_pixels  # query images larger than this are refused
         self.hnsw_ef_search = hnsw_ef_search  # HNSW candidate list size: higher = better recall, slower
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -259,6 +270,8 @@ class Searcher:
         self._tables: list[EncoderTable] = []
         # Text query vectors by (encoder key, text): the page re-asks the same text with other filters.
         self._text_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        # Encoder key -> (evaluations file stamp, its latest calibration), reread when the file changes.
+        self._calibrations: dict[str, tuple[int, dict]] = {}
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The open generation, reopened when an update has published a newer one."""
@@ -367,6 +380,35 @@ class Searcher:
             return part.top(query, k, modality)
         return kept[:k]
 
+    def _nearest(
+        self, table: EncoderTable, query: np.ndarray, k: int, modality: str | None, exact: bool, compact: str | None
+    ) -> list[tuple[str, float]]:
+        """(chunk id, cosine distance) of the k nearest live chunks over every segment."""
+        ranked = []
+        for part in self._segment_vectors(table):
+            if part.has_hnsw and not exact and not compact:
+                ranked += self._hnsw_top(part, table, query, k, modality)
+            else:
+                ranked += part.top(query, k, modality, compact)
+        return sorted(ranked, key=lambda r: (r[1], r[0]))[:k]
+
+    def _backgrounds(self, table: EncoderTable, query_modality: str | None) -> dict[str, Background] | None:
+        """Target modality -> background of its cosines to a query of this modality, when the encoder
+        key's latest calibration covers every modality of the table (else None: rank by cosine)."""
+        if self.evaluations is None or query_modality is None:
+            return None
+        try:
+            stamp = self.evaluations.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if self._calibrations.get(table.encoder_key, (None,))[0] != stamp:
+            self._calibrations[table.encoder_key] = (stamp, latest_calibration(self.evaluations, table.encoder_key))
+        fitted = self._calibrations[table.encoder_key][1]
+        targets = table.metadata["modalities"]
+        if not all((query_modality, t) in fitted for t in targets):
+            return None
+        return {t: fitted[(query_modality, t)] for t in targets}
+
     def search(
         self,
         *,
@@ -383,6 +425,7 @@ class Searcher:
         compact: str | None = None,
         context: int = 0,
         group_by_file: bool = False,
+        calibrated: bool = True,
     ) -> list[SearchHit]:
         """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving
         matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
@@ -391,7 +434,9 @@ class Searcher:
         ``like``: a chunk id, "more like this": its stored vector is the query and it is left out of the
         results. ``compact`` ("int8" or "binary"): shortlist with that compact copy of the vectors,
         then rank the shortlist exactly. ``context``: attach that many chunks before and after each hit
-        in its file. ``group_by_file``: one hit per file."""
+        in its file. ``group_by_file``: one hit per file. ``calibrated``: over all modalities (no
+        ``modality``), rank each modality's hits by their calibrated score (evaluation/calibration.py)
+        where retrieval_eval has fitted one for the encoder, instead of by cosine."""
         if k < 1:
             raise ValueError("k must be at least 1")
         if compact not in (None, *COMPACT_KINDS):
@@ -411,14 +456,19 @@ class Searcher:
         # Grouping keeps the best chunk of each file: look further down the ranking for k distinct files.
         fetch = (k * 8 if group_by_file else k) + (like is not None)
         try:
-            ranked = []
-            for part in self._segment_vectors(table):
-                if part.has_hnsw and not exact and not compact:
-                    ranked += self._hnsw_top(part, table, query, fetch, modality)
-                else:
-                    ranked += part.top(query, fetch, modality, compact)
-            ranked = sorted(ranked, key=lambda r: (r[1], r[0]))[:fetch]
-            details = chunk_details(con, [chunk_id for chunk_id, _ in ranked])
+            backgrounds = None
+            if calibrated and modality is None:
+                backgrounds = self._backgrounds(table, _query_modality(con, text, image, audio, like))
+            if backgrounds:  # one list per modality, merged by calibrated score
+                ranked = [
+                    (chunk_id, distance, float(background.calibrate(1.0 - distance)))
+                    for target, background in backgrounds.items()
+                    for chunk_id, distance in self._nearest(table, query, fetch, target, exact, compact)
+                ]
+                ranked = sorted(ranked, key=lambda r: (-r[2], r[0]))[:fetch]
+            else:
+                ranked = [(c, d, None) for c, d in self._nearest(table, query, fetch, modality, exact, compact)]
+            details = chunk_details(con, [chunk_id for chunk_id, _, _ in ranked])
             hits = sorted(
                 (
                     # rounding can take 1 - cos a hair below zero for identical directions
@@ -426,17 +476,25 @@ class Searcher:
                         chunk_id=chunk_id,
                         distance=max(0.0, float(distance)),
                         encoder=table.encoder_key,
+                        score=score,
                         **details[chunk_id],
                     )
-                    for chunk_id, distance in ranked
+                    for chunk_id, distance, score in ranked
                     if chunk_id != like and (modality is None or details[chunk_id]["modality"] == modality)
                 ),
-                key=lambda h: (h.distance, h.chunk_id),
+                key=lambda h: (-h.score, h.chunk_id) if h.score is not None else (h.distance, h.chunk_id),
             )
             hits = best_per_file(hits, k) if group_by_file else hits[:k]
             return neighbouring_chunks(con, hits, context)
         except duckdb.Error as exc:
             raise damaged(f"the vector database {self.db_path}", exc) from None
+
+
+def _query_modality(con: duckdb.DuckDBPyConnection, text, image, audio, like: str | None) -> str | None:
+    """What kind of thing the query is (None for a bare vector: it could be anything)."""
+    if like is not None:
+        return chunk_details(con, [like])[like]["modality"]
+    return next((m for m, q in (("text", text), ("image", image), ("audio", audio)) if q is not None), None)
 
 
 def _compact_copies(matrix: Path) -> dict[str, SignBitScan | Int8Scan]:
@@ -450,7 +508,9 @@ def _compact_copies(matrix: Path) -> dict[str, SignBitScan | Int8Scan]:
     return found
 
 
-def search(db_path: Path, hnsw_ef_search: int | None = None, **query) -> list[SearchHit]:
+def search(
+    db_path: Path, hnsw_ef_search: int | None = None, evaluations: Path | None = None, **query
+) -> list[SearchHit]:
     """One query (the CLI's); keep a Searcher for many."""
-    with Searcher(db_path, hnsw_ef_search) as searcher:
+    with Searcher(db_path, hnsw_ef_search, evaluations=evaluations) as searcher:
         return searcher.search(**query)

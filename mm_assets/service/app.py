@@ -51,6 +51,7 @@ class SearchOptions:
         group_by_file: bool = False,
         exact: bool = False,
         compact: Annotated[str | None, Query(pattern="^(int8|binary)$")] = None,
+        calibrated: bool = True,
     ):
         self.values = {
             "k": k,
@@ -60,6 +61,7 @@ class SearchOptions:
             "group_by_file": group_by_file,
             "exact": exact,
             "compact": compact,
+            "calibrated": calibrated,
         }
 
 
@@ -72,7 +74,9 @@ class Service:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.searcher = Searcher(settings.db_path, settings.hnsw_ef_search, settings.max_image_pixels)
+        self.searcher = Searcher(
+            settings.db_path, settings.hnsw_ef_search, settings.max_image_pixels, settings.layout.evaluations
+        )
         self.default_key = encoder_key(settings.default_encoder)
         self.lock = threading.Lock()
         self.limiter = anyio.CapacityLimiter(WORKER_THREADS)
