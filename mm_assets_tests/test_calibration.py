@@ -95,7 +95,7 @@ def test_search_over_all_modalities_ranks_by_calibrated_score(evaluated, capsys)
         f"encoders:\n  - {{name: base, model: {evaluated.encoders[0].model}, batch_size: 64}}\n"
     )
     capsys.readouterr()
-    assert main(["--config", str(config), "search", query, "-k", "5", "--json"]) == 0
+    assert main(["--config", str(config), "search", query, "--k", "5", "--json"]) == 0
     assert [h["chunk_id"] for h in json.loads(capsys.readouterr().out)] == [h.chunk_id for h in calibrated]
-    assert main(["--config", str(config), "search", query, "-k", "5", "--json", "--uncalibrated"]) == 0
+    assert main(["--config", str(config), "search", query, "--k", "5", "--json", "--uncalibrated"]) == 0
     assert [h["chunk_id"] for h in json.loads(capsys.readouterr().out)] == [h.chunk_id for h in by_cosine]
