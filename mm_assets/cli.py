@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = command("eval", "retrieval quality of every encoder on the held-out captioned images")
     evaluate.add_argument("--json", action="store_true", help="print one object per encoder and task")
 
+    flags = command("flags", "chunks flagged by the moderation policies (`policies:` in the settings)")
+    flags.add_argument("--policy", help="one policy (default: all)")
+    flags.add_argument("--limit", type=int, default=20, help="highest-scoring flags shown per policy (default 20)")
+    flags.add_argument("--json", action="store_true", help="print one object per policy with its flags")
+
     serve = command("serve", "HTTP search API and a web page, models and vectors kept loaded")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             "search": cmd_search,
             "status": cmd_status,
             "eval": cmd_eval,
+            "flags": cmd_flags,
             "serve": cmd_serve,
             "config": cmd_config,
         }
@@ -254,6 +260,35 @@ def cmd_eval(settings: Settings, args) -> int:
         print(comparison_markdown(results))
     else:
         print("no captioned images in the test split: add sidecar captions (photo.jpg + photo.txt) or captions.csv")
+    return 0
+
+
+def cmd_flags(settings: Settings, args) -> int:
+    from mm_assets.moderation import read_flags
+    from mm_assets.store.segments import open_generation
+
+    if args.policy and args.policy not in {p.name for p in settings.policies}:
+        raise ValueError(f"no policy named {args.policy!r}; configured: {[p.name for p in settings.policies]}")
+    con, _ = open_generation(settings.db_path)
+    try:
+        policies = read_flags(settings.layout.flags, con, args.policy, args.limit)
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps(policies, indent=1, default=str))
+        return 0
+    if not policies:
+        print("no policy scored yet: configure `policies:` and run `mm-assets run`")
+    for p in policies:
+        figures = [f"{p['n_flagged']:,} of {p['n_scored']:,} chunks flagged"]
+        if p["threshold"] is not None:
+            figures.append(f"threshold {p['threshold']:.4f}")
+        if p["precision"] is not None:
+            figures.append(f"precision {p['precision']:.2f}, recall {p['recall']:.2f} on {p['n_labelled']} labelled")
+        print(f"{p['policy']}: " + "; ".join(figures) + (f"\n  {p['note']}" if p["note"] else ""))
+        for f in p["flags"]:
+            snippet = (f["text"] or "").replace("\n", " ")[:80]
+            print(f"  {f['score']:.4f}  {f['modality']:<5}  {f['path']}" + (f"  {snippet}" if snippet else ""))
     return 0
 
 

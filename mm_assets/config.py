@@ -119,6 +119,33 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    """A moderation policy in natural language: a chunk is scored by its best cosine to any of the
+    phrasings (embedded by the encoder's text tower) and flagged at or above the threshold, given, or
+    calibrated as the lowest that reaches ``target_precision`` on the labelled examples (captioned
+    images whose label is in ``labels``; any other labelled image is a negative)."""
+
+    __pydantic_config__ = _FILE_RULES
+
+    name: str
+    phrasings: tuple[str, ...]
+    threshold: float | None = None
+    target_precision: float | None = None
+    labels: tuple[str, ...] = ()
+    encoder: str | None = None  # whose vectors are scored (default: the default encoder)
+
+    def __post_init__(self):
+        if not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"policy name {self.name!r} must be letters, digits, '_' and '-'")
+        if not [p for p in self.phrasings if p.strip()]:
+            raise ValueError(f"policy {self.name!r}: give at least one phrasing")
+        if (self.threshold is None) == (self.target_precision is None):
+            raise ValueError(f"policy {self.name!r}: give either threshold or target_precision (with labels)")
+        if self.target_precision is not None and not (0 < self.target_precision <= 1 and self.labels):
+            raise ValueError(f"policy {self.name!r}: target_precision must be in (0, 1] and needs labels")
+
+
+@dataclass(frozen=True)
 class ChunkingConfig:
     """How each kind of file is cut into chunks (see mm_assets/chunking)."""
 
@@ -206,6 +233,7 @@ class Settings:
     decode_workers: int = max(1, min(8, os.cpu_count() or 1))
     eval_test_percent: int = 20  # share of captioned images held out for evaluation (by content hash)
     default_encoder_name: str | None = None  # what search uses without --encoder (default: the first)
+    policies: tuple[PolicyConfig, ...] = ()  # moderation policies (mm_assets/moderation.py)
     # Where each setting came from when not the default ("mm_assets.yaml", "env MM_ASSETS_MODEL", "--home").
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -232,6 +260,16 @@ class Settings:
         object.__setattr__(self, "encoders", tuple(resolved))
         if self.default_encoder_name and self.default_encoder_name not in names:
             raise ValueError(f"default_encoder {self.default_encoder_name!r} is not a configured encoder: {names}")
+        policy_names = [p.name for p in self.policies]
+        if len(set(policy_names)) != len(policy_names):
+            raise ValueError(f"policy names must be unique: {policy_names}")
+        for policy in self.policies:
+            if policy.encoder is not None and policy.encoder not in names:
+                raise ValueError(f"policy {policy.name!r}: encoder {policy.encoder!r} is not configured: {names}")
+
+    def policy_encoder(self, policy: PolicyConfig) -> EncoderConfig:
+        """The encoder whose vectors a policy scores."""
+        return self.encoder(policy.encoder) if policy.encoder else self.default_encoder
 
     @property
     def default_encoder(self) -> EncoderConfig:
@@ -340,7 +378,7 @@ def load_settings(
             raise FileNotFoundError(f"config file not found: {config_path}")
         raw = _read_config_file(config_path)
         base = config_path.parent
-    unknown = set(raw) - {"home", "store", "executor", "sources", "encoders", "chunking", "default_encoder"}
+    unknown = set(raw) - {"home", "store", "executor", "sources", "encoders", "chunking", "default_encoder", "policies"}
     unknown -= set(_PLAIN_SETTINGS)
     if unknown:
         raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
@@ -366,12 +404,14 @@ def load_settings(
         chunking=checked(ChunkingConfig, "chunking", ChunkingConfig()),
         store_url=_store_url(store, base) if store else None,
         executor=checked(ExecutorConfig, "executor", ExecutorConfig()),
+        policies=tuple(checked(list[PolicyConfig], "policies", [])),
         **kwargs,
     )
     origins = {key: str(config_file) for key in raw if key not in ("encoders", "chunking")}
     for entry in raw.get("encoders", []):
         origins |= {f"encoders.{entry['name']}.{key}": str(config_file) for key in entry if key != "name"}
     origins |= {f"chunking.{key}": str(config_file) for key in raw.get("chunking") or {}}
+    origins |= {f"policies.{entry['name']}": str(config_file) for entry in raw.get("policies") or []}
     overrides = (
         ("home", home, "--home", "MM_ASSETS_HOME"),
         ("store", None, None, "MM_ASSETS_STORE"),
@@ -411,6 +451,7 @@ def describe_settings(settings: Settings) -> list[tuple[str, object, str]]:
                 rows.append((f"encoders.{enc.name}.{name}", value))
     rows += [(f"chunking.{name}", value) for name, value in asdict(settings.chunking).items()]
     rows += [("executor.kind", settings.executor.kind)]
+    rows += [(f"policies.{p.name}", {k: v for k, v in asdict(p).items() if k != "name"}) for p in settings.policies]
     rows += [(name, getattr(settings, name)) for name in _PLAIN_SETTINGS]
 
     def origin(key: str) -> str:

@@ -6,6 +6,7 @@ from mm_assets.assets.common import Storage, ingest_batches
 from mm_assets.assets.embeddings import build_embedding_asset
 from mm_assets.assets.evaluation import build_retrieval_eval_asset
 from mm_assets.assets.ingest import build_ingest_assets
+from mm_assets.assets.moderation import build_policy_flags_asset
 from mm_assets.assets.training import build_fine_tuned_asset
 from mm_assets.assets.vector_tables import build_compaction_job, build_vector_tables_asset
 from mm_assets.config import ExecutorConfig, Settings, load_settings
@@ -46,7 +47,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     ]
     vector_tables = build_vector_tables_asset(settings, [raw_files, chunks, *embeddings])
     retrieval_eval = build_retrieval_eval_asset(settings, vector_tables)
-    assets = [raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval]
+    policy_flags = build_policy_flags_asset(settings, vector_tables)
+    assets = [raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval, policy_flags]
     up_to_date_checks = [build_up_to_date_check(asset) for asset in assets]
     ingest_job = dg.define_asset_job(
         INGEST_JOB,

@@ -241,7 +241,11 @@ def run_pipeline(
     if serve:
         vector_tables = dg.AssetKey("vector_tables")
         final |= with_their_checks(graph, [vector_tables])
-    if serve or stale or summary.batches_run:
+    # Moderation follows the vectors (and a changed policy): it re-scores only what changed.
+    moderate = bool(batches) and bool(settings.policies)
+    if moderate:
+        final |= with_their_checks(graph, [dg.AssetKey("policy_flags")])
+    if serve or stale or summary.batches_run or moderate:
         ok = runner.unpartitioned(final)
         summary.vector_tables_updated = serve and ok
         if serve and not ok:

@@ -353,6 +353,19 @@ class Searcher:
         self._text_vectors.move_to_end(key)
         return self._text_vectors[key]
 
+    def best_similarity(self, table: EncoderTable, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every live chunk of the table: (chunk ids, its highest cosine to any of the query rows),
+        a segment at a time."""
+        ids, best = [], []
+        for part in self._segment_vectors(table):
+            live = ~part.dead
+            similarity = torch.from_numpy(part.matrix) @ torch.from_numpy(np.ascontiguousarray(queries.T, np.float32))
+            ids.append(part.ids[live])
+            best.append(similarity.max(dim=1).values.numpy()[live])
+        if not ids:
+            return np.zeros(0, dtype=object), np.zeros(0, dtype=np.float32)
+        return np.concatenate(ids), np.concatenate(best)
+
     def _stored_vector(self, table: EncoderTable, chunk_id: str) -> np.ndarray:
         for part in self._segment_vectors(table):
             found = part.find(chunk_id)

@@ -21,6 +21,7 @@ from mm_assets.encoders.identity import encoder_key
 from mm_assets.formats import BadFile
 from mm_assets.formats.reading import Boundary
 from mm_assets.ingest.batches import read_manifest
+from mm_assets.moderation import read_flags
 from mm_assets.search.media import NoMedia, render_chunk_media
 from mm_assets.search.query import Searcher, SearchHit
 from mm_assets.store.catalog import (
@@ -111,6 +112,11 @@ class Service:
             ],
             "counts": counts,
         }
+
+    def flags(self, policy: str | None, limit: int) -> list[dict]:
+        """The moderation policies' latest runs and their highest-scoring flags (`mm-assets flags`)."""
+        with self.lock:
+            return read_flags(self.settings.layout.flags, self.searcher.connection(), policy, limit)
 
     def lineage(self, chunk_id: str, encoder: str | None) -> dict:
         with self.lock:
@@ -208,6 +214,10 @@ def create_app(settings: Settings, token: str | None = None) -> FastAPI:
     @app.get("/api/lineage/{chunk_id}", summary="Where a hit came from: file, batch, encoder, model, revision")
     async def lineage(chunk_id: str, encoder: str | None = None):
         return await service.run(service.lineage, chunk_id, encoder)
+
+    @app.get("/api/flags", summary="Chunks flagged by the moderation policies, highest score first")
+    async def flags(policy: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20):
+        return await service.run(service.flags, policy, limit)
 
     @app.get("/api/build", summary="The build being served: encoders, fingerprints, row counts")
     async def build():

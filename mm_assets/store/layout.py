@@ -35,6 +35,11 @@ class Layout:
         return self.home / "vectors"
 
     @property
+    def flags(self) -> Path:
+        """Moderation flags: derived from the vectors and the policies (policy_flags rewrites them)."""
+        return self.home / "flags.duckdb"
+
+    @property
     def evaluations(self) -> Path:
         """Evaluation history: not derived from shards, so not inside the rebuildable vector database."""
         return self.home / "evaluations.duckdb"
