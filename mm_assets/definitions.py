@@ -47,8 +47,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     ]
     vector_tables = build_vector_tables_asset(settings, [raw_files, chunks, *embeddings])
     retrieval_eval = build_retrieval_eval_asset(settings, vector_tables)
-    policy_flags = build_policy_flags_asset(settings, vector_tables)
-    assets = [raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval, policy_flags]
+    # Moderation, where policies are configured (as fine-tuned models appear where configured).
+    policy_flags = [build_policy_flags_asset(settings, vector_tables)] if settings.policies else []
+    assets = [raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval, *policy_flags]
     up_to_date_checks = [build_up_to_date_check(asset) for asset in assets]
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
