@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         help="shortlist with compact vectors (4x / 32x fewer bytes), then rank the shortlist exactly",
     )
     search.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="fuse with BM25 over the text chunks (finds rare words: codes, names, part numbers)",
+    )
+    search.add_argument(
         "--uncalibrated",
         action="store_true",
         help="over all modalities, rank by cosine (by default, by scores calibrated per modality pair)",
@@ -199,6 +204,7 @@ def cmd_search(settings: Settings, args) -> int:
             context=args.context,
             group_by_file=args.group_by_file,
             calibrated=not args.uncalibrated,
+            hybrid=args.hybrid,
             hnsw_ef_search=settings.hnsw_ef_search,
             evaluations=settings.layout.evaluations,
         )

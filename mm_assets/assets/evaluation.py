@@ -5,7 +5,12 @@ import dagster as dg
 from mm_assets.assets.common import OWNERS, Storage, tags
 from mm_assets.config import Settings
 from mm_assets.evaluation.history import record_calibration, record_results
-from mm_assets.evaluation.retrieval import EVAL_VERSION, comparison_markdown, evaluate_encoder_table
+from mm_assets.evaluation.retrieval import (
+    EVAL_VERSION,
+    comparison_markdown,
+    evaluate_encoder_table,
+    rare_token_results,
+)
 from mm_assets.store.catalog import list_encoder_tables, open_read_only
 
 
@@ -23,10 +28,11 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
     )
     def retrieval_eval(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
-        from mm_assets.search.query import recorded_encoder
+        from mm_assets.search.query import Searcher, recorded_encoder
 
         layout = storage.layout
         con = open_read_only(layout.db_path)
+        searcher = Searcher(layout.db_path)
         try:
             tables = [
                 t
@@ -38,9 +44,10 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
                 found, calibrations[table.encoder_key] = evaluate_encoder_table(
                     con, table, recorded_encoder(table), settings.eval_test_percent
                 )
-                results += found
+                results += found + rare_token_results(con, searcher, table)
         finally:
             con.close()
+            searcher.close()
         if not results:
             context.log.warning("no captioned images in the test split: add sidecar captions or captions.csv")
         record_results(layout.evaluations, results, {t.encoder_key: t.metadata for t in tables}, context.run_id)

@@ -3,6 +3,7 @@ and on the figures of documents, found by their own captions and alt text."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -14,12 +15,27 @@ from mm_assets.store.catalog import EncoderTable
 
 if TYPE_CHECKING:  # passed in: importing it would pull torch into the definitions (which read EVAL_VERSION)
     from mm_assets.encoders.clip import ClipEncoder
+    from mm_assets.search.query import Searcher
 
 # Bumped when evaluation changes what it measures (the retrieval_eval code version).
 EVAL_VERSION = "2"
-TASKS = ("text->image", "image->text", "text->text", "image->image", "caption->figure", "text->all", "image->all")
+TASKS = (
+    "text->image",
+    "image->text",
+    "text->text",
+    "image->image",
+    "caption->figure",
+    "text->all",
+    "image->all",
+    "rare-token->text",
+)
 # The variant of an encoder whose mixed-modality scores are calibrated, as the comparison names it.
 CALIBRATED = "calibrated"
+# Rare-token queries: words with a digit and a letter (codes, part numbers, model names) found in at
+# most this many text chunks, at most RARE_TOKEN_QUERIES of them (the first by the word itself).
+RARE_TOKEN = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w][\w-]{3,}\b")
+RARE_TOKEN_MAX_CHUNKS = 2
+RARE_TOKEN_QUERIES = 200
 
 
 def in_test_split(file_id: str, test_percent: int) -> bool:
@@ -87,6 +103,37 @@ def evaluate_encoder_table(
                     {"encoder": name, "encoder_key": table.encoder_key, "task": f"{modality}->all", **metrics}
                 )
     return results, backgrounds
+
+
+def rare_token_queries(con: duckdb.DuckDBPyConnection) -> list[tuple[str, set[str]]]:
+    """(word, the text chunks holding it) for the rare words of the served text: documents
+    evaluate exact-word search on themselves, as they do caption->figure."""
+    holders: dict[str, set[str]] = {}
+    for chunk_id, text in con.execute("SELECT chunk_id, text FROM chunks WHERE modality = 'text'").fetchall():
+        for word in set(RARE_TOKEN.findall(text or "")):
+            holders.setdefault(word, set()).add(chunk_id)
+    rare = sorted(w for w, chunks in holders.items() if len(chunks) <= RARE_TOKEN_MAX_CHUNKS)
+    return [(w, holders[w]) for w in rare[:RARE_TOKEN_QUERIES]]
+
+
+def rare_token_results(con: duckdb.DuckDBPyConnection, searcher: Searcher, table: EncoderTable) -> list[dict]:
+    """Each rare word as a query over the text chunks, by vectors alone and hybrid (vectors fused
+    with BM25): recall@1/5/10 and MRR within the top 10."""
+    queries = rare_token_queries(con)
+    if not queries or "text" not in table.metadata["modalities"]:
+        return []
+    results = []
+    for name, hybrid in ((table.name, False), (f"{table.name} hybrid", True)):
+        first = []  # rank of the first chunk holding the word, 11 when not in the top 10
+        for word, holders in queries:
+            hits = searcher.search(text=word, k=10, modality="text", encoder=table.encoder_key, hybrid=hybrid)
+            first.append(next((r for r, h in enumerate(hits, 1) if h.chunk_id in holders), 11))
+        first = np.asarray(first)
+        metrics = {f"recall@{k}": float((first <= k).mean()) for k in (1, 5, 10)}
+        metrics["mrr"] = float(np.where(first <= 10, 1.0 / first, 0.0).mean())
+        task = {"encoder": name, "encoder_key": table.encoder_key, "task": "rare-token->text"}
+        results.append({**task, **metrics, "n_queries": len(queries)})
+    return results
 
 
 def _embed_captions(encoder: ClipEncoder, captions: list[str]) -> np.ndarray:

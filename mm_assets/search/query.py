@@ -42,6 +42,10 @@ TEXT_VECTORS_CACHED = 256
 # the top 10's recall is 0.986 against 0.950, at the same latency (the scan dominates; rescoring
 # 1000 rows reads 2 MB). benchmarks/compact_vectors.py measures both.
 RESCORE = 1000
+# Hybrid search: how far down each list (vectors, BM25) reciprocal rank fusion looks, and its constant
+# (60, as in Cormack et al.: a hit's fused score is the sum of 1 / (60 + its rank) in each list).
+HYBRID_DEPTH = 100
+RRF_K = 60
 
 
 @dataclass(frozen=True)
@@ -353,6 +357,28 @@ class Searcher:
         self._text_vectors.move_to_end(key)
         return self._text_vectors[key]
 
+    def _bm25_top(self, text: str, k: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) of the k best live text chunks for the words of ``text``, each
+        segment scored by its own index (their statistics differ a little: a merge, not one index)."""
+        con, ranked = self._con, []
+        for i, segment in enumerate(self._generation.segments):
+            if not segment.rows.get("chunks"):
+                continue
+            con.execute(f"USE s{i}")  # the index's macros only resolve in their own database
+            try:
+                ranked += con.execute(
+                    f"""SELECT chunk_id, score FROM (
+                           SELECT chunk_id, rowid AS rid, fts_main_chunks.match_bm25(chunk_id, $q) AS score
+                           FROM s{i}.chunks)
+                       WHERE score IS NOT NULL
+                         AND rid NOT IN (SELECT rid FROM _dead WHERE tbl = 'chunks' AND seg = $seg)
+                       ORDER BY score DESC, chunk_id LIMIT $k""",
+                    {"q": text, "seg": segment.name, "k": k},
+                ).fetchall()
+            finally:
+                con.execute("USE memory")
+        return sorted(ranked, key=lambda r: (-r[1], r[0]))[:k]
+
     def best_similarity(self, table: EncoderTable, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every live chunk of the table: (chunk ids, its highest cosine to any of the query rows),
         a segment at a time."""
@@ -405,6 +431,22 @@ class Searcher:
                 ranked += part.top(query, k, modality, compact)
         return sorted(ranked, key=lambda r: (r[1], r[0]))[:k]
 
+    def _fused(self, table: EncoderTable, query: np.ndarray, text: str, ranked: list) -> list[tuple[str, float, float]]:
+        """(chunk id, cosine distance, fused score), best first: the vector ranking given and BM25's
+        as deep, each hit scoring 1 / (RRF_K + its rank) in each list it is in."""
+        fused: dict[str, float] = {}
+        for rank, (chunk_id, *_) in enumerate(ranked, 1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        for rank, (chunk_id, _) in enumerate(self._bm25_top(text, len(ranked) or HYBRID_DEPTH), 1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        distances = {chunk_id: distance for chunk_id, distance, _ in ranked}
+        for chunk_id in fused.keys() - distances.keys():  # found by its words alone
+            try:
+                distances[chunk_id] = float(1.0 - self._stored_vector(table, chunk_id) @ query)
+            except KeyError:  # a text chunk this encoder has no vector for: not its hit
+                pass
+        return [(c, distances[c], fused[c]) for c in sorted(fused, key=lambda c: (-fused[c], c)) if c in distances]
+
     def _backgrounds(self, table: EncoderTable, query_modality: str | None) -> dict[str, Background] | None:
         """Target modality -> background of its cosines to a query of this modality, when the encoder
         key's latest calibration covers every modality of the table (else None: rank by cosine)."""
@@ -439,6 +481,7 @@ class Searcher:
         context: int = 0,
         group_by_file: bool = False,
         calibrated: bool = True,
+        hybrid: bool = False,
     ) -> list[SearchHit]:
         """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving
         matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
@@ -449,7 +492,9 @@ class Searcher:
         then rank the shortlist exactly. ``context``: attach that many chunks before and after each hit
         in its file. ``group_by_file``: one hit per file. ``calibrated``: over all modalities (no
         ``modality``), rank each modality's hits by their calibrated score (evaluation/calibration.py)
-        where retrieval_eval has fitted one for the encoder, instead of by cosine."""
+        where retrieval_eval has fitted one for the encoder, instead of by cosine. ``hybrid`` (a text
+        query): fuse the vector ranking with BM25 over the text chunks by reciprocal rank fusion,
+        so that rare words (codes, names) the model cannot tell apart still find their chunk."""
         if k < 1:
             raise ValueError("k must be at least 1")
         if compact not in (None, *COMPACT_KINDS):
@@ -468,6 +513,8 @@ class Searcher:
             query = self._embed(table, text, image, audio)
         # Grouping keeps the best chunk of each file: look further down the ranking for k distinct files.
         fetch = (k * 8 if group_by_file else k) + (like is not None)
+        hybrid = hybrid and text is not None and modality in (None, "text")
+        depth = max(fetch, HYBRID_DEPTH) if hybrid else fetch  # fusion looks further down each list
         try:
             backgrounds = None
             if calibrated and modality is None:
@@ -476,11 +523,14 @@ class Searcher:
                 ranked = [
                     (chunk_id, distance, float(background.calibrate(1.0 - distance)))
                     for target, background in backgrounds.items()
-                    for chunk_id, distance in self._nearest(table, query, fetch, target, exact, compact)
+                    for chunk_id, distance in self._nearest(table, query, depth, target, exact, compact)
                 ]
-                ranked = sorted(ranked, key=lambda r: (-r[2], r[0]))[:fetch]
+                ranked = sorted(ranked, key=lambda r: (-r[2], r[0]))[:depth]
             else:
-                ranked = [(c, d, None) for c, d in self._nearest(table, query, fetch, modality, exact, compact)]
+                ranked = [(c, d, None) for c, d in self._nearest(table, query, depth, modality, exact, compact)]
+            if hybrid:
+                ranked = self._fused(table, query, text, ranked)
+            ranked = ranked[:fetch]
             details = chunk_details(con, [chunk_id for chunk_id, _, _ in ranked])
             hits = sorted(
                 (

@@ -53,6 +53,7 @@ class SearchOptions:
         exact: bool = False,
         compact: Annotated[str | None, Query(pattern="^(int8|binary)$")] = None,
         calibrated: bool = True,
+        hybrid: bool = False,
     ):
         self.values = {
             "k": k,
@@ -63,6 +64,7 @@ class SearchOptions:
             "exact": exact,
             "compact": compact,
             "calibrated": calibrated,
+            "hybrid": hybrid,
         }
 
 

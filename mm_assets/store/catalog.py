@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import duckdb_extension_fts
 import duckdb_extension_vss
 
 from mm_assets.store.tables import CHUNK_DETAIL_COLUMNS, CHUNK_PLACE_COLUMNS
@@ -38,8 +39,26 @@ def _extension_file(package) -> str:
 
 
 def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
-    """vss: HNSW indexes (a database holding one cannot even be opened without it)."""
+    """vss: HNSW indexes (a database holding one cannot even be opened without it); fts: BM25 over
+    the text chunks (each segment holds its own index)."""
     con.execute(f"LOAD '{_extension_file(duckdb_extension_vss)}'")
+    con.execute(f"LOAD '{_extension_file(duckdb_extension_fts)}'")
+
+
+# How the full-text index cuts text: lower case, accents stripped, English stop words and Porter
+# stems, and digits kept (DuckDB's default drops them, and with them every code and part number).
+TEXT_INDEX_OPTIONS = (
+    "stemmer = 'porter', stopwords = 'english', ignore = '(\\.|[^a-z0-9])+', strip_accents = 1, lower = 1"
+)
+
+
+def index_text(segment_file: Path) -> None:
+    """A BM25 index of a segment's text chunks, inside the segment (built once, with it: an update
+    indexes only the rows it adds). Built on the file opened directly: DuckDB's full-text macros
+    only resolve in the database they were created in (searched with USE, see search/query.py)."""
+    with duckdb.connect(str(segment_file)) as con:
+        load_extensions(con)
+        con.execute(f"PRAGMA create_fts_index('chunks', 'chunk_id', 'text', {TEXT_INDEX_OPTIONS})")
 
 
 def open_read_only(db_path: Path) -> duckdb.DuckDBPyConnection:

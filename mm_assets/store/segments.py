@@ -9,7 +9,8 @@ rows out, so every query sees one whole generation; a crash before the pointer m
 generation answering, and files no generation names are removed by the next writer.
 
     <home>/vectors/current.json                      the generation being served
-    <home>/vectors/segments/<segment>.duckdb         rows: file_versions, paths, files, chunks, quarantine, emb_*
+    <home>/vectors/segments/<segment>.duckdb         rows: file_versions, paths, files, chunks, quarantine, emb_*,
+                                                     and the BM25 index of its text chunks (fts_main_chunks)
     <home>/vectors/segments/<segment>/<table>.npy    vectors (and .ids.npy, .modality.npy) for exact search,
                                                      .int8.npy/.int8scale.npy/.bits.npy: compact copies
     <home>/vectors/dead/<generation>.parquet         (table, segment, rowid) of rows no longer live
@@ -32,7 +33,7 @@ from mm_assets.store.catalog import VectorDBError, damaged, load_extensions
 from mm_assets.store.tables import ENCODERS_DDL
 
 # Bumped when the layout of segments or generations changes (the vector_tables code version).
-SERVING_VERSION = "3"
+SERVING_VERSION = "4"
 CURRENT = "current.json"
 # The tables of every segment (besides one emb_* table per encoder, ordered by chunk_id), with the
 # column their rows are ordered by (file_versions keeps the order rows were ingested in).

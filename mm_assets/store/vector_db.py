@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from mm_assets.store import tables
-from mm_assets.store.catalog import VectorDBError, load_extensions
+from mm_assets.store.catalog import VectorDBError, index_text, load_extensions
 from mm_assets.store.compact import int8_codes, sign_bits
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import (
@@ -475,6 +475,7 @@ class _SegmentWriter:
                 self.hnsw_tables.append(table)
         c.execute("CHECKPOINT seg")
         c.execute("DETACH seg")
+        index_text(self.tmp)
 
     def _check_vectors(self, key: str) -> None:
         """What must hold before readers see the segment (it is never published otherwise): every new
