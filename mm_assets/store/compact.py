@@ -64,8 +64,9 @@ class Int8Scan:
 
 
 def _int8_scan_session(codes: np.ndarray, scales: np.ndarray):
-    import onnxruntime as ort
     from onnx import TensorProto, helper
+
+    from mm_assets.encoders.runtime import cpu_session  # torch-free: the session settings the encoders use
 
     n, dim = codes.shape
     weights = {
@@ -86,6 +87,4 @@ def _int8_scan_session(codes: np.ndarray, scales: np.ndarray):
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     )
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # the query's model shares the cores
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return cpu_session(model.SerializeToString())
