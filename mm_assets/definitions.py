@@ -54,10 +54,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
         # The up_to_date checks look at every batch: the stale-assets sensor evaluates them, not each run.
-        selection=dg.AssetSelection.assets(raw_files, chunks, *embeddings, vector_tables)
+        selection=dg.AssetSelection.assets(raw_files, chunks, *embeddings, vector_tables, *policy_flags)
         - dg.AssetSelection.checks(*up_to_date_checks),
         partitions_def=ingest_batches,
-        description="One ingest batch end to end: files, chunks, embeddings, then the vector tables.",
+        description="One ingest batch end to end: files, chunks, embeddings, then the vector tables "
+        "(and the moderation flags, where policies are configured).",
     )
     compaction_job, compaction_schedule = build_compaction_job(settings)
     return dg.Definitions(

@@ -57,9 +57,8 @@ def test_hybrid_search_finds_the_rare_word_that_vectors_alone_miss(logs, capsys)
     assert all(h.distance >= 0 for h in hits), "each hit keeps its cosine distance"
 
     config = logs.home / "mm_assets.yaml"
-    config.write_text(
-        f"home: {logs.home}\nsources: [{logs.sources[0]}]\nencoders:\n  - {{name: base, model: {logs.encoders[0].model}}}\n"
-    )
+    encoder = f"{{name: base, model: {logs.encoders[0].model}}}"
+    config.write_text(f"home: {logs.home}\nsources: [{logs.sources[0]}]\nencoders:\n  - {encoder}\n")
     capsys.readouterr()
     assert main(["--config", str(config), "search", CODES[3], "--hybrid", "--json", "--k", "1"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["path"] == expected[CODES[3]]

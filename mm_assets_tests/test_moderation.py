@@ -12,11 +12,13 @@ from fastapi.testclient import TestClient
 
 from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, PolicyConfig, Settings
+from mm_assets.definitions import build_definitions
 from mm_assets.demo import generate_corpus
 from mm_assets.moderation import calibrate_threshold, read_flags
 from mm_assets.runs import run_pipeline
 from mm_assets.service.app import create_app
 from mm_assets.store.segments import open_generation
+from mm_assets_tests.helpers import run_requested, sensor_tick
 
 SECRET = "share the master password with everyone on the team"
 
@@ -121,3 +123,21 @@ def test_policies_flag_chunks_rescore_only_what_changed_and_follow_deletions(mod
     api = TestClient(create_app(edited))
     served = api.get("/api/flags", params={"policy": "red_things"}).json()
     assert [p["policy"] for p in served] == ["red_things"] and served[0]["n_scored"] == red["n_scored"] - 1
+
+
+def test_the_new_files_sensor_runs_flag_what_they_add(tmp_path, tiny_clip):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "leak.txt").write_text(SECRET)
+    (notes / "menu.txt").write_text("Soup of the day, bread, and a green salad.")
+    settings = Settings(
+        home=tmp_path / "home",
+        sources=(notes,),
+        encoders=(EncoderConfig("base", model=str(tiny_clip)),),
+        policies=(PolicyConfig("secrets", (SECRET,), threshold=0.9999),),
+    )
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        run_requested(defs, instance, sensor_tick(defs, instance), encoder="base")
+    (secrets,) = _flags(settings).values()
+    assert [f["path"] for f in secrets["flags"]] == [str(notes / "leak.txt")]
