@@ -19,8 +19,9 @@ import numpy as np
 
 from mm_assets.evaluation.metrics import retrieval_metrics
 
-# Targets per modality a fit compares with (a sample: the background's mean and spread settle early).
-FIT_TARGETS = 5000
+# Queries and targets per modality a fit uses (the first, in a fixed order): a background's mean and
+# spread settle within a few thousand, and a fit must stay small however many captioned images exist.
+FIT_SAMPLE = 2000
 # A pair needs this many query x target similarities to be fitted at all.
 MIN_FIT_PAIRS = 20
 
@@ -47,7 +48,7 @@ def fit_backgrounds(
         for t_modality, t in targets.items():
             if not len(q) or not len(t):
                 continue
-            similarity = q @ t[:FIT_TARGETS].T
+            similarity = q[:FIT_SAMPLE] @ t[:FIT_SAMPLE].T
             values = similarity[similarity < 1 - 1e-6]  # not the query itself
             if values.size >= MIN_FIT_PAIRS and values.std() > 0:
                 fitted[(q_modality, t_modality)] = Background(float(values.mean()), float(values.std()), values.size)

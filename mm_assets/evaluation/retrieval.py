@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 
-from mm_assets.evaluation.calibration import Background, fit_backgrounds, merged_ranking_figures
+from mm_assets.evaluation.calibration import FIT_SAMPLE, Background, fit_backgrounds, merged_ranking_figures
 from mm_assets.evaluation.metrics import retrieval_metrics
 from mm_assets.store.catalog import EncoderTable
 
@@ -68,7 +68,7 @@ def evaluate_encoder_table(
     together, by cosine and calibrated, with the share of images in each top 10."""
     results = _caption_figure_result(con, table)
     _, train_captions, _, train_images = labelled_items(con, table, test_percent, test=False)
-    modalities = {"text": _embed_captions(encoder, train_captions), "image": train_images}
+    modalities = {"text": _embed_captions(encoder, train_captions[:FIT_SAMPLE]), "image": train_images[:FIT_SAMPLE]}
     backgrounds = fit_backgrounds(modalities, modalities)
     ids, captions, labels, images = labelled_items(con, table, test_percent)
     if not ids:
