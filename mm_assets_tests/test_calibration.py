@@ -4,6 +4,7 @@ list that is no longer all text, fitted by retrieval_eval and measured beside pl
 import json
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pytest
 
@@ -11,9 +12,10 @@ from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.demo import generate_corpus
 from mm_assets.evaluation.calibration import fit_backgrounds, merged_ranking_figures
-from mm_assets.evaluation.history import latest_calibration, latest_results
+from mm_assets.evaluation.history import latest_calibration, latest_results, record_results
 from mm_assets.runs import run_evaluation, run_pipeline
 from mm_assets.search.query import Searcher
+from mm_assets.store.tables import RETRIEVAL_EVAL_DDL
 
 
 def _gapped(rng, labels: np.ndarray, offset: np.ndarray, signal: np.ndarray) -> np.ndarray:
@@ -72,6 +74,7 @@ def test_search_over_all_modalities_ranks_by_calibrated_score(evaluated, capsys)
     assert {("base", "text->all"), ("base calibrated", "text->all"), ("base calibrated", "image->all")} <= set(results)
     assert "| text->all | base calibrated |" in meta["comparison"]
     assert meta["base/text->all/images@10"] < meta["base calibrated/text->all/images@10"]
+    assert results[("base calibrated", "text->all")]["images@10"] == meta["base calibrated/text->all/images@10"]
 
     (key,) = [r["encoder_key"] for r in results.values()][:1]
     assert set(latest_calibration(evaluated.layout.evaluations, key)) >= {("text", "image"), ("text", "text")}
@@ -99,3 +102,13 @@ def test_search_over_all_modalities_ranks_by_calibrated_score(evaluated, capsys)
     assert [h["chunk_id"] for h in json.loads(capsys.readouterr().out)] == [h.chunk_id for h in calibrated]
     assert main(["--config", str(config), "search", query, "--k", "5", "--json", "--uncalibrated"]) == 0
     assert [h["chunk_id"] for h in json.loads(capsys.readouterr().out)] == [h.chunk_id for h in by_cosine]
+
+
+def test_an_older_evaluation_history_gains_the_new_column(tmp_path):
+    path = tmp_path / "evaluations.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(RETRIEVAL_EVAL_DDL)  # the table as the first version wrote it
+    result = {"encoder": "e calibrated", "encoder_key": "k", "task": "text->all", "recall@1": 0.5, "images@10": 0.3}
+    record_results(path, [result], {"k": {"fingerprint": "f", "model_id": "m", "revision": "r"}}, "run-1")
+    (row,) = latest_results(path)
+    assert (row["recall@1"], row["images@10"], row["encoder"]) == (0.5, 0.3, "e calibrated")

@@ -9,18 +9,28 @@ from pathlib import Path
 import duckdb
 
 from mm_assets.evaluation.calibration import Background
-from mm_assets.store.tables import RETRIEVAL_EVAL_DDL, RETRIEVAL_METRICS, SCORE_CALIBRATION_DDL
+from mm_assets.store.tables import (
+    RETRIEVAL_EVAL_ADDED,
+    RETRIEVAL_EVAL_DDL,
+    RETRIEVAL_METRICS,
+    SCORE_CALIBRATION_DDL,
+)
 
 
 def record_results(db_path: Path, results: list[dict], encoders: dict[str, dict], run_id: str) -> None:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(db_path)) as con:
         con.execute(RETRIEVAL_EVAL_DDL)
+        for column, kind in RETRIEVAL_EVAL_ADDED.items():
+            con.execute(f'ALTER TABLE retrieval_eval ADD COLUMN IF NOT EXISTS "{column}" {kind}')
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        metrics = [*RETRIEVAL_METRICS, *RETRIEVAL_EVAL_ADDED]
+        columns = ["evaluated_at", "run_id", "encoder", "encoder_key", "fingerprint", "model_id", "revision", "task"]
+        names = ", ".join(f'"{c}"' for c in [*columns, *metrics])
         for r in results:
             meta = encoders[r["encoder_key"]]
             con.execute(
-                "INSERT INTO retrieval_eval VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO retrieval_eval ({names}) VALUES ({', '.join('?' * (len(columns) + len(metrics)))})",
                 [
                     now,
                     run_id,
@@ -30,7 +40,7 @@ def record_results(db_path: Path, results: list[dict], encoders: dict[str, dict]
                     meta["model_id"],
                     meta["revision"],
                     r["task"],
-                    *[r.get(c) for c in RETRIEVAL_METRICS],
+                    *[r.get(c) for c in metrics],
                 ],
             )
 

@@ -174,6 +174,7 @@ def comparison_markdown(results: list[dict]) -> str:
     columns += ["images@10"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in sorted(results, key=lambda r: (TASKS.index(r["task"]), r["encoder"])):
-        cells = [f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns]
+        values = [r.get(c) for c in columns]
+        cells = [f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v) for v in values]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -194,6 +194,8 @@ CHUNK_DETAIL_COLUMNS = ("chunk_id", "file_id", "modality", "text", "heading", *C
 # --- evaluation history (evaluations.duckdb: not derived, kept across rebuilds) -----------------
 
 RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "chance@1", "n_queries", "n_gallery")
+# Columns added since the table was first written: added to an older history file when it is opened.
+RETRIEVAL_EVAL_ADDED = {"images@10": "DOUBLE"}  # mixed tasks: the share of images in the top 10
 RETRIEVAL_EVAL_DDL = """
     CREATE TABLE IF NOT EXISTS retrieval_eval (
         evaluated_at TIMESTAMP, run_id VARCHAR, encoder VARCHAR, encoder_key VARCHAR, fingerprint VARCHAR,
