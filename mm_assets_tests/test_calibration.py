@@ -11,7 +11,7 @@ import pytest
 from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.demo import generate_corpus
-from mm_assets.evaluation.calibration import fit_backgrounds, merged_ranking_figures
+from mm_assets.evaluation.calibration import fit_calibrations, fit_logistic, merged_ranking_figures
 from mm_assets.evaluation.history import latest_calibration, latest_results, record_results
 from mm_assets.runs import run_evaluation, run_pipeline
 from mm_assets.search.query import Searcher
@@ -31,12 +31,13 @@ def test_calibration_turns_an_all_text_mixed_list_into_a_mixed_one():
     text_offset, image_offset = rng.standard_normal(dim), rng.standard_normal(dim)
     signal = rng.standard_normal((n_labels, dim))
     train = rng.integers(0, n_labels, 200)
-    fitted = fit_backgrounds(
-        {"text": _gapped(rng, train, text_offset, signal), "image": _gapped(rng, train, image_offset, signal)},
-        {"text": _gapped(rng, train, text_offset, signal), "image": _gapped(rng, train, image_offset, signal)},
-    )
+    # An image and its caption share a row (and a label).
+    items = {"text": _gapped(rng, train, text_offset, signal), "image": _gapped(rng, train, image_offset, signal)}
+    fitted = fit_calibrations(items, train)
     assert set(fitted) == {(q, t) for q in ("text", "image") for t in ("text", "image")}
-    assert fitted[("text", "text")].mean > fitted[("text", "image")].mean + 0.3, "the gap the test builds"
+    text_to_text = items["text"] @ items["text"].T
+    assert text_to_text.min() > (items["text"] @ items["image"].T).max(), "the gap the test builds"
+    assert all(c.slope > 0 for c in fitted.values()), "a higher cosine, more likely relevant"
 
     labels = rng.integers(0, n_labels, 60)
     texts, images = _gapped(rng, labels, text_offset, signal), _gapped(rng, labels, image_offset, signal)
@@ -48,6 +49,17 @@ def test_calibration_turns_an_all_text_mixed_list_into_a_mixed_one():
     assert by_cosine["images@10"] == 0.0 and by_cosine["texts@10"] == 1.0
     assert 0.25 < calibrated["images@10"] < 0.75
     assert calibrated["recall@10"] >= by_cosine["recall@10"]
+
+
+def test_thefit_logistic_recovers_known_odds_and_keeps_order_where_cosine_says_nothing():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, 200_000)
+    y = rng.uniform(size=x.size) < 1 / (1 + np.exp(-(8 * x - 2)))
+    slope, intercept = fit_logistic(x, y.astype(float))
+    assert abs(slope - 8) < 0.3 and abs(intercept + 2) < 0.1
+    noise = rng.uniform(size=x.size) < 0.1  # relevance unrelated to the cosine
+    slope, intercept = fit_logistic(x, noise.astype(float))
+    assert slope > 0 and abs(intercept - np.log(0.1 / 0.9)) < 0.05
 
 
 @pytest.fixture

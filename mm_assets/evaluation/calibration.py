@@ -2,13 +2,13 @@
 
 CLIP's modality gap: a text query's cosine to any text (related or not) is far higher than to any
 image, so a list of every modality ranked by cosine is all text. Per (query modality, target
-modality), a cosine is calibrated to how far it stands above that pair's background: z = (cosine -
-mean) / std over the similarities of the queries and targets it was fitted on (mostly unrelated
-pairs). A related image then stands as far above the unrelated images as a related text above the
-unrelated texts, and the two lists merge on equal terms.
+modality), a cosine is calibrated to the log-odds that the target is relevant: a logistic fit
+(Platt scaling) of relevance on cosine, over the captioned pairs of the training split (same label,
+or the image and its own caption, are relevant). Log-odds mean the same thing whatever the pair, so
+lists of several modalities merge on equal terms; within one modality the order is the cosine's.
 
-Fitted by retrieval_eval on the training split's captioned images (their captions and vectors as
-queries) against the table's stored vectors of each modality; measured on the test split.
+Fitted by retrieval_eval on the training split; measured on the test split (tasks text->all and
+image->all).
 """
 
 from __future__ import annotations
@@ -19,40 +19,63 @@ import numpy as np
 
 from mm_assets.evaluation.metrics import retrieval_metrics
 
-# Queries and targets per modality a fit uses (the first, in a fixed order): a background's mean and
-# spread settle within a few thousand, and a fit must stay small however many captioned images exist.
+# Queries and targets per modality a fit uses (the first, in a fixed order): a two-parameter fit
+# settles within a few thousand, and must stay small however many captioned images exist.
 FIT_SAMPLE = 2000
-# A pair needs this many query x target similarities to be fitted at all.
+# A pair is fitted only with this many relevant and this many irrelevant (query, target) pairs.
 MIN_FIT_PAIRS = 20
 
 
 @dataclass(frozen=True)
-class Background:
-    """The spread of one (query modality, target modality) pair's cosines."""
+class Calibration:
+    """One (query modality, target modality) pair: log-odds of relevance = slope * cosine + intercept."""
 
-    mean: float
-    std: float
-    n: int  # similarities it was fitted on
+    slope: float
+    intercept: float
+    n: int  # (query, target) pairs it was fitted on
 
     def calibrate(self, similarity: np.ndarray) -> np.ndarray:
-        return (np.asarray(similarity, dtype=np.float64) - self.mean) / self.std
+        return self.slope * np.asarray(similarity, dtype=np.float64) + self.intercept
 
 
-def fit_backgrounds(
-    queries: dict[str, np.ndarray], targets: dict[str, np.ndarray]
-) -> dict[tuple[str, str], Background]:
-    """(query modality, target modality) -> its background, for every pair with enough data; a
-    query's similarity to itself (the same vector among the targets) is left out."""
+def fit_calibrations(items: dict[str, np.ndarray], keys: np.ndarray) -> dict[tuple[str, str], Calibration]:
+    """(query modality, target modality) -> its calibration, for every pair with enough relevant and
+    irrelevant pairs. ``items[m]``: row i is item i in modality m (an image and its caption share a
+    row); ``keys[i]``: what makes two items relevant to each other (their label, or the item itself).
+    An item is never its own query."""
+    keys = np.asarray(keys)[:FIT_SAMPLE]
+    relevant = keys[:, None] == keys[None, :]
     fitted = {}
-    for q_modality, q in queries.items():
-        for t_modality, t in targets.items():
-            if not len(q) or not len(t):
-                continue
-            similarity = q[:FIT_SAMPLE] @ t[:FIT_SAMPLE].T
-            values = similarity[similarity < 1 - 1e-6]  # not the query itself
-            if values.size >= MIN_FIT_PAIRS and values.std() > 0:
-                fitted[(q_modality, t_modality)] = Background(float(values.mean()), float(values.std()), values.size)
+    for q_modality, queries in items.items():
+        for t_modality, targets in items.items():
+            similarity = queries[:FIT_SAMPLE] @ targets[:FIT_SAMPLE].T
+            keep = ~np.eye(len(keys), dtype=bool) if q_modality == t_modality else np.ones_like(relevant)
+            x, y = similarity[keep], relevant[keep]
+            if min(y.sum(), (~y).sum()) >= MIN_FIT_PAIRS:
+                slope, intercept = fit_logistic(x.astype(np.float64), y.astype(np.float64))
+                fitted[(q_modality, t_modality)] = Calibration(slope, intercept, int(x.size))
     return fitted
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """Maximum-likelihood (slope, intercept) of P(y=1 | x) = sigmoid(slope * x + intercept), by
+    Newton's method, x standardised for the solve (a tiny ridge keeps separable data finite)."""
+    mean, std = x.mean(), x.std() or 1.0
+    z = (x - mean) / std
+    w = np.zeros(2)
+    design = np.stack([z, np.ones_like(z)], axis=1)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(design @ w)))
+        gradient = design.T @ (y - p) - 1e-3 * w
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-3 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        w += step
+        if np.abs(step).max() < 1e-8:
+            break
+    if w[0] <= 0:  # the cosine says nothing here: the base rate, keeping the cosine's order
+        base = min(max(float(y.mean()), 1e-9), 1 - 1e-9)
+        return 1e-6, float(np.log(base / (1 - base)) - 1e-6 * mean)
+    return float(w[0] / std), float(w[1] - w[0] * mean / std)
 
 
 def merged_ranking_figures(
@@ -61,18 +84,18 @@ def merged_ranking_figures(
     relevant: dict[str, np.ndarray],
     itself: dict[str, np.ndarray],
     query_modality: str,
-    backgrounds: dict[tuple[str, str], Background] | None,
+    calibrations: dict[tuple[str, str], Calibration] | None,
     k: int = 10,
 ) -> dict[str, float]:
-    """Queries over a gallery of several modalities ranked as one list, by cosine (``backgrounds``
+    """Queries over a gallery of several modalities ranked as one list, by cosine (``calibrations``
     None) or by calibrated score: the retrieval metrics of the merged list and the share of each
     modality in its top k (``images@10``, ``texts@10``). ``relevant[m]`` and ``itself[m]``: queries x
     gallery[m] booleans; a query's own entry (``itself``) is left out of the ranking."""
     scores, flags, modality_of = [], [], []
     for modality, vectors in gallery.items():
         similarity = np.asarray(queries @ vectors.T, dtype=np.float64)
-        if backgrounds is not None:
-            similarity = backgrounds[(query_modality, modality)].calibrate(similarity)
+        if calibrations is not None:
+            similarity = calibrations[(query_modality, modality)].calibrate(similarity)
         scores.append(np.where(itself[modality], -np.inf, similarity))
         flags.append(relevant[modality] & ~itself[modality])
         modality_of += [modality] * vectors.shape[0]

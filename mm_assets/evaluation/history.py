@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from mm_assets.evaluation.calibration import Background
+from mm_assets.evaluation.calibration import Calibration
 from mm_assets.store.tables import (
     RETRIEVAL_EVAL_ADDED,
     RETRIEVAL_EVAL_DDL,
@@ -59,31 +59,31 @@ def latest_results(db_path: Path) -> list[dict]:
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def record_calibration(db_path: Path, calibrations: dict[str, dict[tuple[str, str], Background]], run_id: str) -> None:
-    """Each encoder key's fitted backgrounds (one row per modality pair)."""
+def record_calibration(db_path: Path, calibrations: dict[str, dict[tuple[str, str], Calibration]], run_id: str) -> None:
+    """Each encoder key's fitted calibrations (one row per modality pair)."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(db_path)) as con:
         con.execute(SCORE_CALIBRATION_DDL)
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        for key, backgrounds in calibrations.items():
-            for (q, t), b in backgrounds.items():
+        for key, fitted in calibrations.items():
+            for (q, t), b in fitted.items():
                 con.execute(
                     "INSERT INTO score_calibration VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [now, run_id, key, q, t, b.mean, b.std, b.n],
+                    [now, run_id, key, q, t, b.slope, b.intercept, b.n],
                 )
 
 
-def latest_calibration(db_path: Path, encoder_key: str) -> dict[tuple[str, str], Background]:
-    """The encoder key's backgrounds from its latest fit (empty: never fitted)."""
+def latest_calibration(db_path: Path, encoder_key: str) -> dict[tuple[str, str], Calibration]:
+    """The encoder key's calibrations from its latest fit (empty: never fitted)."""
     if not db_path.exists():
         return {}
     with duckdb.connect(str(db_path), read_only=True) as con:
         if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'score_calibration'").fetchall():
             return {}
         rows = con.execute(
-            """SELECT query_modality, target_modality, mean, std, n FROM score_calibration
+            """SELECT query_modality, target_modality, slope, intercept, n FROM score_calibration
                WHERE encoder_key = $key
                  AND fitted_at = (SELECT max(fitted_at) FROM score_calibration WHERE encoder_key = $key)""",
             {"key": encoder_key},
         ).fetchall()
-    return {(q, t): Background(mean, std, n) for q, t, mean, std, n in rows}
+    return {(q, t): Calibration(slope, intercept, n) for q, t, slope, intercept, n in rows}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 
-from mm_assets.evaluation.calibration import FIT_SAMPLE, Background, fit_backgrounds, merged_ranking_figures
+from mm_assets.evaluation.calibration import FIT_SAMPLE, Calibration, fit_calibrations, merged_ranking_figures
 from mm_assets.evaluation.metrics import retrieval_metrics
 from mm_assets.store.catalog import EncoderTable
 
@@ -61,20 +61,20 @@ def labelled_items(con: duckdb.DuckDBPyConnection, table: EncoderTable, test_per
 
 def evaluate_encoder_table(
     con: duckdb.DuckDBPyConnection, table: EncoderTable, encoder: ClipEncoder, test_percent: int
-) -> tuple[list[dict], dict[tuple[str, str], Background]]:
-    """One result per task, and the score calibration fitted on the training split. Relevant = same
+) -> tuple[list[dict], dict[tuple[str, str], Calibration]]:
+    """One result per task, and the score calibrations fitted on the training split. Relevant = same
     label (or the query's own pair when unlabelled). Same-modality tasks leave the query itself out
     and need labels (otherwise nothing is relevant). The mixed tasks rank images and captions
     together, by cosine and calibrated, with the share of images in each top 10."""
     results = _caption_figure_result(con, table)
-    _, train_captions, _, train_images = labelled_items(con, table, test_percent, test=False)
-    modalities = {"text": _embed_captions(encoder, train_captions[:FIT_SAMPLE]), "image": train_images[:FIT_SAMPLE]}
-    backgrounds = fit_backgrounds(modalities, modalities)
+    train_ids, train_captions, train_labels, train_images = labelled_items(con, table, test_percent, test=False)
+    items = {"text": _embed_captions(encoder, train_captions[:FIT_SAMPLE]), "image": train_images[:FIT_SAMPLE]}
+    calibrations = fit_calibrations(items, _relevance_keys(train_ids, train_labels))
     ids, captions, labels, images = labelled_items(con, table, test_percent)
     if not ids:
-        return results, backgrounds
+        return results, calibrations
     texts = _embed_captions(encoder, captions)
-    keys = np.asarray([label if label is not None else f"pair:{fid}" for fid, label in zip(ids, labels)])
+    keys = _relevance_keys(ids, labels)
     relevant = keys[:, None] == keys[None, :]
     not_self = ~np.eye(len(ids), dtype=bool)
     pairs = {
@@ -94,7 +94,7 @@ def evaluate_encoder_table(
     for modality, queries in (("text", texts), ("image", images)):
         itself = {m: ~not_self if m == modality else np.zeros_like(not_self) for m in gallery}
         mixed = {m: relevant for m in gallery}
-        for name, fitted in ((table.name, None), (f"{table.name} {CALIBRATED}", backgrounds)):
+        for name, fitted in ((table.name, None), (f"{table.name} {CALIBRATED}", calibrations)):
             if fitted is not None and not all((modality, m) in fitted for m in gallery):
                 continue  # too few training pairs to calibrate
             metrics = merged_ranking_figures(queries, gallery, mixed, itself, modality, fitted)
@@ -102,7 +102,12 @@ def evaluate_encoder_table(
                 results.append(
                     {"encoder": name, "encoder_key": table.encoder_key, "task": f"{modality}->all", **metrics}
                 )
-    return results, backgrounds
+    return results, calibrations
+
+
+def _relevance_keys(ids: list[str], labels: list[str | None]) -> np.ndarray:
+    """Items with equal keys are relevant to each other: the label, else the file (image and caption)."""
+    return np.asarray([label if label is not None else f"pair:{fid}" for fid, label in zip(ids, labels)])
 
 
 def rare_token_queries(con: duckdb.DuckDBPyConnection) -> list[tuple[str, set[str]]]:

@@ -15,7 +15,7 @@ import torch
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.identity import recorded_config
 from mm_assets.encoders.load import load_encoder
-from mm_assets.evaluation.calibration import Background
+from mm_assets.evaluation.calibration import Calibration
 from mm_assets.evaluation.history import latest_calibration
 from mm_assets.formats.images import decode_rgb
 from mm_assets.formats.reading import read_file_bytes
@@ -73,8 +73,8 @@ class SearchHit:
     describes: dict | None = None
     # On request: the chunks before and after it in the same file (a paragraph around a hit, say).
     context: list[dict] = field(default_factory=list)
-    # In a calibrated search over all modalities: how many standard deviations the hit's cosine stands
-    # above the background of its (query modality, hit modality) pair; hits are ranked by it.
+    # How hits were ranked when not by distance: over all modalities, calibrated, the log-odds that the
+    # hit is relevant given its cosine (per query/hit modality pair); hybrid, the fused rank score.
     score: float | None = None
 
     def as_dict(self) -> dict:
@@ -447,9 +447,9 @@ class Searcher:
                 pass
         return [(c, distances[c], fused[c]) for c in sorted(fused, key=lambda c: (-fused[c], c)) if c in distances]
 
-    def _backgrounds(self, table: EncoderTable, query_modality: str | None) -> dict[str, Background] | None:
-        """Target modality -> background of its cosines to a query of this modality, when the encoder
-        key's latest calibration covers every modality of the table (else None: rank by cosine)."""
+    def _calibrations_for(self, table: EncoderTable, query_modality: str | None) -> dict[str, Calibration] | None:
+        """Target modality -> calibration of its cosines to a query of this modality, when the encoder
+        key's latest fit covers every modality of the table (else None: rank by cosine)."""
         if self.evaluations is None or query_modality is None:
             return None
         try:
@@ -516,13 +516,13 @@ class Searcher:
         hybrid = hybrid and text is not None and modality in (None, "text")
         depth = max(fetch, HYBRID_DEPTH) if hybrid else fetch  # fusion looks further down each list
         try:
-            backgrounds = None
+            calibrations = None
             if calibrated and modality is None:
-                backgrounds = self._backgrounds(table, _query_modality(con, text, image, audio, like))
-            if backgrounds:  # one list per modality, merged by calibrated score
+                calibrations = self._calibrations_for(table, _query_modality(con, text, image, audio, like))
+            if calibrations:  # one list per modality, merged by calibrated score
                 ranked = [
-                    (chunk_id, distance, float(background.calibrate(1.0 - distance)))
-                    for target, background in backgrounds.items()
+                    (chunk_id, distance, float(calibration.calibrate(1.0 - distance)))
+                    for target, calibration in calibrations.items()
                     for chunk_id, distance in self._nearest(table, query, depth, target, exact, compact)
                 ]
                 ranked = sorted(ranked, key=lambda r: (-r[2], r[0]))[:depth]
