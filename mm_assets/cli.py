@@ -164,7 +164,7 @@ def _print_hits(hits) -> None:
     for rank, h in enumerate(hits, 1):
         snippet = (h.text or "").replace("\n", " ")
         place = _place(h.as_dict())
-        score = f"  z {h.score:5.2f}" if h.score is not None else ""
+        score = f"  score {h.score:.3f}" if h.score is not None else ""
         print(
             f"{rank:>3}  {h.distance:.4f}{score}  {h.modality:<5}  {h.path}"
             + (f"  ({place})" if place else "")

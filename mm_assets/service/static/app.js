@@ -100,7 +100,7 @@ function card(hit) {
   const meta = document.createElement("div");
   meta.className = "meta";
   const name = hit.path.split("/").pop();
-  meta.innerHTML = `<div class="path"></div><div class="place"></div><div>distance ${hit.distance.toFixed(4)}${hit.score == null ? "" : ` · z ${hit.score.toFixed(2)}`} · ${hit.modality}</div>`;
+  meta.innerHTML = `<div class="path"></div><div class="place"></div><div>distance ${hit.distance.toFixed(4)}${hit.score == null ? "" : ` · score ${hit.score.toFixed(3)}`} · ${hit.modality}</div>`;
   meta.querySelector(".path").textContent = name;
   meta.querySelector(".place").textContent = place(hit);
   el.title = `${hit.path}\nencoder ${hit.encoder}\nchunk ${hit.chunk_id}`;
