@@ -86,4 +86,15 @@ def test_search_by_text_and_by_an_uploaded_image_shows_thumbnails(served, browse
         columns = page.locator(".column")
         assert columns.nth(1).locator(".hit audio").count() > 0, "the audio encoder's column plays its windows"
         page.screenshot(path=str(ARTIFACTS / "compare-encoders.png"), full_page=True)
+
+        # Words too: BM25 fused with the vectors, each hit showing its fused score.
+        page.select_option("#compare", "")
+        page.select_option("#modality", "text")
+        page.fill("#query", "rainfall")
+        page.check("#hybrid")
+        page.click("#search-form button[type=submit]")
+        page.wait_for_function("[...document.querySelectorAll('.hit')].some((h) => h.innerText.includes('score'))")
+        first_three = [page.locator(".hit").nth(i).inner_text().lower() for i in range(3)]
+        assert all("rainfall" in text for text in first_three), "the chunks that have the word, first"
+        page.screenshot(path=str(ARTIFACTS / "search-hybrid.png"), full_page=True)
         assert not errors

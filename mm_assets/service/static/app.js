@@ -28,7 +28,7 @@ async function api(path, params, init = {}) {
 function options(encoder) {
   return {
     k: $("k").value, modality: $("modality").value, encoder,
-    group_by_file: $("group").checked, exact: $("exact").checked,
+    group_by_file: $("group").checked, exact: $("exact").checked, hybrid: $("hybrid").checked,
   };
 }
 
@@ -195,7 +195,7 @@ $("search-form").addEventListener("submit", (event) => {
 $("upload").addEventListener("change", () => {
   if ($("upload").files.length) run({ kind: "file", file: $("upload").files[0] });
 });
-for (const id of ["modality", "encoder", "compare", "group", "exact"]) {
+for (const id of ["modality", "encoder", "compare", "group", "exact", "hybrid"]) {
   $(id).addEventListener("change", () => lastQuery && run(lastQuery));
 }
 $("lineage-close").onclick = () => { $("lineage").hidden = true; };
