@@ -82,9 +82,12 @@ def test_search_by_text_and_by_an_uploaded_image_shows_thumbnails(served, browse
         page.select_option("#compare", index=2)  # clap beside clip, on the same query
         page.fill("#query", "a low tone")
         page.click("#search-form button[type=submit]")
-        page.wait_for_function("document.querySelectorAll('.column').length === 2")
-        columns = page.locator(".column")
-        assert columns.nth(1).locator(".hit audio").count() > 0, "the audio encoder's column plays its windows"
+        # The audio encoder's column plays its windows (waited for: earlier option changes re-ran the
+        # previous query, and their answers may land first).
+        page.wait_for_function(
+            "document.querySelectorAll('.column').length === 2"
+            " && document.querySelectorAll('.column')[1].querySelector('.hit audio') !== null"
+        )
         page.screenshot(path=str(ARTIFACTS / "compare-encoders.png"), full_page=True)
 
         # Words too: BM25 fused with the vectors, each hit showing its fused score.
@@ -93,8 +96,9 @@ def test_search_by_text_and_by_an_uploaded_image_shows_thumbnails(served, browse
         page.fill("#query", "rainfall")
         page.check("#hybrid")
         page.click("#search-form button[type=submit]")
-        page.wait_for_function("[...document.querySelectorAll('.hit')].some((h) => h.innerText.includes('score'))")
+        # Each option change re-runs the previous query first: wait for this one's answer.
+        page.wait_for_function("document.querySelector('.hit')?.innerText.toLowerCase().includes('rainfall')")
         first_three = [page.locator(".hit").nth(i).inner_text().lower() for i in range(3)]
-        assert all("rainfall" in text for text in first_three), "the chunks that have the word, first"
+        assert all("rainfall" in text and "score" in text for text in first_three), "the chunks with the word first"
         page.screenshot(path=str(ARTIFACTS / "search-hybrid.png"), full_page=True)
         assert not errors
