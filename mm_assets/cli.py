@@ -206,7 +206,7 @@ def cmd_search(settings: Settings, args) -> int:
             calibrated=not args.uncalibrated,
             hybrid=args.hybrid,
             hnsw_ef_search=settings.hnsw_ef_search,
-            evaluations=settings.layout.evaluations,
+            calibrations=settings.layout.calibrations,
         )
     except BadFile as exc:  # the query file itself: name it
         raise ValueError(f"{'--image ' + args.image if args.image else '--audio ' + args.audio}: {exc}") from None

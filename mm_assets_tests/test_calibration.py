@@ -11,8 +11,8 @@ import pytest
 from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.demo import generate_corpus
-from mm_assets.evaluation.calibration import fit_calibrations, fit_logistic, merged_ranking_figures
-from mm_assets.evaluation.history import latest_calibration, latest_results, record_results
+from mm_assets.evaluation.calibration import fit_calibrations, fit_logistic, merged_ranking_figures, read_calibrations
+from mm_assets.evaluation.history import latest_results, record_results
 from mm_assets.runs import run_evaluation, run_pipeline
 from mm_assets.search.query import Searcher
 from mm_assets.store.tables import RETRIEVAL_EVAL_DDL
@@ -89,9 +89,9 @@ def test_search_over_all_modalities_ranks_by_calibrated_score(evaluated, capsys)
     assert results[("base calibrated", "text->all")]["images@10"] == meta["base calibrated/text->all/images@10"]
 
     (key,) = [r["encoder_key"] for r in results.values()][:1]
-    assert set(latest_calibration(evaluated.layout.evaluations, key)) >= {("text", "image"), ("text", "text")}
+    assert set(read_calibrations(evaluated.layout.calibrations, key)) >= {("text", "image"), ("text", "text")}
     query = "a red circle in the top left"
-    with Searcher(evaluated.db_path, evaluations=evaluated.layout.evaluations) as searcher:
+    with Searcher(evaluated.db_path, calibrations=evaluated.layout.calibrations) as searcher:
         by_cosine = searcher.search(text=query, k=5, calibrated=False)
         calibrated = searcher.search(text=query, k=5)
         only_images = searcher.search(text=query, k=5, modality="image")

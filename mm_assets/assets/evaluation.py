@@ -4,7 +4,8 @@ import dagster as dg
 
 from mm_assets.assets.common import OWNERS, Storage, tags
 from mm_assets.config import Settings
-from mm_assets.evaluation.history import record_calibration, record_results
+from mm_assets.evaluation.calibration import write_calibrations
+from mm_assets.evaluation.history import record_results
 from mm_assets.evaluation.retrieval import (
     EVAL_VERSION,
     comparison_markdown,
@@ -52,7 +53,7 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
             context.log.warning("no captioned images in the test split: add sidecar captions or captions.csv")
         record_results(layout.evaluations, results, {t.encoder_key: t.metadata for t in tables}, context.run_id)
         # What search over all modalities calibrates its scores with (evaluation/calibration.py).
-        record_calibration(layout.evaluations, calibrations, context.run_id)
+        write_calibrations(layout.calibrations, calibrations, context.run_id)
         scores = {
             f"{r['encoder']}/{r['task']}/{m}": float(r[m])
             for r in results

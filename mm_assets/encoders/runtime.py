@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mm_assets.config import short_hash
+from mm_assets.store.layout import write_text_atomically
 
 if TYPE_CHECKING:
     import torch
@@ -186,8 +187,8 @@ def load_onnx_tower(tower: TowerGraph, folder: Path, precision: str) -> OnnxTowe
 def write_manifest(folder: Path, manifest: dict, tokenizer_json: str) -> None:
     """Complete an export: the tokenizer, then the manifest (written last, each whole or not at all,
     so a manifest means every file beside it is there)."""
-    _write_whole(folder / TOKENIZER, tokenizer_json)
-    _write_whole(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    write_text_atomically(folder / TOKENIZER, tokenizer_json)
+    write_text_atomically(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -198,12 +199,6 @@ def read_manifest(folder: Path) -> dict | None:
         return None
     files = [folder / TOKENIZER, *(folder / f"{t}.onnx" for t in TOWERS)]
     return manifest if isinstance(manifest, dict) and all(f.is_file() for f in files) else None
-
-
-def _write_whole(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}-", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def _export(tower: TowerGraph, path: Path, precision: str) -> None:

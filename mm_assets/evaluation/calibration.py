@@ -13,11 +13,15 @@ image->all).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from mm_assets.evaluation.metrics import retrieval_metrics
+from mm_assets.store.layout import write_text_atomically
 
 # Queries and targets per modality a fit uses (the first, in a fixed order): a two-parameter fit
 # settles within a few thousand, and must stay small however many captioned images exist.
@@ -36,6 +40,24 @@ class Calibration:
 
     def calibrate(self, similarity: np.ndarray) -> np.ndarray:
         return self.slope * np.asarray(similarity, dtype=np.float64) + self.intercept
+
+
+def write_calibrations(folder: Path, fitted: dict[str, dict[tuple[str, str], Calibration]], run_id: str) -> None:
+    """Each encoder key's calibrations as ``<folder>/<encoder key>.json``, replaced whole."""
+    fitted_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for key, pairs in fitted.items():
+        rows = [{"query": q, "target": t, **asdict(c)} for (q, t), c in sorted(pairs.items())]
+        payload = {"encoder_key": key, "run_id": run_id, "fitted_at": fitted_at, "pairs": rows}
+        write_text_atomically(folder / f"{key}.json", json.dumps(payload, indent=1))
+
+
+def read_calibrations(folder: Path, encoder_key: str) -> dict[tuple[str, str], Calibration]:
+    """The encoder key's latest calibrations (empty: never fitted, or the file is unreadable)."""
+    try:
+        rows = json.loads((folder / f"{encoder_key}.json").read_text())["pairs"]
+        return {(r["query"], r["target"]): Calibration(r["slope"], r["intercept"], r["n"]) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def fit_calibrations(items: dict[str, np.ndarray], keys: np.ndarray) -> dict[tuple[str, str], Calibration]:

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import duckdb
 
-from mm_assets.evaluation.calibration import Calibration
 from mm_assets.store.tables import (
     RETRIEVAL_EVAL_ADDED,
     RETRIEVAL_EVAL_DDL,
     RETRIEVAL_METRICS,
-    SCORE_CALIBRATION_DDL,
 )
 
 
@@ -57,33 +55,3 @@ def latest_results(db_path: Path) -> list[dict]:
             ORDER BY task, encoder""")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def record_calibration(db_path: Path, calibrations: dict[str, dict[tuple[str, str], Calibration]], run_id: str) -> None:
-    """Each encoder key's fitted calibrations (one row per modality pair)."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(db_path)) as con:
-        con.execute(SCORE_CALIBRATION_DDL)
-        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        for key, fitted in calibrations.items():
-            for (q, t), b in fitted.items():
-                con.execute(
-                    "INSERT INTO score_calibration VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [now, run_id, key, q, t, b.slope, b.intercept, b.n],
-                )
-
-
-def latest_calibration(db_path: Path, encoder_key: str) -> dict[tuple[str, str], Calibration]:
-    """The encoder key's calibrations from its latest fit (empty: never fitted)."""
-    if not db_path.exists():
-        return {}
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'score_calibration'").fetchall():
-            return {}
-        rows = con.execute(
-            """SELECT query_modality, target_modality, slope, intercept, n FROM score_calibration
-               WHERE encoder_key = $key
-                 AND fitted_at = (SELECT max(fitted_at) FROM score_calibration WHERE encoder_key = $key)""",
-            {"key": encoder_key},
-        ).fetchall()
-    return {(q, t): Calibration(slope, intercept, n) for q, t, slope, intercept, n in rows}

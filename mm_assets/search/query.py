@@ -15,8 +15,7 @@ import torch
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.identity import recorded_config
 from mm_assets.encoders.load import load_encoder
-from mm_assets.evaluation.calibration import Calibration
-from mm_assets.evaluation.history import latest_calibration
+from mm_assets.evaluation.calibration import Calibration, read_calibrations
 from mm_assets.formats.images import decode_rgb
 from mm_assets.formats.reading import read_file_bytes
 from mm_assets.store.catalog import (
@@ -260,11 +259,11 @@ class Searcher:
         db_path: Path,
         hnsw_ef_search: int | None = None,
         max_image_pixels: int = QUERY_IMAGE_MAX_PIXELS,
-        evaluations: Path | None = None,
+        calibrations: Path | None = None,
     ):
         self.db_path = Path(db_path)
-        # Where retrieval_eval records the score calibration of each encoder key (none: never calibrate).
-        self.evaluations = evaluations
+        # Where retrieval_eval writes each encoder key's score calibration (None: never calibrate).
+        self.calibrations = calibrations
         self.max_image_pixels = max_image_pixels  # query images larger than this are refused
         self.hnsw_ef_search = hnsw_ef_search  # HNSW candidate list size: higher = better recall, slower
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -274,7 +273,7 @@ class Searcher:
         self._tables: list[EncoderTable] = []
         # Text query vectors by (encoder key, text): the page re-asks the same text with other filters.
         self._text_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-        # Encoder key -> (evaluations file stamp, its latest calibration), reread when the file changes.
+        # Encoder key -> (its calibration file's stamp, the calibration), reread when the file changes.
         self._calibrations: dict[str, tuple[int, dict]] = {}
 
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -450,14 +449,15 @@ class Searcher:
     def _calibrations_for(self, table: EncoderTable, query_modality: str | None) -> dict[str, Calibration] | None:
         """Target modality -> calibration of its cosines to a query of this modality, when the encoder
         key's latest fit covers every modality of the table (else None: rank by cosine)."""
-        if self.evaluations is None or query_modality is None:
+        if self.calibrations is None or query_modality is None:
             return None
+        path = self.calibrations / f"{table.encoder_key}.json"
         try:
-            stamp = self.evaluations.stat().st_mtime_ns
+            stamp = path.stat().st_mtime_ns
         except FileNotFoundError:
             return None
         if self._calibrations.get(table.encoder_key, (None,))[0] != stamp:
-            self._calibrations[table.encoder_key] = (stamp, latest_calibration(self.evaluations, table.encoder_key))
+            self._calibrations[table.encoder_key] = (stamp, read_calibrations(self.calibrations, table.encoder_key))
         fitted = self._calibrations[table.encoder_key][1]
         targets = table.metadata["modalities"]
         if not all((query_modality, t) in fitted for t in targets):
@@ -572,8 +572,8 @@ def _compact_copies(matrix: Path) -> dict[str, SignBitScan | Int8Scan]:
 
 
 def search(
-    db_path: Path, hnsw_ef_search: int | None = None, evaluations: Path | None = None, **query
+    db_path: Path, hnsw_ef_search: int | None = None, calibrations: Path | None = None, **query
 ) -> list[SearchHit]:
     """One query (the CLI's); keep a Searcher for many."""
-    with Searcher(db_path, hnsw_ef_search, evaluations=evaluations) as searcher:
+    with Searcher(db_path, hnsw_ef_search, calibrations=calibrations) as searcher:
         return searcher.search(**query)

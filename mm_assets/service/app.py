@@ -78,7 +78,7 @@ class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.searcher = Searcher(
-            settings.db_path, settings.hnsw_ef_search, settings.max_image_pixels, settings.layout.evaluations
+            settings.db_path, settings.hnsw_ef_search, settings.max_image_pixels, settings.layout.calibrations
         )
         self.default_key = encoder_key(settings.default_encoder)
         self.lock = threading.Lock()

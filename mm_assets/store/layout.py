@@ -7,6 +7,8 @@ matrices, evaluation history, fine-tuned models). By default the store is the ho
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +37,12 @@ class Layout:
         return self.home / "vectors"
 
     @property
+    def calibrations(self) -> Path:
+        """Score calibrations per encoder key (JSON, replaced whole): search reads them while evaluation
+        writes, and a DuckDB file would lock one out of the other."""
+        return self.home / "calibration"
+
+    @property
     def flags(self) -> Path:
         """Moderation flags: derived from the vectors and the policies (policy_flags rewrites them)."""
         return self.home / "flags.duckdb"
@@ -56,3 +64,11 @@ class Layout:
     def batches(self) -> list[str]:
         """Every ingest batch ever created, oldest first (ids start with their creation time)."""
         return [key.rpartition("/")[2].removesuffix(".json") for key in self.store.list("manifests", ".json")]
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a whole file under a temporary name, then rename it: a reader sees the old or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}-", delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)

@@ -202,9 +202,3 @@ RETRIEVAL_EVAL_DDL = """
         model_id VARCHAR, revision VARCHAR, task VARCHAR, "recall@1" DOUBLE, "recall@5" DOUBLE,
         "recall@10" DOUBLE, mrr DOUBLE, "ndcg@10" DOUBLE, "chance@1" DOUBLE, n_queries INTEGER,
         n_gallery INTEGER)"""
-# Per encoder key, the calibration of each (query modality, target modality) pair's cosines that
-# mixed-modality search ranks with (evaluation/calibration.py); the latest fit is used.
-SCORE_CALIBRATION_DDL = """
-    CREATE TABLE IF NOT EXISTS score_calibration (
-        fitted_at TIMESTAMP, run_id VARCHAR, encoder_key VARCHAR, query_modality VARCHAR,
-        target_modality VARCHAR, slope DOUBLE, intercept DOUBLE, n BIGINT)"""
