@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 
 from mm_assets.config import PolicyConfig, Settings, short_hash
-from mm_assets.store.catalog import choose_encoder_table, chunk_details
+from mm_assets.store.catalog import EncoderTable, choose_encoder_table, chunk_details
 
 if TYPE_CHECKING:
     from mm_assets.search.query import Searcher
@@ -98,11 +98,12 @@ def labelled_examples(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return dict(rows)
 
 
-def score_policy(searcher: Searcher, policy: PolicyConfig, encoder_key: str, phrase_vectors: np.ndarray):
-    """(the policy's run, its flags as (chunk id, score)) over every live chunk of the encoder key."""
-    table = choose_encoder_table(searcher.tables(), encoder_key)
+def score_policy(
+    searcher: Searcher, policy: PolicyConfig, table: EncoderTable, labels: dict[str, str], phrase_vectors: np.ndarray
+):
+    """(the policy's run, its flags as (chunk id, score)) over every live chunk of the table;
+    ``labels``: the labelled examples (labelled_examples)."""
     ids, scores = searcher.best_similarity(table, phrase_vectors)
-    labels = labelled_examples(searcher.connection())
     at = {chunk_id: i for i, chunk_id in enumerate(ids)}
     examples = [c for c in labels if c in at]
     example_scores = scores[[at[c] for c in examples]] if examples else np.zeros(0)
@@ -124,9 +125,9 @@ def score_policy(searcher: Searcher, policy: PolicyConfig, encoder_key: str, phr
     flagged = np.flatnonzero(scores >= threshold) if threshold is not None else np.zeros(0, dtype=np.int64)
     run = PolicyRun(
         policy=policy.name,
-        fingerprint=policy_fingerprint(policy, encoder_key),
+        fingerprint=policy_fingerprint(policy, table.encoder_key),
         generation=searcher.generation().number,
-        encoder_key=encoder_key,
+        encoder_key=table.encoder_key,
         threshold=threshold,
         target_precision=policy.target_precision,
         precision=precision,
@@ -139,14 +140,17 @@ def score_policy(searcher: Searcher, policy: PolicyConfig, encoder_key: str, phr
     return run, [(str(ids[i]), float(scores[i])) for i in flagged]
 
 
-def update_policy_flags(settings: Settings, searcher: Searcher, embed_texts, log=print) -> dict[str, PolicyRun]:
+def update_policy_flags(settings: Settings, searcher: Searcher, log=print) -> dict[str, PolicyRun]:
     """Score the policies that changed (or every one, when the vectors did) and drop removed ones;
-    ``embed_texts(encoder_config, texts)`` embeds phrasings with the encoder that wrote the vectors.
-    Returns the run of every configured policy, fresh or kept."""
+    phrasings are embedded by the model that wrote the vectors. Returns the run of every configured
+    policy, fresh or kept."""
+    from mm_assets.search.query import recorded_encoder  # the model: only when a policy is scored
+
     path = settings.layout.flags
     path.parent.mkdir(parents=True, exist_ok=True)
     generation = searcher.generation().number
     tables = searcher.tables()
+    labels: dict[str, str] | None = None  # read once, when the first policy is scored
     runs = {}
     with duckdb.connect(str(path)) as con:
         for ddl in FLAGS_DDL:
@@ -157,18 +161,19 @@ def update_policy_flags(settings: Settings, searcher: Searcher, embed_texts, log
             _replace(con, gone, None, [])
             log(f"policy {gone}: no longer configured, its flags removed")
         for policy in settings.policies:
-            encoder = settings.policy_encoder(policy)
-            key = choose_encoder_table(tables, encoder.name).encoder_key
+            table = choose_encoder_table(tables, settings.policy_encoder(policy).name)
             previous = kept.get(policy.name)
             if (
                 previous
-                and previous.fingerprint == policy_fingerprint(policy, key)
+                and previous.fingerprint == policy_fingerprint(policy, table.encoder_key)
                 and previous.generation == generation
             ):
                 runs[policy.name] = previous
                 continue
             start = time.perf_counter()
-            run, flags = score_policy(searcher, policy, key, embed_texts(encoder, list(policy.phrasings)))
+            labels = labelled_examples(searcher.connection()) if labels is None else labels
+            phrase_vectors = recorded_encoder(table).embed_texts(list(policy.phrasings))
+            run, flags = score_policy(searcher, policy, table, labels, phrase_vectors)
             _replace(con, policy.name, run, flags)
             runs[policy.name] = run
             log(

@@ -12,7 +12,6 @@ from mm_assets.evaluation.retrieval import (
     evaluate_encoder_table,
     rare_token_results,
 )
-from mm_assets.store.catalog import list_encoder_tables, open_read_only
 
 
 def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
@@ -32,13 +31,11 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         from mm_assets.search.query import Searcher, recorded_encoder
 
         layout = storage.layout
-        con = open_read_only(layout.db_path)
-        searcher = Searcher(layout.db_path)
-        try:
+        # One reader of the generation: its connection for the SQL, and the rare-word queries.
+        with Searcher(layout.db_path) as searcher:
+            con = searcher.connection()
             tables = [
-                t
-                for t in list_encoder_tables(con)
-                if t.is_current and {"image", "text"} <= set(t.metadata["modalities"])
+                t for t in searcher.tables() if t.is_current and {"image", "text"} <= set(t.metadata["modalities"])
             ]
             results, calibrations = [], {}
             for table in tables:
@@ -46,9 +43,6 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
                     con, table, recorded_encoder(table), settings.eval_test_percent
                 )
                 results += found + rare_token_results(con, searcher, table)
-        finally:
-            con.close()
-            searcher.close()
         if not results:
             context.log.warning("no captioned images in the test split: add sidecar captions or captions.csv")
         record_results(layout.evaluations, results, {t.encoder_key: t.metadata for t in tables}, context.run_id)

@@ -25,15 +25,10 @@ def build_policy_flags_asset(settings: Settings, vector_tables_asset):
     def policy_flags(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
         from mm_assets.moderation import update_policy_flags
-        from mm_assets.search.query import Searcher, recorded_encoder
+        from mm_assets.search.query import Searcher
 
         with Searcher(storage.layout.db_path) as searcher:
-
-            def embed_texts(encoder, texts):
-                table = next(t for t in searcher.tables() if t.name == encoder.name and t.is_current)
-                return recorded_encoder(table).embed_texts(texts)
-
-            runs = update_policy_flags(settings, searcher, embed_texts, log=context.log.info)
+            runs = update_policy_flags(settings, searcher, log=context.log.info)
         rows = [
             {
                 "policy": r.policy,
