@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--context", type=int, default=0, metavar="N", help="show N chunks before and after each hit")
     search.add_argument("--group-by-file", action="store_true", help="one result per file, at its best chunk")
+    search.add_argument(
+        "--dedup", action="store_true", help="one result per duplicate group (`mm-assets duplicates`), its best"
+    )
     search.add_argument("--json", action="store_true", help="print a JSON list")
 
     status = command("status", "what is ingested, embedded and quarantined")
@@ -78,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     flags.add_argument("--policy", help="one policy (default: all)")
     flags.add_argument("--limit", type=int, default=20, help="highest-scoring flags shown per policy (default 20)")
     flags.add_argument("--json", action="store_true", help="print one object per policy with its flags")
+
+    duplicates = command("duplicates", "groups of exact, near (perceptual hash) and semantic (vector) duplicates")
+    duplicates.add_argument("--link", choices=["exact", "near", "semantic"], help="only groups linked this way")
+    duplicates.add_argument("--limit", type=int, default=20, help="largest groups shown (default 20)")
+    duplicates.add_argument("--json", action="store_true", help="print a JSON list of groups with their members")
 
     serve = command("serve", "HTTP search API and a web page, models and vectors kept loaded")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             "status": cmd_status,
             "eval": cmd_eval,
             "flags": cmd_flags,
+            "duplicates": cmd_duplicates,
             "serve": cmd_serve,
             "config": cmd_config,
         }
@@ -205,8 +214,10 @@ def cmd_search(settings: Settings, args) -> int:
             group_by_file=args.group_by_file,
             calibrated=not args.uncalibrated,
             hybrid=args.hybrid,
+            dedup=args.dedup,
             hnsw_ef_search=settings.hnsw_ef_search,
             calibrations=settings.layout.calibrations,
+            duplicate_pairs=settings.layout.duplicate_pairs,
         )
     except BadFile as exc:  # the query file itself: name it
         raise ValueError(f"{'--image ' + args.image if args.image else '--audio ' + args.audio}: {exc}") from None
@@ -266,6 +277,29 @@ def cmd_eval(settings: Settings, args) -> int:
         print(comparison_markdown(results))
     else:
         print("no captioned images in the test split: add sidecar captions (photo.jpg + photo.txt) or captions.csv")
+    return 0
+
+
+def cmd_duplicates(settings: Settings, args) -> int:
+    from mm_assets.duplicates import list_duplicates
+    from mm_assets.store.segments import open_generation
+
+    con, _ = open_generation(settings.db_path)
+    try:
+        groups = list_duplicates(con, settings.layout.duplicate_pairs, args.link)[: args.limit]
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps(groups, indent=1))
+        return 0
+    if not groups:
+        print("no duplicates found" + ("" if settings.layout.duplicate_pairs.exists() else " (not compared yet: run)"))
+    for g in groups:
+        print(f"{len(g['members'])} items, {' + '.join(g['links'])}:")
+        for m in g["members"]:
+            where = f" at {m['t_start']:.1f} s" if m.get("t_start") is not None else ""
+            also = f"  (also at {', '.join(m['also_at'])})" if m.get("also_at") else ""
+            print(f"  {m['path']}{where}{also}")
     return 0
 
 

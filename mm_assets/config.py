@@ -27,7 +27,9 @@ DEFAULT_MODALITIES = ("image", "text")  # a CLIP model's; an audio model (CLAP) 
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 RUNTIMES = ("auto", "torch", "onnxruntime")  # where a CPU forward pass runs (encoders/runtime.py)
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
-# Settings read from the config file as they are (the others are converted in load_settings).
+# Settings converted in load_settings; the others (_PLAIN_SETTINGS) are read from the file as they are.
+_SECTIONS = {"home", "store", "executor", "sources", "encoders", "chunking", "default_encoder", "policies"}
+_SECTIONS |= {"duplicates"}
 _PLAIN_SETTINGS = (
     "max_image_pixels",
     "max_file_bytes",
@@ -146,6 +148,25 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class DuplicatesConfig:
+    """What makes two items duplicates (mm_assets/duplicates.py): perceptual hashes of images and video
+    frames within ``near_bits`` of 64 bits (near), or vectors of ``encoder`` at or above
+    ``semantic_cosine`` (semantic: the same scene or passage, reworded or re-shot)."""
+
+    __pydantic_config__ = _FILE_RULES
+
+    near_bits: int = 10
+    semantic_cosine: float = 0.96
+    encoder: str | None = None  # whose vectors are compared (default: the default encoder)
+
+    def __post_init__(self):
+        if not 0 <= self.near_bits < 32:
+            raise ValueError(f"duplicates.near_bits must be in [0, 32), not {self.near_bits}")
+        if not 0 < self.semantic_cosine <= 1:
+            raise ValueError(f"duplicates.semantic_cosine must be in (0, 1], not {self.semantic_cosine}")
+
+
+@dataclass(frozen=True)
 class ChunkingConfig:
     """How each kind of file is cut into chunks (see mm_assets/chunking)."""
 
@@ -234,6 +255,7 @@ class Settings:
     eval_test_percent: int = 20  # share of captioned images held out for evaluation (by content hash)
     default_encoder_name: str | None = None  # what search uses without --encoder (default: the first)
     policies: tuple[PolicyConfig, ...] = ()  # moderation policies (mm_assets/moderation.py)
+    duplicates: DuplicatesConfig = field(default_factory=DuplicatesConfig)
     # Where each setting came from when not the default ("mm_assets.yaml", "env MM_ASSETS_MODEL", "--home").
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -266,10 +288,17 @@ class Settings:
         for policy in self.policies:
             if policy.encoder is not None and policy.encoder not in names:
                 raise ValueError(f"policy {policy.name!r}: encoder {policy.encoder!r} is not configured: {names}")
+        if self.duplicates.encoder is not None and self.duplicates.encoder not in names:
+            raise ValueError(f"duplicates.encoder {self.duplicates.encoder!r} is not configured: {names}")
 
     def policy_encoder(self, policy: PolicyConfig) -> EncoderConfig:
         """The encoder whose vectors a policy scores."""
         return self.encoder(policy.encoder) if policy.encoder else self.default_encoder
+
+    @property
+    def duplicates_encoder(self) -> EncoderConfig:
+        """The encoder whose vectors find semantic duplicates."""
+        return self.encoder(self.duplicates.encoder) if self.duplicates.encoder else self.default_encoder
 
     @property
     def default_encoder(self) -> EncoderConfig:
@@ -378,7 +407,7 @@ def load_settings(
             raise FileNotFoundError(f"config file not found: {config_path}")
         raw = _read_config_file(config_path)
         base = config_path.parent
-    unknown = set(raw) - {"home", "store", "executor", "sources", "encoders", "chunking", "default_encoder", "policies"}
+    unknown = set(raw) - _SECTIONS
     unknown -= set(_PLAIN_SETTINGS)
     if unknown:
         raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
@@ -405,12 +434,14 @@ def load_settings(
         store_url=_store_url(store, base) if store else None,
         executor=checked(ExecutorConfig, "executor", ExecutorConfig()),
         policies=tuple(checked(list[PolicyConfig], "policies", [])),
+        duplicates=checked(DuplicatesConfig, "duplicates", DuplicatesConfig()),
         **kwargs,
     )
-    origins = {key: str(config_file) for key in raw if key not in ("encoders", "chunking")}
+    origins = {key: str(config_file) for key in raw if key not in ("encoders", "chunking", "duplicates")}
     for entry in raw.get("encoders", []):
         origins |= {f"encoders.{entry['name']}.{key}": str(config_file) for key in entry if key != "name"}
-    origins |= {f"chunking.{key}": str(config_file) for key in raw.get("chunking") or {}}
+    for section in ("chunking", "duplicates"):
+        origins |= {f"{section}.{key}": str(config_file) for key in raw.get(section) or {}}
     origins |= {f"policies.{entry['name']}": str(config_file) for entry in raw.get("policies") or []}
     overrides = (
         ("home", home, "--home", "MM_ASSETS_HOME"),
@@ -450,6 +481,7 @@ def describe_settings(settings: Settings) -> list[tuple[str, object, str]]:
             if name not in ("name", "base") and value is not None:
                 rows.append((f"encoders.{enc.name}.{name}", value))
     rows += [(f"chunking.{name}", value) for name, value in asdict(settings.chunking).items()]
+    rows += [(f"duplicates.{name}", value) for name, value in asdict(settings.duplicates).items()]
     rows += [("executor.kind", settings.executor.kind)]
     rows += [(f"policies.{p.name}", {k: v for k, v in asdict(p).items() if k != "name"}) for p in settings.policies]
     rows += [(name, getattr(settings, name)) for name in _PLAIN_SETTINGS]

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from mm_assets.assets.common import Storage, ingest_batches
+from mm_assets.assets.duplicates import build_duplicates_asset
 from mm_assets.assets.embeddings import build_embedding_asset
 from mm_assets.assets.evaluation import build_retrieval_eval_asset
 from mm_assets.assets.ingest import build_ingest_assets
@@ -49,16 +50,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     retrieval_eval = build_retrieval_eval_asset(settings, vector_tables)
     # Moderation, where policies are configured (as fine-tuned models appear where configured).
     policy_flags = [build_policy_flags_asset(settings, vector_tables)] if settings.policies else []
-    assets = [raw_files, chunks, *fine_tuned.values(), *embeddings, vector_tables, retrieval_eval, *policy_flags]
+    duplicates = build_duplicates_asset(settings, vector_tables)
+    served = [vector_tables, duplicates, *policy_flags]  # the vector tables and what follows them
+    assets = [raw_files, chunks, *fine_tuned.values(), *embeddings, retrieval_eval, *served]
     up_to_date_checks = [build_up_to_date_check(asset) for asset in assets]
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
         # The up_to_date checks look at every batch: the stale-assets sensor evaluates them, not each run.
-        selection=dg.AssetSelection.assets(raw_files, chunks, *embeddings, vector_tables, *policy_flags)
+        selection=dg.AssetSelection.assets(raw_files, chunks, *embeddings, *served)
         - dg.AssetSelection.checks(*up_to_date_checks),
         partitions_def=ingest_batches,
-        description="One ingest batch end to end: files, chunks, embeddings, then the vector tables "
-        "(and the moderation flags, where policies are configured).",
+        description="One ingest batch end to end: files, chunks, embeddings, then the vector tables, the "
+        "duplicate groups (and the moderation flags, where policies are configured).",
     )
     compaction_job, compaction_schedule = build_compaction_job(settings)
     return dg.Definitions(

@@ -241,10 +241,13 @@ def run_pipeline(
     if serve:
         vector_tables = dg.AssetKey("vector_tables")
         final |= with_their_checks(graph, [vector_tables])
-    # Moderation follows the vectors (and a changed policy): it re-scores only what changed.
+    # Duplicates follow the vectors, moderation also a changed policy: each compares or re-scores only
+    # what changed.
     moderate = bool(batches) and bool(settings.policies)
     if moderate:
         final |= with_their_checks(graph, [dg.AssetKey("policy_flags")])
+    if batches and (serve or stale or summary.batches_run or moderate):
+        final |= with_their_checks(graph, [dg.AssetKey("duplicates")])
     if serve or stale or summary.batches_run or moderate:
         ok = runner.unpartitioned(final)
         summary.vector_tables_updated = serve and ok

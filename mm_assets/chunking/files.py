@@ -26,7 +26,7 @@ def chunk_file(
     folders, the only place the files a document refers to are read from."""
     kind, file_id = f["kind"], f["file_id"]
     if kind == "image":
-        return chunk_image(file_id, params["image"])
+        return chunk_image(file_id, params["image"], f.get("phash"))
     if kind == "audio":
         return chunk_audio(file_id, f["duration"], params["audio"])
     if kind == "video":
@@ -42,10 +42,11 @@ def chunk_file(
     raise BadFile(f"no chunker for files of kind {kind!r}")
 
 
-def chunk_image(file_id: str, params: dict) -> FileChunks:
-    """The whole image, plus an n×n grid of tiles when configured (bbox as fractions of the image)."""
+def chunk_image(file_id: str, params: dict, phash: int | None = None) -> FileChunks:
+    """The whole image (with the perceptual hash ingest computed), plus an n×n grid of tiles when
+    configured (bbox as fractions of the image)."""
     chunks = FileChunks(file_id, "image", params)
-    chunks.add("image", "image", bbox=[0.0, 0.0, 1.0, 1.0])
+    chunks.add("image", "image", bbox=[0.0, 0.0, 1.0, 1.0], phash=phash)
     n = params["tiles"]
     for i in range(n * n if n else 0):
         x, y = i % n, i // n

@@ -62,7 +62,7 @@ def chunk_video(
             fields = {"text": text, "n_tokens": n_tokens, "t_start": start, "t_end": end}
             chunks.add("text", "subtitle", content=subtitles.file_id, **fields)
         else:
-            chunks.add("image", "frame", media=item.jpeg, t_start=start, t_end=end, bbox=[0, 0, 1, 1])
+            chunks.add("image", "frame", media=item.jpeg, t_start=start, t_end=end, bbox=[0, 0, 1, 1], phash=item.phash)
     return chunks
 
 

@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from mm_assets.formats import BadFile
-from mm_assets.formats.images import encode_jpeg
+from mm_assets.formats.images import encode_jpeg, perceptual_hash
 from mm_assets.formats.wav import read_pcm, read_pcm_header
 
 # A truncated file's packets stop well before the duration its header declares.
@@ -32,6 +32,7 @@ _PREROLL_SECONDS = 0.5
 class Frame:
     seconds: float
     jpeg: bytes
+    phash: int  # of the decoded frame (formats/images.perceptual_hash)
 
 
 MediaInput = str | bytes  # a path, or the file's bytes
@@ -128,7 +129,8 @@ def sample_video_frames(
             if not due:
                 continue
             last_profile = profile
-            yield Frame(float(frame.time), encode_jpeg(frame.to_image(), max_side))
+            image = frame.to_image()
+            yield Frame(float(frame.time), encode_jpeg(image, max_side), perceptual_hash(image))
             kept += 1
             next_due = frame.time + every_seconds
             if kept >= max_frames:

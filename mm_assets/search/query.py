@@ -45,6 +45,8 @@ RESCORE = 1000
 # (60, as in Cormack et al.: a hit's fused score is the sum of 1 / (60 + its rank) in each list).
 HYBRID_DEPTH = 100
 RRF_K = 60
+# Cosines (rows x queries) computed in one product by similar_rows: bounds its memory (64 MB).
+SIMILARITY_CELLS = 2**24
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,18 @@ def neighbouring_chunks(con: duckdb.DuckDBPyConnection, hits: list[SearchHit], w
     return [replace(h, context=around(h)) for h in hits]
 
 
+def first_per_group(hits: list[SearchHit], groups: dict[str, str]) -> list[SearchHit]:
+    """Each duplicate group once, at the rank of its best hit (a chunk in no group is its own)."""
+    seen: set[str] = set()
+    out = []
+    for h in hits:
+        group = groups.get(h.chunk_id, h.chunk_id)
+        if group not in seen:
+            seen.add(group)
+            out.append(h)
+    return out
+
+
 def best_per_file(hits: list[SearchHit], k: int) -> list[SearchHit]:
     """Results grouped by file: each file once, at the rank of its best chunk."""
     seen: set[str] = set()
@@ -260,8 +274,12 @@ class Searcher:
         hnsw_ef_search: int | None = None,
         max_image_pixels: int = QUERY_IMAGE_MAX_PIXELS,
         calibrations: Path | None = None,
+        duplicate_pairs: Path | None = None,
     ):
         self.db_path = Path(db_path)
+        # The duplicates asset's pairs, which ``dedup`` collapses by (None: nothing to collapse).
+        self.duplicate_pairs = duplicate_pairs
+        self._duplicate_groups: tuple[int, dict[str, str]] | None = None
         # Where retrieval_eval writes each encoder key's score calibration (None: never calibrate).
         self.calibrations = calibrations
         self.max_image_pixels = max_image_pixels  # query images larger than this are refused
@@ -391,6 +409,43 @@ class Searcher:
             return np.zeros(0, dtype=object), np.zeros(0, dtype=np.float32)
         return np.concatenate(ids), np.concatenate(best)
 
+    def live_vectors(self, table: EncoderTable) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, modality codes) of every live row of the table, a segment after another."""
+        parts = self._segment_vectors(table)
+        if not parts:
+            return np.zeros(0, dtype=object), np.zeros(0, dtype=np.uint8)
+        return np.concatenate([p.ids[~p.dead] for p in parts]), np.concatenate([p.codes[~p.dead] for p in parts])
+
+    def stored_vectors(self, table: EncoderTable, chunk_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(chunk ids, modality codes, vectors) of those of ``chunk_ids`` live in the table."""
+        ids, codes, vectors = [], [], []
+        for part in self._segment_vectors(table):
+            rows = np.flatnonzero(np.isin(part.ids, chunk_ids) & ~part.dead)
+            ids.append(part.ids[rows])
+            codes.append(part.codes[rows])
+            vectors.append(np.asarray(part.matrix[rows], dtype=np.float32).reshape(len(rows), table.dim))
+        if not ids:
+            return np.zeros(0, dtype=object), np.zeros(0, dtype=np.uint8), np.zeros((0, table.dim), np.float32)
+        return np.concatenate(ids), np.concatenate(codes), np.concatenate(vectors)
+
+    def similar_rows(
+        self, table: EncoderTable, queries: np.ndarray, min_cosine: float
+    ) -> list[tuple[int, str, int, float]]:
+        """Every (query row, chunk id, its modality code, cosine) of a live chunk at or above
+        ``min_cosine`` to a query vector, a segment and a block of queries at a time."""
+        found = []
+        for part in self._segment_vectors(table):
+            step = max(1, SIMILARITY_CELLS // max(len(part.ids), 1))
+            for start in range(0, len(queries), step):
+                block = torch.from_numpy(np.ascontiguousarray(queries[start : start + step].T, np.float32))
+                similarity = (torch.from_numpy(part.matrix) @ block).numpy()
+                rows, columns = np.nonzero((similarity >= min_cosine) & ~part.dead[:, None])
+                found += [
+                    (start + int(q), str(part.ids[r]), int(part.codes[r]), float(similarity[r, q]))
+                    for r, q in zip(rows, columns)
+                ]
+        return found
+
     def _stored_vector(self, table: EncoderTable, chunk_id: str) -> np.ndarray:
         for part in self._segment_vectors(table):
             found = part.find(chunk_id)
@@ -446,6 +501,20 @@ class Searcher:
                 pass
         return [(c, distances[c], fused[c]) for c in sorted(fused, key=lambda c: (-fused[c], c)) if c in distances]
 
+    def duplicate_groups(self) -> dict[str, str]:
+        """Chunk id -> its duplicate group, reread when the duplicates asset publishes new pairs."""
+        from mm_assets.duplicates import pair_groups, read_pairs
+
+        try:
+            stamp = self.duplicate_pairs.stat().st_mtime_ns if self.duplicate_pairs else None
+        except FileNotFoundError:
+            stamp = None
+        if stamp is None:
+            return {}
+        if self._duplicate_groups is None or self._duplicate_groups[0] != stamp:
+            self._duplicate_groups = (stamp, pair_groups(read_pairs(self.duplicate_pairs)))
+        return self._duplicate_groups[1]
+
     def _calibrations_for(self, table: EncoderTable, query_modality: str | None) -> dict[str, Calibration] | None:
         """Target modality -> calibration of its cosines to a query of this modality, when the encoder
         key's latest fit covers every modality of the table (else None: rank by cosine)."""
@@ -482,6 +551,7 @@ class Searcher:
         group_by_file: bool = False,
         calibrated: bool = True,
         hybrid: bool = False,
+        dedup: bool = False,
     ) -> list[SearchHit]:
         """Top-k chunks by cosine distance. Exact by default (a matrix product over the serving
         matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
@@ -494,7 +564,8 @@ class Searcher:
         ``modality``), rank each modality's hits by their calibrated score (evaluation/calibration.py)
         where retrieval_eval has fitted one for the encoder, instead of by cosine. ``hybrid`` (a text
         query): fuse the vector ranking with BM25 over the text chunks by reciprocal rank fusion,
-        so that rare words (codes, names) the model cannot tell apart still find their chunk."""
+        so that rare words (codes, names) the model cannot tell apart still find their chunk.
+        ``dedup``: one hit per duplicate group (mm_assets/duplicates.py), the best ranked."""
         if k < 1:
             raise ValueError("k must be at least 1")
         if compact not in (None, *COMPACT_KINDS):
@@ -511,8 +582,8 @@ class Searcher:
             query = np.asarray(vector, dtype=np.float32)
         else:
             query = self._embed(table, text, image, audio)
-        # Grouping keeps the best chunk of each file: look further down the ranking for k distinct files.
-        fetch = (k * 8 if group_by_file else k) + (like is not None)
+        # Grouping keeps the best chunk of each file or duplicate group: look further down the ranking.
+        fetch = (k * 8 if group_by_file or dedup else k) + (like is not None)
         hybrid = hybrid and text is not None and modality in (None, "text")
         depth = max(fetch, HYBRID_DEPTH) if hybrid else fetch  # fusion looks further down each list
         try:
@@ -547,6 +618,8 @@ class Searcher:
                 ),
                 key=lambda h: (-h.score, h.chunk_id) if h.score is not None else (h.distance, h.chunk_id),
             )
+            if dedup:
+                hits = first_per_group(hits, self.duplicate_groups())
             hits = best_per_file(hits, k) if group_by_file else hits[:k]
             return neighbouring_chunks(con, hits, context)
         except duckdb.Error as exc:
@@ -572,8 +645,12 @@ def _compact_copies(matrix: Path) -> dict[str, SignBitScan | Int8Scan]:
 
 
 def search(
-    db_path: Path, hnsw_ef_search: int | None = None, calibrations: Path | None = None, **query
+    db_path: Path,
+    hnsw_ef_search: int | None = None,
+    calibrations: Path | None = None,
+    duplicate_pairs: Path | None = None,
+    **query,
 ) -> list[SearchHit]:
     """One query (the CLI's); keep a Searcher for many."""
-    with Searcher(db_path, hnsw_ef_search, calibrations=calibrations) as searcher:
+    with Searcher(db_path, hnsw_ef_search, calibrations=calibrations, duplicate_pairs=duplicate_pairs) as searcher:
         return searcher.search(**query)

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from mm_assets.config import Settings
+from mm_assets.duplicates import list_duplicates
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.formats import BadFile
 from mm_assets.formats.reading import Boundary
@@ -54,6 +55,7 @@ class SearchOptions:
         compact: Annotated[str | None, Query(pattern="^(int8|binary)$")] = None,
         calibrated: bool = True,
         hybrid: bool = False,
+        dedup: bool = False,
     ):
         self.values = {
             "k": k,
@@ -65,6 +67,7 @@ class SearchOptions:
             "compact": compact,
             "calibrated": calibrated,
             "hybrid": hybrid,
+            "dedup": dedup,
         }
 
 
@@ -78,7 +81,11 @@ class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.searcher = Searcher(
-            settings.db_path, settings.hnsw_ef_search, settings.max_image_pixels, settings.layout.calibrations
+            settings.db_path,
+            settings.hnsw_ef_search,
+            settings.max_image_pixels,
+            settings.layout.calibrations,
+            settings.layout.duplicate_pairs,
         )
         self.default_key = encoder_key(settings.default_encoder)
         self.lock = threading.Lock()
@@ -119,6 +126,11 @@ class Service:
         """The moderation policies' latest runs and their highest-scoring flags (`mm-assets flags`)."""
         with self.lock:
             return read_flags(self.settings.layout.flags, self.searcher.connection(), policy, limit)
+
+    def duplicates(self, link: str | None, limit: int) -> list[dict]:
+        """The largest duplicate groups (`mm-assets duplicates`)."""
+        with self.lock:
+            return list_duplicates(self.searcher.connection(), self.settings.layout.duplicate_pairs, link)[:limit]
 
     def lineage(self, chunk_id: str, encoder: str | None) -> dict:
         with self.lock:
@@ -216,6 +228,13 @@ def create_app(settings: Settings, token: str | None = None) -> FastAPI:
     @app.get("/api/lineage/{chunk_id}", summary="Where a hit came from: file, batch, encoder, model, revision")
     async def lineage(chunk_id: str, encoder: str | None = None):
         return await service.run(service.lineage, chunk_id, encoder)
+
+    @app.get("/api/duplicates", summary="Duplicate groups (exact, near, semantic), largest first")
+    async def duplicates(
+        link: Annotated[str | None, Query(pattern="^(exact|near|semantic)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
+    ):
+        return await service.run(service.duplicates, link, limit)
 
     @app.get("/api/flags", summary="Chunks flagged by the moderation policies, highest score first")
     async def flags(policy: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20):

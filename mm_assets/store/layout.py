@@ -48,6 +48,16 @@ class Layout:
         return self.home / "flags.duckdb"
 
     @property
+    def duplicates(self) -> Path:
+        """What the duplicates asset compared and found (only it opens this file)."""
+        return self.home / "duplicates.duckdb"
+
+    @property
+    def duplicate_pairs(self) -> Path:
+        """The duplicate pairs search collapses by: Parquet replaced whole, read while it is rewritten."""
+        return self.home / "duplicate_pairs.parquet"
+
+    @property
     def evaluations(self) -> Path:
         """Evaluation history: not derived from shards, so not inside the rebuildable vector database."""
         return self.home / "evaluations.duckdb"

@@ -43,6 +43,7 @@ RAW_FILES_SCHEMA = pa.schema(
         ("duration", pa.float64()),  # video and audio, seconds
         ("caption", pa.string()),  # images only: from a sidecar file or a captions manifest
         ("label", pa.string()),
+        ("phash", pa.int64()),  # images only: perceptual hash (formats/images.perceptual_hash)
         ("status", pa.string()),  # ok | quarantined | deleted (a tombstone: the path is gone)
         ("reason", pa.string()),  # why it was quarantined
         ("change", pa.string()),  # added | edited | dependency | moved | deleted | moved_away
@@ -69,6 +70,7 @@ CHUNKS_SCHEMA = pa.schema(
         ("t_start", pa.float64()),  # seconds into a video or audio file
         ("t_end", pa.float64()),
         ("linked_chunk_id", pa.string()),  # alt text and captions: the image chunk they describe
+        ("phash", pa.int64()),  # whole images and video frames: perceptual hash, for near-duplicates
         ("media", pa.binary()),  # JPEG of an image cut out of the file (figure, frame, page, linked image)
         ("batch", pa.string()),  # the batch that chunked it: a file's chunks come from its latest batch
     ]
@@ -108,6 +110,7 @@ COLUMN_DESCRIPTIONS = {
     "duration": "seconds of video or audio",
     "caption": "the image's caption, from a sidecar file or a captions manifest",
     "label": "the caption's label: images that share it are relevant to each other's captions",
+    "phash": "64-bit perceptual hash of an image or video frame: near-duplicates differ in few bits",
     "status": "ok | quarantined | deleted (a tombstone: the path is gone)",
     "reason": "why the file is quarantined",
     "change": "added | edited | dependency | moved | deleted | moved_away, as this batch saw the path",

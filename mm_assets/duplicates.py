@@ -1,0 +1,246 @@
+"""Duplicates among the served items: exact, near and semantic, grouped.
+
+- **exact**: one file's content under several paths. Content addressing already serves it once (one
+  file id); the paths come from the vector database's ``paths`` table.
+- **near**: two images or video frames of different files whose perceptual hashes (computed at ingest
+  for images, at chunking for frames: ``formats/images.perceptual_hash``) differ in at most
+  ``near_bits`` of 64 bits: the same picture resized, recompressed, slightly cropped or colour-shifted.
+- **semantic**: two chunks of the same modality in different files whose vectors (of the configured
+  encoder) have a cosine of at least ``semantic_cosine``: the same scene re-shot, a passage reworded.
+
+The comparison is incremental: each update compares only the chunks new since the last one against
+every live chunk (one product per segment, O(new x all)), drops the pairs of chunks no longer served,
+and publishes every pair as a Parquet file replaced whole (``duplicate_pairs.parquet``), which search
+reads to collapse duplicates (``--dedup``); groups are the connected components of the pairs. What was
+compared lives in ``duplicates.duckdb``, opened by the asset alone; a changed setting or encoder
+compares everything again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mm_assets.config import Settings, short_hash
+from mm_assets.formats.images import hamming
+from mm_assets.store.catalog import choose_encoder_table, chunk_details, select_by_id
+
+if TYPE_CHECKING:
+    from mm_assets.search.query import Searcher
+
+# Bumped when comparing finds something different for the same chunks (part of the fingerprint).
+DUPLICATES_VERSION = "1"
+LINKS = ("exact", "near", "semantic")
+# Hashes (new x all) compared in one step: bounds its memory (128 MB).
+COMPARE_CELLS = 2**24
+PAIRS_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("link", pa.string()), ("score", pa.float64())])
+STATE_DDL = [
+    "CREATE TABLE IF NOT EXISTS compared_with (fingerprint VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS compared (chunk_id VARCHAR PRIMARY KEY)",
+    # a < b; score: differing bits (near) or cosine (semantic)
+    "CREATE TABLE IF NOT EXISTS pairs (a VARCHAR, b VARCHAR, link VARCHAR, score DOUBLE)",
+]
+
+
+@dataclass
+class DuplicatesRun:
+    encoder_key: str
+    compared: int  # chunks new since the last update, compared with every live chunk
+    removed: int  # chunks no longer served, their pairs dropped
+    exact: int  # files served under several paths
+    near_pairs: int
+    semantic_pairs: int
+    groups: int  # near and semantic groups (connected components of the pairs)
+    grouped_chunks: int
+    seconds: float
+
+
+def duplicates_fingerprint(settings: Settings, encoder_key: str) -> str:
+    return short_hash({**asdict(settings.duplicates), "encoder_key": encoder_key, "version": DUPLICATES_VERSION})
+
+
+def near_pairs(
+    new_ids: np.ndarray, new_hashes: np.ndarray, ids: np.ndarray, hashes: np.ndarray, max_bits: int
+) -> list[tuple[str, str, float]]:
+    """(new chunk, other chunk, differing bits) for every hash within ``max_bits`` of a new one."""
+    found = []
+    step = max(1, COMPARE_CELLS // max(len(ids), 1))
+    for block in (slice(start, start + step) for start in range(0, len(new_ids), step)):
+        bits = hamming(new_hashes[block, None], hashes[None, :])
+        for q, r in zip(*np.nonzero(bits <= max_bits)):
+            found.append((str(new_ids[block][q]), str(ids[r]), float(bits[q, r])))
+    return found
+
+
+def semantic_pairs(searcher: Searcher, table, new_ids: np.ndarray, min_cosine: float) -> list[tuple[str, str, float]]:
+    """(new chunk, other chunk of the same modality, cosine) at or above ``min_cosine``."""
+    ids, codes, vectors = searcher.stored_vectors(table, new_ids)
+    return [
+        (str(ids[q]), other, cosine)
+        for q, other, code, cosine in searcher.similar_rows(table, vectors, min_cosine)
+        if code == codes[q]
+    ]
+
+
+def _between_files(con: duckdb.DuckDBPyConnection, candidates: list[tuple[str, str, float]], link: str) -> set:
+    """The candidates as (a, b, link, score) with a < b, keeping pairs of chunks of different files."""
+    ids = sorted({c for a, b, _ in candidates for c in (a, b)})
+    file_of = {r["chunk_id"]: r["file_id"] for r in select_by_id(con, "chunks", ("chunk_id", "file_id"), ids)}
+    return {
+        (min(a, b), max(a, b), link, score) for a, b, score in candidates if a != b and file_of.get(a) != file_of.get(b)
+    }
+
+
+def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> DuplicatesRun:
+    """Compare the chunks served since the last update with every live chunk, drop the pairs of
+    chunks gone, and publish the pairs for search."""
+    start = time.perf_counter()
+    layout, config = settings.layout, settings.duplicates
+    con = searcher.connection()
+    table = choose_encoder_table(searcher.tables(), settings.duplicates_encoder.name)
+    fingerprint = duplicates_fingerprint(settings, table.encoder_key)
+    hashed = con.execute("SELECT chunk_id, phash FROM chunks WHERE phash IS NOT NULL ORDER BY chunk_id").fetchall()
+    hash_ids = np.array([c for c, _ in hashed], dtype=object)
+    hashes = np.array([h for _, h in hashed], dtype=np.int64)
+    vector_ids, _ = searcher.live_vectors(table)
+    live = pa.table({"chunk_id": pa.array(np.union1d(hash_ids, vector_ids).tolist(), pa.string())})
+    layout.duplicates.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(layout.duplicates)) as state:
+        for ddl in STATE_DDL:
+            state.execute(ddl)
+        state.execute("BEGIN")
+        try:
+            if state.execute("SELECT fingerprint FROM compared_with").fetchall() != [(fingerprint,)]:
+                log("duplicates: settings or encoder changed since the last comparison: comparing everything")
+                for name in ("compared_with", "compared", "pairs"):
+                    state.execute(f"DELETE FROM {name}")
+                state.execute("INSERT INTO compared_with VALUES (?)", [fingerprint])
+            state.register("live", live)
+            unseen = state.execute("SELECT chunk_id FROM live ANTI JOIN compared USING (chunk_id)").fetchall()
+            new = np.array([r[0] for r in unseen], dtype=object)
+            removed = state.execute("SELECT count(*) FROM compared ANTI JOIN live USING (chunk_id)").fetchone()[0]
+            state.execute("DELETE FROM compared WHERE chunk_id NOT IN (SELECT chunk_id FROM live)")
+            state.execute(
+                "DELETE FROM pairs WHERE a NOT IN (SELECT chunk_id FROM live) OR b NOT IN (SELECT chunk_id FROM live)"
+            )
+            is_new = np.isin(hash_ids, new)
+            found = _between_files(
+                con, near_pairs(hash_ids[is_new], hashes[is_new], hash_ids, hashes, config.near_bits), "near"
+            )
+            found |= _between_files(con, semantic_pairs(searcher, table, new, config.semantic_cosine), "semantic")
+            if found:
+                state.executemany("INSERT INTO pairs VALUES (?, ?, ?, ?)", sorted(found))
+            state.execute("INSERT INTO compared SELECT chunk_id FROM live ANTI JOIN compared USING (chunk_id)")
+            pairs = state.execute("SELECT a, b, link, score FROM pairs ORDER BY a, b, link").fetch_arrow_table()
+            state.execute("COMMIT")
+        except Exception:
+            state.execute("ROLLBACK")
+            raise
+    _write_parquet_atomically(pairs, layout.duplicate_pairs)
+    groups = pair_groups(pairs)
+    links = pairs.column("link").to_pylist()
+    run = DuplicatesRun(
+        encoder_key=table.encoder_key,
+        compared=len(new),
+        removed=int(removed),
+        exact=len(exact_duplicates(con)),
+        near_pairs=links.count("near"),
+        semantic_pairs=links.count("semantic"),
+        groups=len(set(groups.values())),
+        grouped_chunks=len(groups),
+        seconds=time.perf_counter() - start,
+    )
+    log(
+        f"duplicates: {run.compared:,} new chunks compared, {run.removed:,} gone; {run.near_pairs:,} near and "
+        f"{run.semantic_pairs:,} semantic pairs in {run.groups:,} groups; {run.exact:,} files under several "
+        f"paths ({run.seconds:.1f} s)"
+    )
+    return run
+
+
+def _write_parquet_atomically(pairs: pa.Table, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    os.close(fd)
+    pq.write_table(pairs.cast(PAIRS_SCHEMA), tmp)
+    os.replace(tmp, path)
+
+
+def read_pairs(path: Path) -> pa.Table:
+    """The published pairs (empty before the first update)."""
+    return pq.read_table(path) if path.exists() else PAIRS_SCHEMA.empty_table()
+
+
+def pair_groups(pairs: pa.Table) -> dict[str, str]:
+    """Chunk id -> its group (the smallest chunk id of its connected component) for every chunk in a pair."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in zip(pairs.column("a").to_pylist(), pairs.column("b").to_pylist()):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {x: root(x) for x in parent}
+
+
+def exact_duplicates(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """File id -> its paths, for every file served under more than one path."""
+    rows = con.execute("""
+        SELECT file_id, list(path ORDER BY path) FROM paths WHERE status = 'ok' AND file_id IS NOT NULL
+        GROUP BY file_id HAVING count(*) > 1 ORDER BY file_id""").fetchall()
+    return dict(rows)
+
+
+def list_duplicates(con: duckdb.DuckDBPyConnection, pairs_path: Path, link: str | None = None) -> list[dict]:
+    """Every duplicate group, largest first: its links and its members (path, modality, role, time
+    span, other paths of the same content). Exact groups are one file's paths; ``link`` keeps the
+    groups with a pair of that kind (or, for "exact", the files under several paths)."""
+    if link is not None and link not in LINKS:
+        raise ValueError(f"link must be one of {LINKS}, not {link!r}")
+    exact = exact_duplicates(con)
+    pairs = read_pairs(pairs_path)
+    groups = pair_groups(pairs)
+    links_of: dict[str, set] = defaultdict(set)
+    for a, kind in zip(pairs.column("a").to_pylist(), pairs.column("link").to_pylist()):
+        links_of[groups[a]].add(kind)
+    members: dict[str, list[str]] = defaultdict(list)
+    for chunk_id, group in sorted(groups.items()):
+        members[group].append(chunk_id)
+    details = chunk_details(con, sorted(groups))
+    out = []
+    for group, chunk_ids in members.items():
+        found = [
+            {
+                "chunk_id": c,
+                "also_at": [p for p in exact.get(details[c]["file_id"], []) if p != details[c]["path"]],
+                **{k: details[c][k] for k in ("path", "file_id", "modality", "role", "t_start", "text")},
+            }
+            for c in chunk_ids
+            if c in details  # gone since the last update: the next one drops it
+        ]
+        kinds = sorted(links_of[group] | ({"exact"} if any(m["also_at"] for m in found) else set()))
+        if len(found) > 1 and (link is None or link in kinds):
+            out.append({"group": group, "links": kinds, "members": found})
+    in_groups = {m["file_id"] for g in out for m in g["members"]}
+    if link in (None, "exact"):
+        out += [
+            {"group": file_id, "links": ["exact"], "members": [{"file_id": file_id, "path": p} for p in paths]}
+            for file_id, paths in exact.items()
+            if file_id not in in_groups
+        ]
+    return sorted(out, key=lambda g: (-len(g["members"]), g["group"]))
