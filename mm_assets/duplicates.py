@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from mm_assets.config import Settings, short_hash
 from mm_assets.formats.images import hamming
-from mm_assets.store.catalog import choose_encoder_table, chunk_details, select_by_id
+from mm_assets.store.catalog import choose_encoder_table, chunk_details
 
 if TYPE_CHECKING:
     from mm_assets.search.query import Searcher
@@ -43,6 +43,7 @@ DUPLICATES_VERSION = "1"
 LINKS = ("exact", "near", "semantic")
 # Hashes (new x all) compared in one step: bounds its memory (128 MB).
 COMPARE_CELLS = 2**24
+CANDIDATES_SCHEMA = pa.schema([("x", pa.string()), ("y", pa.string()), ("score", pa.float64())])
 PAIRS_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("link", pa.string()), ("score", pa.float64())])
 STATE_DDL = [
     "CREATE TABLE IF NOT EXISTS compared_with (fingerprint VARCHAR)",
@@ -92,13 +93,19 @@ def semantic_pairs(searcher: Searcher, table, new_ids: np.ndarray, min_cosine: f
     ]
 
 
-def _between_files(con: duckdb.DuckDBPyConnection, candidates: list[tuple[str, str, float]], link: str) -> set:
-    """The candidates as (a, b, link, score) with a < b, keeping pairs of chunks of different files."""
-    ids = sorted({c for a, b, _ in candidates for c in (a, b)})
-    file_of = {r["chunk_id"]: r["file_id"] for r in select_by_id(con, "chunks", ("chunk_id", "file_id"), ids)}
-    return {
-        (min(a, b), max(a, b), link, score) for a, b, score in candidates if a != b and file_of.get(a) != file_of.get(b)
-    }
+def _between_files(con: duckdb.DuckDBPyConnection, candidates: list[tuple[str, str, float]], link: str) -> pa.Table:
+    """The candidates as pairs (a < b) of chunks of different files, each once."""
+    found = pa.Table.from_pylist([{"x": x, "y": y, "score": score} for x, y, score in candidates], CANDIDATES_SCHEMA)
+    con.register("candidates", found)
+    try:
+        return con.execute(
+            """SELECT least(x, y) AS a, greatest(x, y) AS b, $link AS link, max(score) AS score
+               FROM candidates JOIN chunks cx ON cx.chunk_id = x JOIN chunks cy ON cy.chunk_id = y
+               WHERE cx.file_id != cy.file_id GROUP BY ALL ORDER BY a, b""",
+            {"link": link},
+        ).fetch_arrow_table()
+    finally:
+        con.unregister("candidates")
 
 
 def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> DuplicatesRun:
@@ -134,12 +141,14 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
                 "DELETE FROM pairs WHERE a NOT IN (SELECT chunk_id FROM live) OR b NOT IN (SELECT chunk_id FROM live)"
             )
             is_new = np.isin(hash_ids, new)
-            found = _between_files(
-                con, near_pairs(hash_ids[is_new], hashes[is_new], hash_ids, hashes, config.near_bits), "near"
-            )
-            found |= _between_files(con, semantic_pairs(searcher, table, new, config.semantic_cosine), "semantic")
-            if found:
-                state.executemany("INSERT INTO pairs VALUES (?, ?, ?, ?)", sorted(found))
+            near = near_pairs(hash_ids[is_new], hashes[is_new], hash_ids, hashes, config.near_bits)
+            for found in (
+                _between_files(con, near, "near"),
+                _between_files(con, semantic_pairs(searcher, table, new, config.semantic_cosine), "semantic"),
+            ):
+                state.register("found", found)
+                state.execute("INSERT INTO pairs SELECT a, b, link, score FROM found")
+                state.unregister("found")
             state.execute("INSERT INTO compared SELECT chunk_id FROM live ANTI JOIN compared USING (chunk_id)")
             pairs = state.execute("SELECT a, b, link, score FROM pairs ORDER BY a, b, link").fetch_arrow_table()
             state.execute("COMMIT")
@@ -203,6 +212,16 @@ def exact_duplicates(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     rows = con.execute("""
         SELECT file_id, list(path ORDER BY path) FROM paths WHERE status = 'ok' AND file_id IS NOT NULL
         GROUP BY file_id HAVING count(*) > 1 ORDER BY file_id""").fetchall()
+    return dict(rows)
+
+
+def chunk_paths(con: duckdb.DuckDBPyConnection, chunk_ids) -> dict[str, list[str]]:
+    """Chunk id -> every path its file is served under."""
+    rows = con.execute(
+        """SELECT c.chunk_id, list(p.path ORDER BY p.path) FROM chunks c JOIN paths p USING (file_id)
+           WHERE p.status = 'ok' AND c.chunk_id IN (SELECT unnest($ids)) GROUP BY c.chunk_id""",
+        {"ids": sorted(chunk_ids)},
+    ).fetchall()
     return dict(rows)
 
 

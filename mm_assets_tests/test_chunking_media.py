@@ -29,6 +29,7 @@ def test_video_frames_by_scene_and_interval_with_subtitles(chunker, params, tiny
     frames = by_role(rows, "frame")
     assert [(f["t_start"], f["t_end"]) for f in frames] == [(0.0, 2.0), (2.0, 4.0), (4.0, 6.0)]
     assert all(f["modality"] == "image" and f["media"] for f in frames)
+    assert all(isinstance(f["phash"], int) for f in frames), "each frame has its perceptual hash"
     (subtitle,) = by_role(rows, "subtitle")
     assert (subtitle["t_start"], subtitle["t_end"]) == (0.5, 5.9) and "turns green" in subtitle["text"]
     assert [r["role"] for r in rows] == ["frame", "subtitle", "frame", "frame"], "in time order"

@@ -34,6 +34,7 @@ def test_definitions_load_with_groups_kinds_and_code_versions(settings):
         "embeddings/clip": "embedding",
         "vector_tables": "serving",
         "retrieval_eval": "serving",
+        "duplicates": "serving",
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).owners == ["team:mm_assets"] and graph.get(key).tags["stage"]

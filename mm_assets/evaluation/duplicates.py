@@ -62,15 +62,17 @@ def write_copies(folder: Path, n_originals: int, seed: int = 0) -> dict[Path, tu
     return written
 
 
-def copy_detection_figures(pairs: pa.Table, path_of: dict[str, str], truth: dict[Path, tuple[str, str]]) -> list[dict]:
+def copy_detection_figures(
+    pairs: pa.Table, paths_of: dict[str, list[str]], truth: dict[Path, tuple[str, str]]
+) -> list[dict]:
     """Per kind of link (near, semantic, either): precision of the file pairs grouped together (the
     share that are copies of one original) and recall of each transform's (original, copy) pairs.
-    ``path_of``: chunk id -> path; ``truth``: write_copies's answer."""
+    ``paths_of``: chunk id -> every path of its file; ``truth``: write_copies's answer."""
     family = {str(path): name for path, (name, _) in truth.items()}
     rows = []
     for link in ("near", "semantic", "either"):
         chosen = pairs if link == "either" else pairs.filter(pa.compute.equal(pairs.column("link"), link))
-        group_of = {path_of[c]: g for c, g in pair_groups(chosen).items() if path_of.get(c) in family}
+        group_of = {p: g for c, g in pair_groups(chosen).items() for p in paths_of.get(c, []) if p in family}
         members: dict[str, list[str]] = {}
         for path, group in group_of.items():
             members.setdefault(group, []).append(path)

@@ -1,0 +1,150 @@
+"""Duplicates: perceptual hashes that survive resizing, recompression, cropping and colour shifts;
+exact, near and semantic groups measured on generated copies; comparisons that follow new and
+deleted files; search that collapses duplicates; the CLI and the HTTP API."""
+
+import json
+import shutil
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from mm_assets.cli import main
+from mm_assets.config import DuplicatesConfig, EncoderConfig, Settings, load_settings
+from mm_assets.duplicates import chunk_paths, list_duplicates, pair_groups, read_pairs
+from mm_assets.evaluation.duplicates import TRANSFORMS, copy_detection_figures, original_image, write_copies
+from mm_assets.formats.images import hamming, perceptual_hash
+from mm_assets.runs import run_pipeline
+from mm_assets.service.app import create_app
+from mm_assets.store.segments import open_generation
+
+
+def test_perceptual_hashes_survive_copies_and_tell_pictures_apart():
+    originals = [original_image(seed) for seed in range(30)]
+    hashes = [perceptual_hash(im) for im in originals]
+    apart = [int(hamming(a, b)) for i, a in enumerate(hashes) for b in hashes[:i]]
+    assert min(apart) > DuplicatesConfig().near_bits, "no two different pictures look alike"
+    for image, h in zip(originals[:5], hashes):
+        for name in ("resized", "recompressed", "colour_shifted"):
+            assert hamming(h, perceptual_hash(TRANSFORMS[name](image))) <= 6, name
+
+
+def test_groups_are_the_connected_pairs():
+    pairs = pa.table({"a": ["a", "b", "x"], "b": ["b", "c", "y"], "link": ["near"] * 3, "score": [1.0] * 3})
+    assert pair_groups(pairs) == {"a": "a", "b": "a", "c": "a", "x": "x", "y": "x"}
+
+
+def test_duplicates_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="near_bits"):
+        DuplicatesConfig(near_bits=40)
+    with pytest.raises(ValueError, match="duplicates.encoder 'nope' is not configured"):
+        Settings(home=tmp_path, duplicates=DuplicatesConfig(encoder="nope"))
+    config = tmp_path / "mm_assets.yaml"
+    config.write_text("duplicates: {near_bits: 6, semantic_cosine: 0.9}\n")
+    assert load_settings(str(config)).duplicates == DuplicatesConfig(near_bits=6, semantic_cosine=0.9)
+
+
+def _figures(settings: Settings, truth) -> dict[str, dict]:
+    pairs = read_pairs(settings.layout.duplicate_pairs)
+    con, _ = open_generation(settings.db_path)
+    try:
+        paths_of = chunk_paths(con, set(pairs.column("a").to_pylist()) | set(pairs.column("b").to_pylist()))
+    finally:
+        con.close()
+    return {row["link"]: row for row in copy_detection_figures(pairs, paths_of, truth)}
+
+
+def _compared(instance: dg.DagsterInstance) -> int:
+    event = instance.get_latest_materialization_event(dg.AssetKey("duplicates"))
+    return event.asset_materialization.metadata["compared"].value
+
+
+@pytest.fixture
+def copies(tmp_path, tiny_clip):
+    """Six generated photos, each also resized, recompressed, cropped and colour-shifted, and one
+    photo's bytes under a second name; the tiny random model's vectors only separate copies that
+    are nearly pixel-identical, hence its strict semantic threshold."""
+    source = tmp_path / "photos"
+    truth = write_copies(source, 6)
+    shutil.copy(source / "originals" / "photo_0000.jpg", source / "same_bytes.jpg")
+    settings = Settings(
+        home=tmp_path / "home",
+        sources=(source,),
+        encoders=(EncoderConfig("clip", model=str(tiny_clip), batch_size=16),),
+        duplicates=DuplicatesConfig(near_bits=10, semantic_cosine=0.99995),
+    )
+    return settings, truth
+
+
+def test_copies_are_grouped_measured_followed_and_collapsed_in_search(copies, capsys):
+    settings, truth = copies
+    with dg.instance_for_test() as instance:
+        assert run_pipeline(settings, list(settings.sources), instance=instance).ok
+        assert _compared(instance) == 30, "30 pictures (the same bytes under two names are one item)"
+        figures = _figures(settings, truth)
+        near, semantic, either = figures["near"], figures["semantic"], figures["either"]
+        assert near["precision"] == 1.0, "no two different photos grouped"
+        assert near["recall resized"] == near["recall recompressed"] == near["recall colour_shifted"] == 1.0
+        assert near["recall cropped"] >= 0.5, "10% cropped off each side moves the hash most"
+        assert semantic["precision"] == 1.0 and semantic["recall resized"] == semantic["recall recompressed"] == 1.0
+        assert either["precision"] == 1.0 and either["recall resized"] == 1.0
+
+        # A copy deleted: its pairs go; a new one arrives: only it is compared.
+        photos = settings.sources[0]
+        (photos / "resized" / "photo_0001.jpg").unlink()
+        original = original_image(1)
+        original.resize((400, 300)).save(photos / "photo_0001_small.jpg", quality=80)
+        assert run_pipeline(settings, list(settings.sources), instance=instance).ok
+        assert _compared(instance) == 1
+
+    con, _ = open_generation(settings.db_path)
+    try:
+        groups = list_duplicates(con, settings.layout.duplicate_pairs)
+    finally:
+        con.close()
+    by_path = {m["path"]: g for g in groups for m in g["members"]}
+    family = by_path[str(photos / "originals" / "photo_0001.jpg")]
+    paths = {m["path"] for m in family["members"]}
+    assert str(photos / "photo_0001_small.jpg") in paths and str(photos / "resized" / "photo_0001.jpg") not in paths
+    assert {p.rsplit("/", 1)[-1] for p in paths} == {"photo_0001.jpg", "photo_0001_small.jpg"}
+    assert family["links"] == ["near", "semantic"] or family["links"] == ["near"]
+    # The same bytes under two names: one served item, its other path shown.
+    zero = by_path.get(str(photos / "originals" / "photo_0000.jpg")) or by_path[str(photos / "same_bytes.jpg")]
+    assert "exact" in zero["links"]
+    assert [m["also_at"] for m in zero["members"] if m.get("also_at")] in (
+        [[str(photos / "same_bytes.jpg")]],
+        [[str(photos / "originals" / "photo_0000.jpg")]],
+    )
+
+    config = settings.home / "mm_assets.yaml"
+    config.write_text(
+        f"home: {settings.home}\nsources: [{photos}]\n"
+        f"encoders:\n  - {{name: clip, model: {settings.encoders[0].model}}}\n"
+        "duplicates: {near_bits: 10, semantic_cosine: 0.99995}\n"
+    )
+    query = str(photos / "originals" / "photo_0002.jpg")
+    capsys.readouterr()
+    assert main(["--config", str(config), "search", "--image", query, "--k", "5", "--json"]) == 0
+    plain = [h["path"] for h in json.loads(capsys.readouterr().out)]
+    assert sum("photo_0002" in p for p in plain) >= 3, "without --dedup the copies crowd the top 5"
+    assert main(["--config", str(config), "search", "--image", query, "--k", "5", "--dedup", "--json"]) == 0
+    deduped = [h["path"] for h in json.loads(capsys.readouterr().out)]
+    assert deduped[0] == plain[0] and sum("photo_0002" in p for p in deduped) == 1 and len(deduped) == 5
+
+    assert main(["--config", str(config), "duplicates", "--link", "exact", "--json"]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert len(exact) == 1 and "exact" in exact[0]["links"]
+    assert main(["--config", str(config), "duplicates"]) == 0
+    assert "items, near" in capsys.readouterr().out
+
+    api = TestClient(create_app(settings))
+    assert len(api.get("/api/duplicates", params={"link": "near"}).json()) == len(
+        [g for g in groups if "near" in g["links"]]
+    )
+    found = api.get("/api/search", params={"q": "a photo", "k": 30, "dedup": True}).json()
+    seen = [h["chunk_id"] for h in found]
+    grouped = pair_groups(read_pairs(settings.layout.duplicate_pairs))
+    assert len({grouped.get(c, c) for c in seen}) == len(seen), "one hit per group"
+    assert np.all(np.diff([h["distance"] for h in found]) >= 0)
