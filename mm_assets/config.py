@@ -77,12 +77,30 @@ class FineTuneConfig:
 
 
 @dataclass(frozen=True)
+class FuseConfig:
+    """An item encoder: each captioned image (an item: a product photo and its description, say) as
+    one vector, image_weight x its image vector + (1 - image_weight) x its caption's text vector,
+    normalised, from the model of the encoder named ``of``. retrieval_eval fits the weight on the
+    training split and reports it beside the configured one."""
+
+    __pydantic_config__ = _FILE_RULES
+
+    of: str  # name of the encoder whose model embeds both
+    image_weight: float = 0.5
+
+    def __post_init__(self):
+        if not 0 <= self.image_weight <= 1:
+            raise ValueError(f"fuse.image_weight must be in [0, 1], not {self.image_weight}")
+
+
+@dataclass(frozen=True)
 class EncoderConfig:
     """One named encoder: a CLIP model (hub id or local directory) and how to run it.
 
     With ``fine_tune`` set, the model is trained from the ``base`` encoder by the fine_tuned asset and
-    lives under ``<home>/models/<name>``. Its identity (fingerprint, key, table) is computed in
-    mm_assets/encoders/identity.py.
+    lives under ``<home>/models/<name>``. With ``fuse`` set, it embeds items (captioned images) with
+    the model of the encoder ``fuse.of`` (its ``base``). Its identity (fingerprint, key, table) is
+    computed in mm_assets/encoders/identity.py.
     """
 
     __pydantic_config__ = _FILE_RULES
@@ -96,7 +114,8 @@ class EncoderConfig:
     batch_size: int = 32
     modalities: tuple[str, ...] = DEFAULT_MODALITIES
     fine_tune: FineTuneConfig | None = None
-    base: EncoderConfig | None = None  # set by Settings for a fine-tuned encoder
+    fuse: FuseConfig | None = None
+    base: EncoderConfig | None = None  # set by Settings: what a fine-tuned or fused encoder starts from
 
     def __post_init__(self):
         if not self.name.replace("_", "").isalnum() or not self.name[0].isalpha():
@@ -115,9 +134,14 @@ class EncoderConfig:
             raise ValueError(f"encoder {self.name!r}: modalities must be a non-empty subset of {MODALITIES}")
 
     @property
+    def trained_here(self) -> bool:
+        """Its model is written by a fine_tuned asset (its own, or that of the encoder it fuses with)."""
+        return self.fine_tune is not None or bool(self.fuse and self.base and self.base.trained_here)
+
+    @property
     def awaiting_training(self) -> bool:
-        """A fine-tuned encoder whose model the fine_tuned asset has not written yet."""
-        return self.fine_tune is not None and not Path(self.model).exists()
+        """An encoder whose model a fine_tuned asset has not written yet."""
+        return self.trained_here and not Path(self.model).exists()
 
 
 @dataclass(frozen=True)
@@ -278,6 +302,20 @@ class Settings:
                     revision=None,
                     base=base,
                 )
+            if enc.fuse:
+                of = next((b for b in resolved if b.name == enc.fuse.of), None)
+                if of is None or of.fuse:
+                    raise ValueError(f"encoder {enc.name!r}: fuse.of must name an encoder listed before it (not fused)")
+                # The model and its precision are the other encoder's; images and captions both go in.
+                enc = replace(
+                    of,
+                    name=enc.name,
+                    fuse=enc.fuse,
+                    fine_tune=None,
+                    base=of,
+                    modalities=("image", "text"),
+                    batch_size=enc.batch_size,
+                )
             resolved.append(enc)
         object.__setattr__(self, "encoders", tuple(resolved))
         if self.default_encoder_name and self.default_encoder_name not in names:
@@ -294,6 +332,11 @@ class Settings:
     def policy_encoder(self, policy: PolicyConfig) -> EncoderConfig:
         """The encoder whose vectors a policy scores."""
         return self.encoder(policy.encoder) if policy.encoder else self.default_encoder
+
+    @property
+    def fused_items(self) -> bool:
+        """Some encoder embeds items: captioned images get an item chunk (image + caption)."""
+        return any(e.fuse for e in self.encoders)
 
     @property
     def duplicates_encoder(self) -> EncoderConfig:

@@ -40,7 +40,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     embeddings = [
         build_embedding_asset(
             enc,
-            [chunks, raw_files, *([fine_tuned[enc.name]] if enc.fine_tune else [])],
+            [
+                chunks,
+                raw_files,
+                *[fine_tuned[e.name] for e in (enc, enc.base) if e is not None and e.fine_tune],
+            ],
             settings.max_image_pixels,
             settings.decode_workers,
         )

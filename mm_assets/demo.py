@@ -145,6 +145,8 @@ def write_demo_config(home: Path, epochs: int = 40) -> Path:
                     "seed": 0,
                 },
             },
+            # Items: each captioned image with its caption as one vector, by the fine-tuned model.
+            {"name": "demo_items", "batch_size": 64, "fuse": {"of": "demo_tuned", "image_weight": 0.5}},
         ],
     }
     path = home / "mm_assets.yaml"

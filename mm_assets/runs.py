@@ -191,7 +191,7 @@ def run_pipeline(
     embeddings, and the vector tables."""
     # Fail fast, before any batch or run exists, when a model is missing.
     for enc in settings.encoders:
-        if not enc.fine_tune:
+        if not enc.trained_here:
             resolve_model(enc.model, enc.revision)
     resolve_model(settings.tokenizer_model)
     instance = instance or default_instance(settings)
@@ -211,8 +211,11 @@ def run_pipeline(
     rerun = stale_by_batch(graph, stale)
     summary.stale = {asset.key.to_user_string(): len(asset.stale) for asset in stale.values()}
     # Fine-tuned encoders to (re)train first: embedding their batches before would use the old model.
-    to_train = [e for e in settings.encoders if e.awaiting_training or fine_tuned_asset_key(e) in stale]
-    waiting = {embedding_asset_key(e) for e in to_train}
+    to_train = [
+        e for e in settings.encoders if e.fine_tune and (e.awaiting_training or fine_tuned_asset_key(e) in stale)
+    ]
+    # Their embeddings wait, and those of the encoders fused with them.
+    waiting = {embedding_asset_key(e) for e in settings.encoders if e in to_train or (e.fuse and e.base in to_train)}
     order = graph.toposorted_asset_keys
 
     def run_pending_batches() -> None:

@@ -24,21 +24,26 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
         code_version=f"{EVAL_VERSION}-{settings.eval_test_percent}",
         description="Cross-modal retrieval quality of every configured encoder on the held-out split of "
         "captioned images (fixed by content hash), and the score calibration mixed-modality search uses, "
-        "fitted on the training split; history in evaluations.duckdb.",
+        "fitted on the training split; for fused (item) encoders, items like this one against image and caption "
+        "alone, with the image weight fitted on the training split; history in evaluations.duckdb.",
     )
     def retrieval_eval(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
+        from mm_assets.evaluation.items import item_results
         from mm_assets.search.query import Searcher, recorded_encoder
 
         layout = storage.layout
         # One reader of the generation: its connection for the SQL, and the rare-word queries.
         with Searcher(layout.db_path) as searcher:
             con = searcher.connection()
-            tables = [
-                t for t in searcher.tables() if t.is_current and {"image", "text"} <= set(t.metadata["modalities"])
-            ]
+            current = [t for t in searcher.tables() if t.is_current]
+            tables = [t for t in current if {"image", "text"} <= set(t.metadata["modalities"])]
             results, calibrations = [], {}
             for table in tables:
+                if "fusion" in table.metadata:  # items: recommendation against image and caption alone
+                    of = next((t for t in current if t.encoder_key == table.metadata["fusion"]["of"]), None)
+                    results += item_results(con, table, of, recorded_encoder(table), settings.eval_test_percent)
+                    continue
                 found, calibrations[table.encoder_key] = evaluate_encoder_table(
                     con, table, recorded_encoder(table), settings.eval_test_percent
                 )

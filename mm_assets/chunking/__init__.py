@@ -37,7 +37,8 @@ def chunking_params(settings: Settings) -> dict[str, dict]:
         text.update(semantic_percentile=c.semantic_percentile, semantic_encoder=fingerprint(settings.default_encoder))
     return {
         "text": text,
-        "image": {"tiles": c.image_tiles},
+        # items: with a fused encoder configured, a captioned image is also an item (chunking/files.py)
+        "image": {"tiles": c.image_tiles, **({"items": True} if settings.fused_items else {})},
         "document": {"text": text, "render_pages": c.pdf_render_pages, "image_max_side": IMAGE_CHUNK_MAX_SIDE},
         "video": {
             "text": text,

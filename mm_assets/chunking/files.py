@@ -16,6 +16,7 @@ from mm_assets.chunking.text import TextChunker
 from mm_assets.formats import BadFile, failure_reason
 from mm_assets.formats.reading import Boundary, read_ingested_file
 from mm_assets.formats.text import decode_text
+from mm_assets.store.tables import ITEM_ROLE
 
 
 def chunk_file(
@@ -26,7 +27,7 @@ def chunk_file(
     folders, the only place the files a document refers to are read from."""
     kind, file_id = f["kind"], f["file_id"]
     if kind == "image":
-        return chunk_image(file_id, params["image"], f.get("phash"))
+        return chunk_image(file_id, params["image"], f.get("phash"), f.get("caption"))
     if kind == "audio":
         return chunk_audio(file_id, f["duration"], params["audio"])
     if kind == "video":
@@ -42,15 +43,20 @@ def chunk_file(
     raise BadFile(f"no chunker for files of kind {kind!r}")
 
 
-def chunk_image(file_id: str, params: dict, phash: int | None = None) -> FileChunks:
+def chunk_image(file_id: str, params: dict, phash: int | None = None, caption: str | None = None) -> FileChunks:
     """The whole image (with the perceptual hash ingest computed), plus an n×n grid of tiles when
-    configured (bbox as fractions of the image)."""
-    chunks = FileChunks(file_id, "image", params)
+    configured (bbox as fractions of the image); with ``items``, a captioned image is also an item:
+    an image chunk carrying its caption, which fused encoders embed as one (and only they)."""
+    # Ids from the geometry alone: turning items on leaves the other chunks' ids (and vectors) as they are.
+    chunks = FileChunks(file_id, "image", {"tiles": params["tiles"]})
     chunks.add("image", "image", bbox=[0.0, 0.0, 1.0, 1.0], phash=phash)
     n = params["tiles"]
     for i in range(n * n if n else 0):
         x, y = i % n, i // n
         chunks.add("image", "tile", bbox=[x / n, y / n, (x + 1) / n, (y + 1) / n])
+    if params.get("items") and caption and caption.strip():
+        # The caption is part of the item's identity: an edited caption is a new item.
+        chunks.add("image", ITEM_ROLE, content=caption, text=caption, bbox=[0.0, 0.0, 1.0, 1.0])
     return chunks
 
 

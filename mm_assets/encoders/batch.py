@@ -19,11 +19,20 @@ import pyarrow.compute as pc
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.embed import AudioJob, ImageJob, StageTimes, embed_audio, embed_images, embed_texts
 from mm_assets.encoders.identity import encoder_key, record, shard_folder, write_record
+from mm_assets.encoders.runtime import normalise_rows
 from mm_assets.store.catalog import VectorDBError
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import open_generation
 from mm_assets.store.shards import ShardStore
-from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES, embedding_table_name, embeddings_schema, upgrade
+from mm_assets.store.tables import (
+    CHUNKS,
+    EMBEDDINGS,
+    ITEM_ROLE,
+    RAW_FILES,
+    embedding_table_name,
+    embeddings_schema,
+    upgrade,
+)
 
 if TYPE_CHECKING:  # the encoder is passed in; importing it here would pull torch into the definitions
     from mm_assets.encoders.base import Encoder
@@ -56,12 +65,18 @@ class BatchResult:
         return [{"chunk_id": cid, "reason": reason} for s in self.stats.values() for cid, reason in s.failures]
 
 
+def embeds(encoder: EncoderConfig, chunk: dict) -> bool:
+    """Whether the encoder makes a vector for the chunk: a fused encoder its items, any other the
+    chunks of its modalities but items."""
+    if encoder.fuse:
+        return chunk["role"] == ITEM_ROLE
+    return chunk["modality"] in encoder.modalities and chunk["role"] != ITEM_ROLE
+
+
 def plan_batch(layout: Layout, batch: str, encoder: EncoderConfig) -> BatchPlan:
     store, key = layout.store, encoder_key(encoder)
     chunks = [
-        c
-        for c in upgrade(store.read_table(store.shard(CHUNKS, batch)), CHUNKS).to_pylist()
-        if c["modality"] in encoder.modalities
+        c for c in upgrade(store.read_table(store.shard(CHUNKS, batch)), CHUNKS).to_pylist() if embeds(encoder, c)
     ]
     raw_files = upgrade(store.read_table(store.shard(RAW_FILES, batch), ["file_id", "path", "status"]), RAW_FILES)
     paths = {r["file_id"]: r["path"] for r in raw_files.to_pylist() if r["status"] == "ok"}
@@ -127,9 +142,12 @@ def embed_batch(
         def write_vectors(ids: list[str], vectors: np.ndarray) -> None:
             write(pa.table({"chunk_id": ids, "embedding": _fixed_size(vectors)}, schema=schema))
 
+        if encoder.config.fuse:  # items: each image vector joined by its caption's, as it is written
+            write_vectors = fused_writer(encoder, {c["chunk_id"]: c["text"] for c in todo}, write_vectors)
+
         image_jobs = _image_jobs([c for c in todo if c["modality"] == "image"], plan.paths)
         audio_jobs = _audio_jobs([c for c in todo if c["modality"] == "audio"], plan.paths)
-        texts = [(c["chunk_id"], c["text"]) for c in todo if c["modality"] == "text"]
+        texts = [(c["chunk_id"], c["text"]) for c in todo if c["modality"] == "text" and not encoder.config.fuse]
         if image_jobs:
             result.stats["image"] = embed_images(
                 encoder, image_jobs, write_vectors, max_pixels=max_pixels, workers=workers, progress=progress
@@ -139,6 +157,23 @@ def embed_batch(
         result.stats["text"] = embed_texts(encoder, texts, write_vectors, progress=progress)
     result.written = store.read_table(plan.shard)
     return result
+
+
+def fused_writer(encoder: Encoder, captions: dict[str, str], write: Callable[[list[str], np.ndarray], None]):
+    """A writer of item vectors: image_weight x the image's vector + (1 - image_weight) x its
+    caption's (the same model's text tower), renormalised."""
+    weight = encoder.config.fuse.image_weight
+
+    def write_items(ids: list[str], image_vectors: np.ndarray) -> None:
+        text_vectors = encoder.embed_texts([captions[i] for i in ids])
+        write(ids, fuse_vectors(image_vectors, text_vectors, weight))
+
+    return write_items
+
+
+def fuse_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray, image_weight: float) -> np.ndarray:
+    """Intermediate fusion: the weighted sum of unit vectors, back to unit length."""
+    return normalise_rows(image_weight * np.asarray(image_vectors) + (1 - image_weight) * np.asarray(text_vectors))
 
 
 def write_known_vectors(store: ShardStore, plan: BatchPlan, info: dict) -> BatchResult:

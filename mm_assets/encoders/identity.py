@@ -24,13 +24,18 @@ RECORD_FILE = "encoder.json"
 
 def fingerprint(encoder: EncoderConfig) -> str:
     """What determines the vectors: model and revision (or, fine-tuned, the training settings and the
-    base's fingerprint), precision as configured, modalities, code version.
+    base's fingerprint; fused, the weights and the fingerprint of the encoder fused with), precision
+    as configured, modalities, code version.
 
     Device and batch size are left out on purpose: they change speed, not meaning. ``auto`` precision
     enters as ``auto``: it means "reduced precision only where it stays within cosine 0.999 of
     float32" on every machine (encoders/precision.py), so it names one embedding space everywhere.
     """
-    if encoder.fine_tune:
+    if encoder.fuse:
+        if encoder.base is None:
+            raise ValueError(f"encoder {encoder.name!r} fuses but has no encoder to fuse with")
+        model = {"fuse": asdict(encoder.fuse), "of": fingerprint(encoder.base)}
+    elif encoder.fine_tune:
         if encoder.base is None:
             raise ValueError(f"encoder {encoder.name!r} is fine-tuned but has no base encoder")
         model = {"fine_tune": asdict(encoder.fine_tune), "base": fingerprint(encoder.base)}
@@ -63,7 +68,14 @@ def shard_folder(key: str) -> str:
 def record(encoder: EncoderConfig, model_metadata: dict) -> dict:
     """What is written beside an encoder key's shards and copied into the vector database: the
     identity plus the model that wrote the vectors (Encoder.metadata())."""
-    return {**model_metadata, "encoder": encoder.name, "fingerprint": fingerprint(encoder)}
+    info = {**model_metadata, "encoder": encoder.name, "fingerprint": fingerprint(encoder)}
+    if encoder.fuse:  # lineage to both inputs: the image and its caption, through the same model
+        info["fusion"] = {
+            "inputs": ["image", "caption"],
+            "image_weight": encoder.fuse.image_weight,
+            "of": encoder_key(encoder.base),
+        }
+    return info
 
 
 def write_record(store: ShardStore, key: str, info: dict) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # passed in: importing it would pull torch into the definitio
     from mm_assets.search.query import Searcher
 
 # Bumped when evaluation changes what it measures (the retrieval_eval code version).
-EVAL_VERSION = "2"
+EVAL_VERSION = "3"
 TASKS = (
     "text->image",
     "image->text",
@@ -28,6 +28,7 @@ TASKS = (
     "text->all",
     "image->all",
     "rare-token->text",
+    "item->item",
 )
 # The variant of an encoder whose mixed-modality scores are calibrated, as the comparison names it.
 CALIBRATED = "calibrated"
@@ -68,12 +69,12 @@ def evaluate_encoder_table(
     together, by cosine and calibrated, with the share of images in each top 10."""
     results = _caption_figure_result(con, table)
     train_ids, train_captions, train_labels, train_images = labelled_items(con, table, test_percent, test=False)
-    items = {"text": _embed_captions(encoder, train_captions[:FIT_SAMPLE]), "image": train_images[:FIT_SAMPLE]}
+    items = {"text": embed_captions(encoder, train_captions[:FIT_SAMPLE]), "image": train_images[:FIT_SAMPLE]}
     calibrations = fit_calibrations(items, _relevance_keys(train_ids, train_labels))
     ids, captions, labels, images = labelled_items(con, table, test_percent)
     if not ids:
         return results, calibrations
-    texts = _embed_captions(encoder, captions)
+    texts = embed_captions(encoder, captions)
     keys = _relevance_keys(ids, labels)
     relevant = keys[:, None] == keys[None, :]
     not_self = ~np.eye(len(ids), dtype=bool)
@@ -141,7 +142,7 @@ def rare_token_results(con: duckdb.DuckDBPyConnection, searcher: Searcher, table
     return results
 
 
-def _embed_captions(encoder: ClipEncoder, captions: list[str]) -> np.ndarray:
+def embed_captions(encoder: ClipEncoder, captions: list[str]) -> np.ndarray:
     size = encoder.config.batch_size
     if not captions:
         return np.zeros((0, encoder.dim), dtype=np.float32)

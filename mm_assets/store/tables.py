@@ -4,7 +4,7 @@ discovery state, and the DuckDB serving file derived from them.
 Vocabulary used across the code:
 - a file's **kind** (``raw_files.kind``): image, text, document (PDF), video or audio;
 - a chunk's **modality** (``chunks.modality``): image, text or audio, what an encoder embeds;
-- a chunk's **role** (``chunks.role``): what it is in its file (window, figure, caption, frame, ...);
+- a chunk's **role** (``chunks.role``): what it is in its file (window, figure, caption, frame, item, ...);
 - an **encoder key** (``<name>_<fingerprint>``): one configuration of one encoder, see
   ``mm_assets/encoders/identity.py``; its vectors live in the table ``emb_<encoder key>``.
 
@@ -21,6 +21,8 @@ MODALITIES = ("image", "text", "audio")
 # A chunk's modality as one byte per row of a serving matrix (filtering without a join).
 MODALITY_CODES = {"image": 0, "text": 1, "audio": 2}
 FILE_KINDS = ("image", "text", "document", "video", "audio")
+# A captioned image as one item (image + caption): the chunks fused encoders embed, and only they.
+ITEM_ROLE = "item"
 
 # Assets that write shards, by the folder name under ``shards/``.
 RAW_FILES = "raw_files"

@@ -1,0 +1,88 @@
+"""Recommendation over items ("items like this one"): each captioned image of the test split as a
+query over the others, relevant when they share its label, by the item vectors a fused encoder
+serves, against the same model's image vectors alone, its caption vectors alone, and late fusion
+(the weighted sum of the two cosines); and the image weight that intermediate fusion would best use,
+fitted on the training split."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import duckdb
+import numpy as np
+
+from mm_assets.encoders.batch import fuse_vectors
+from mm_assets.evaluation.metrics import retrieval_metrics
+from mm_assets.evaluation.retrieval import embed_captions, in_test_split, labelled_items
+from mm_assets.store.catalog import EncoderTable
+
+if TYPE_CHECKING:
+    from mm_assets.encoders.clip import ClipEncoder
+
+TASK = "item->item"
+WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)  # image weights tried when fitting
+FIT_SAMPLE = 2000  # training items the weight is fitted on
+
+
+def _item_vectors(con: duckdb.DuckDBPyConnection, table: EncoderTable, test_percent: int) -> dict[str, np.ndarray]:
+    """File id -> the fused table's item vector, for the labelled items of the test split."""
+    rows = con.execute(f"""
+        SELECT f.file_id, e.embedding FROM files f JOIN chunks c USING (file_id)
+        JOIN {table.table_name} e USING (chunk_id)
+        WHERE c.role = 'item' AND f.label IS NOT NULL""").fetchall()
+    return {fid: np.asarray(v, np.float32) for fid, v in rows if in_test_split(fid, test_percent)}
+
+
+def _recommendation_metrics(vectors_or_similarity: np.ndarray, labels: list[str], *, similarity: bool = False):
+    keys = np.asarray(labels)
+    not_self = ~np.eye(len(keys), dtype=bool)
+    scores = vectors_or_similarity if similarity else vectors_or_similarity @ vectors_or_similarity.T
+    return retrieval_metrics(np.where(not_self, scores, -np.inf), (keys[:, None] == keys[None, :]) & not_self)
+
+
+def fit_image_weight(images: np.ndarray, captions: np.ndarray, labels: list[str]) -> float | None:
+    """The image weight of intermediate fusion with the best MRR of item->item on these items."""
+    if len(set(labels)) < 2:
+        return None
+    mrr = [_recommendation_metrics(fuse_vectors(images, captions, w), labels)["mrr"] for w in WEIGHTS]
+    return float(WEIGHTS[int(np.argmax(mrr))])
+
+
+def item_results(
+    con: duckdb.DuckDBPyConnection,
+    fused: EncoderTable,
+    base: EncoderTable | None,
+    encoder: ClipEncoder,
+    test_percent: int,
+) -> list[dict]:
+    """item->item for every variant, named after the encoder: "<of> image only", "<of> caption only",
+    "<fused> late", "<fused>" (served), "<fused> fitted w=..." (intermediate at the fitted weight)."""
+    if base is None:
+        return []
+    weight = float(fused.metadata["fusion"]["image_weight"])
+    fit_ids, fit_captions, fit_labels, fit_images = labelled_items(con, base, test_percent, test=False)
+    keep = [i for i, label in enumerate(fit_labels) if label is not None][:FIT_SAMPLE]
+    fitted = fit_image_weight(
+        fit_images[keep], embed_captions(encoder, [fit_captions[i] for i in keep]), [fit_labels[i] for i in keep]
+    )
+    ids, captions, labels, images = labelled_items(con, base, test_percent)
+    served = _item_vectors(con, fused, test_percent)
+    keep = [i for i, (fid, label) in enumerate(zip(ids, labels)) if label is not None and fid in served]
+    if len(keep) < 2:
+        return []
+    labels = [labels[i] for i in keep]
+    images, texts = images[keep], embed_captions(encoder, [captions[i] for i in keep])
+    variants = {
+        f"{base.name} image only": (images @ images.T, True),
+        f"{base.name} caption only": (texts @ texts.T, True),
+        f"{fused.name} late w={weight:g}": (weight * images @ images.T + (1 - weight) * texts @ texts.T, True),
+        fused.name: (np.stack([served[ids[i]] for i in keep]), False),
+    }
+    if fitted is not None:
+        variants[f"{fused.name} fitted w={fitted:g}"] = (fuse_vectors(images, texts, fitted), False)
+    results = []
+    for name, (values, is_similarity) in variants.items():
+        metrics = _recommendation_metrics(values, labels, similarity=is_similarity)
+        if metrics["n_queries"]:
+            results.append({"encoder": name, "encoder_key": fused.encoder_key, "task": TASK, **metrics})
+    return results
