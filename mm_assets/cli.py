@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("text", nargs="?", help="text query")
     search.add_argument("--image", help="image file to search with")
     search.add_argument("--audio", help="audio file to search with (its first window), with an audio encoder")
+    search.add_argument(
+        "--like",
+        metavar="PATH_OR_CHUNK",
+        help="more like this served file or chunk (items like this one, with a fused --encoder)",
+    )
     search.add_argument("--k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--modality", choices=["image", "text", "audio"], help="only return chunks of this modality")
     search.add_argument("--encoder", help="encoder name or table key (default: the configured default encoder)")
@@ -193,8 +198,8 @@ def cmd_search(settings: Settings, args) -> int:
     from mm_assets.encoders.identity import encoder_key
     from mm_assets.search.query import search
 
-    if sum(q is not None for q in (args.text, args.image, args.audio)) != 1:
-        raise ValueError("give a text query, --image PATH or --audio PATH (exactly one)")
+    if sum(q is not None for q in (args.text, args.image, args.audio, args.like)) != 1:
+        raise ValueError("give a text query, --image PATH, --audio PATH or --like PATH_OR_CHUNK (exactly one)")
     for option, path in (("--image", args.image), ("--audio", args.audio)):
         if path is not None and not Path(path).is_file():
             raise ValueError(f"{option} {path}: no such file")
@@ -204,6 +209,7 @@ def cmd_search(settings: Settings, args) -> int:
             text=args.text,
             image=args.image,
             audio=args.audio,
+            like=args.like,
             k=args.k,
             modality=args.modality,
             encoder=args.encoder,
@@ -219,6 +225,8 @@ def cmd_search(settings: Settings, args) -> int:
             calibrations=settings.layout.calibrations,
             duplicate_pairs=settings.layout.duplicate_pairs,
         )
+    except KeyError:
+        raise ValueError(f"--like {args.like}: no served file or chunk with a vector in that encoder's table") from None
     except BadFile as exc:  # the query file itself: name it
         raise ValueError(f"{'--image ' + args.image if args.image else '--audio ' + args.audio}: {exc}") from None
     if args.json:

@@ -41,10 +41,11 @@ def _recommendation_metrics(vectors_or_similarity: np.ndarray, labels: list[str]
 
 
 def fit_image_weight(images: np.ndarray, captions: np.ndarray, labels: list[str]) -> float | None:
-    """The image weight of intermediate fusion with the best MRR of item->item on these items."""
-    if len(set(labels)) < 2:
+    """The image weight of intermediate fusion with the best MRR of item->item on these items (the
+    lowest of equal ones); None when no item has another of its label."""
+    mrr = [_recommendation_metrics(fuse_vectors(images, captions, w), labels).get("mrr") for w in WEIGHTS]
+    if mrr[0] is None:  # no item shares its label with another: nothing to fit on
         return None
-    mrr = [_recommendation_metrics(fuse_vectors(images, captions, w), labels)["mrr"] for w in WEIGHTS]
     return float(WEIGHTS[int(np.argmax(mrr))])
 
 

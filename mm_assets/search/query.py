@@ -446,6 +446,21 @@ class Searcher:
                 ]
         return found
 
+    def _chunk_standing_for(self, table: EncoderTable, like: str) -> str:
+        """``like`` as a chunk id: a chunk id as it is; a served file's path, its first chunk in reading
+        order with a vector in the table (an item's, for a fused encoder)."""
+        chunk_ids = self._con.execute(
+            """SELECT c.chunk_id FROM paths p JOIN chunks c USING (file_id)
+               WHERE p.path = ? AND p.status = 'ok' ORDER BY c.position""",
+            [str(Path(like).expanduser().resolve()) if "/" in like or Path(like).exists() else like],
+        ).fetchall()
+        for (chunk_id,) in chunk_ids:
+            if any(part.find(chunk_id) is not None for part in self._segment_vectors(table)):
+                return chunk_id
+        if chunk_ids:
+            raise ValueError(f"{like}: none of its chunks has a vector in {table.encoder_key}")
+        return like
+
     def _stored_vector(self, table: EncoderTable, chunk_id: str) -> np.ndarray:
         for part in self._segment_vectors(table):
             found = part.find(chunk_id)
@@ -557,8 +572,9 @@ class Searcher:
         matrix); uses the HNSW index when the table has one and ``exact`` is False (approximate,
         over-fetching when a modality filter applies). ``image`` and ``audio``: a path or the file's
         bytes. ``vector``: an embedding from the same encoder instead of a text, image or audio file.
-        ``like``: a chunk id, "more like this": its stored vector is the query and it is left out of the
-        results. ``compact`` ("int8" or "binary"): shortlist with that compact copy of the vectors,
+        ``like``: a chunk id or a served file's path, "more like this" (items like this one, with a
+        fused encoder): its stored vector is the query and it is left out of the results. ``compact``
+        ("int8" or "binary"): shortlist with that compact copy of the vectors,
         then rank the shortlist exactly. ``context``: attach that many chunks before and after each hit
         in its file. ``group_by_file``: one hit per file. ``calibrated``: over all modalities (no
         ``modality``), rank each modality's hits by their calibrated score (evaluation/calibration.py)
@@ -573,6 +589,7 @@ class Searcher:
         con = self.connection()
         table = choose_encoder_table(self._tables, encoder, default_key)
         if like is not None:
+            like = self._chunk_standing_for(table, like)
             query = self._stored_vector(table, like)
         elif vector is not None:
             if vector.shape != (table.dim,):
