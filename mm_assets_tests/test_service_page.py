@@ -101,4 +101,8 @@ def test_search_by_text_and_by_an_uploaded_image_shows_thumbnails(served, browse
         first_three = [page.locator(".hit").nth(i).inner_text().lower() for i in range(3)]
         assert all("rainfall" in text and "score" in text for text in first_three), "the chunks with the word first"
         page.screenshot(path=str(ARTIFACTS / "search-hybrid.png"), full_page=True)
+
+        # No duplicates: the option travels with the query (the service collapses duplicate groups).
+        with page.expect_response(lambda r: "dedup=true" in r.url and r.ok):
+            page.check("#dedup")
         assert not errors

@@ -42,11 +42,13 @@ def _recommendation_metrics(vectors_or_similarity: np.ndarray, labels: list[str]
 
 def fit_image_weight(images: np.ndarray, captions: np.ndarray, labels: list[str]) -> float | None:
     """The image weight of intermediate fusion with the best MRR of item->item on these items (the
-    lowest of equal ones); None when no item has another of its label."""
+    middle of equally good ones: the safest from both edges); None when no item has another of its
+    label."""
     mrr = [_recommendation_metrics(fuse_vectors(images, captions, w), labels).get("mrr") for w in WEIGHTS]
     if mrr[0] is None:  # no item shares its label with another: nothing to fit on
         return None
-    return float(WEIGHTS[int(np.argmax(mrr))])
+    best = np.flatnonzero(np.asarray(mrr) >= max(mrr) - 1e-9)
+    return float(WEIGHTS[best[len(best) // 2]])
 
 
 def item_results(

@@ -29,6 +29,7 @@ function options(encoder) {
   return {
     k: $("k").value, modality: $("modality").value, encoder,
     group_by_file: $("group").checked, exact: $("exact").checked, hybrid: $("hybrid").checked,
+    dedup: $("dedup").checked,
   };
 }
 
@@ -195,7 +196,7 @@ $("search-form").addEventListener("submit", (event) => {
 $("upload").addEventListener("change", () => {
   if ($("upload").files.length) run({ kind: "file", file: $("upload").files[0] });
 });
-for (const id of ["modality", "encoder", "compare", "group", "exact", "hybrid"]) {
+for (const id of ["modality", "encoder", "compare", "group", "exact", "hybrid", "dedup"]) {
   $(id).addEventListener("change", () => lastQuery && run(lastQuery));
 }
 $("lineage-close").onclick = () => { $("lineage").hidden = true; };
