@@ -290,11 +290,15 @@ class Settings:
         if len(set(names)) != len(names):
             raise ValueError(f"encoder names must be unique: {names}")
         # Fine-tuned encoders: their model lives in the home folder and their identity includes the base's.
+        # Fused encoders: the model of the encoder they name, whose identity their own includes.
         resolved = []
         for enc in self.encoders:
+            earlier = {b.name: b for b in resolved}
+            if enc.fine_tune and enc.fuse:
+                raise ValueError(f"encoder {enc.name!r}: fine_tune or fuse, not both (fuse with a fine-tuned one)")
             if enc.fine_tune:
-                base = next((b for b in resolved if b.name == enc.fine_tune.base), None)
-                if base is None or base.fine_tune:
+                base = earlier.get(enc.fine_tune.base)
+                if base is None or base.fine_tune or base.fuse:
                     raise ValueError(f"encoder {enc.name!r}: fine_tune.base must name a plain encoder listed before it")
                 enc = replace(
                     enc,
@@ -303,7 +307,7 @@ class Settings:
                     base=base,
                 )
             if enc.fuse:
-                of = next((b for b in resolved if b.name == enc.fuse.of), None)
+                of = earlier.get(enc.fuse.of)
                 if of is None or of.fuse:
                     raise ValueError(f"encoder {enc.name!r}: fuse.of must name an encoder listed before it (not fused)")
                 # The model and its precision are the other encoder's; images and captions both go in.

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from mm_assets.config import Settings, short_hash
 from mm_assets.formats.images import hamming
-from mm_assets.store.catalog import choose_encoder_table, chunk_details
+from mm_assets.store.catalog import UnknownEncoder, choose_encoder_table, chunk_details
 
 if TYPE_CHECKING:
     from mm_assets.search.query import Searcher
@@ -55,7 +55,7 @@ STATE_DDL = [
 
 @dataclass
 class DuplicatesRun:
-    encoder_key: str
+    encoder_key: str | None  # whose vectors were compared (None: none served, near duplicates only)
     compared: int  # chunks new since the last update, compared with every live chunk
     removed: int  # chunks no longer served, their pairs dropped
     exact: int  # files served under several paths
@@ -66,7 +66,7 @@ class DuplicatesRun:
     seconds: float
 
 
-def duplicates_fingerprint(settings: Settings, encoder_key: str) -> str:
+def duplicates_fingerprint(settings: Settings, encoder_key: str | None) -> str:
     return short_hash({**asdict(settings.duplicates), "encoder_key": encoder_key, "version": DUPLICATES_VERSION})
 
 
@@ -114,12 +114,17 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
     start = time.perf_counter()
     layout, config = settings.layout, settings.duplicates
     con = searcher.connection()
-    table = choose_encoder_table(searcher.tables(), settings.duplicates_encoder.name)
-    fingerprint = duplicates_fingerprint(settings, table.encoder_key)
+    try:
+        table = choose_encoder_table(searcher.tables(), settings.duplicates_encoder.name)
+    except UnknownEncoder:  # not served (yet): near duplicates only, everything compared again once it is
+        table = None
+        log(f"duplicates: no vectors of {settings.duplicates_encoder.name} served: near duplicates only")
+    encoder = table.encoder_key if table else None
+    fingerprint = duplicates_fingerprint(settings, encoder)
     hashed = con.execute("SELECT chunk_id, phash FROM chunks WHERE phash IS NOT NULL ORDER BY chunk_id").fetchall()
     hash_ids = np.array([c for c, _ in hashed], dtype=object)
     hashes = np.array([h for _, h in hashed], dtype=np.int64)
-    vector_ids, _ = searcher.live_vectors(table)
+    vector_ids = searcher.live_vectors(table)[0] if table else np.zeros(0, dtype=object)
     live = pa.table({"chunk_id": pa.array(np.union1d(hash_ids, vector_ids).tolist(), pa.string())})
     layout.duplicates.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(layout.duplicates)) as state:
@@ -142,10 +147,8 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
             )
             is_new = np.isin(hash_ids, new)
             near = near_pairs(hash_ids[is_new], hashes[is_new], hash_ids, hashes, config.near_bits)
-            for found in (
-                _between_files(con, near, "near"),
-                _between_files(con, semantic_pairs(searcher, table, new, config.semantic_cosine), "semantic"),
-            ):
+            semantic = semantic_pairs(searcher, table, new, config.semantic_cosine) if table else []
+            for found in (_between_files(con, near, "near"), _between_files(con, semantic, "semantic")):
                 state.register("found", found)
                 state.execute("INSERT INTO pairs SELECT a, b, link, score FROM found")
                 state.unregister("found")
@@ -159,7 +162,7 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
     groups = pair_groups(pairs)
     links = pairs.column("link").to_pylist()
     run = DuplicatesRun(
-        encoder_key=table.encoder_key,
+        encoder_key=encoder,
         compared=len(new),
         removed=int(removed),
         exact=len(exact_duplicates(con)),

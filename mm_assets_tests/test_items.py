@@ -24,6 +24,9 @@ from mm_assets.search.query import Searcher, recorded_encoder
 def test_fused_encoders_are_checked(tmp_path, tiny_clip):
     with pytest.raises(ValueError, match="fuse.of must name an encoder listed before it"):
         Settings(home=tmp_path, encoders=(EncoderConfig("items", fuse=FuseConfig(of="clip")), EncoderConfig("clip")))
+    both = EncoderConfig("x", fine_tune=FineTuneConfig(base="clip"), fuse=FuseConfig(of="clip"))
+    with pytest.raises(ValueError, match="fine_tune or fuse, not both"):
+        Settings(home=tmp_path, encoders=(EncoderConfig("clip"), both))
     with pytest.raises(ValueError, match="image_weight"):
         FuseConfig(of="clip", image_weight=1.5)
     clip = EncoderConfig("clip", model=str(tiny_clip))

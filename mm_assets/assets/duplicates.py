@@ -32,7 +32,7 @@ def build_duplicates_asset(settings: Settings, vector_tables_asset):
             run = update_duplicates(settings, searcher, log=context.log.info)
         return dg.MaterializeResult(
             metadata={
-                **{name: value for name, value in asdict(run).items() if name != "seconds"},
+                **{name: value for name, value in asdict(run).items() if name != "seconds" and value is not None},
                 "seconds": round(run.seconds, 2),
                 "dagster/uri": str(storage.layout.duplicate_pairs),
             }
