@@ -70,6 +70,14 @@ def duplicates_fingerprint(settings: Settings, encoder_key: str | None) -> str:
     return short_hash({**asdict(settings.duplicates), "encoder_key": encoder_key, "version": DUPLICATES_VERSION})
 
 
+def _ids(table: pa.Table) -> np.ndarray:
+    return table.column("chunk_id").to_numpy(zero_copy_only=False)
+
+
+def _hashes(table: pa.Table) -> np.ndarray:
+    return table.column("phash").to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def near_pairs(
     new_ids: np.ndarray, new_hashes: np.ndarray, ids: np.ndarray, hashes: np.ndarray, max_bits: int
 ) -> list[tuple[str, str, float]]:
@@ -103,7 +111,7 @@ def _between_files(con: duckdb.DuckDBPyConnection, candidates: list[tuple[str, s
                FROM candidates JOIN chunks cx ON cx.chunk_id = x JOIN chunks cy ON cy.chunk_id = y
                WHERE cx.file_id != cy.file_id GROUP BY ALL ORDER BY a, b""",
             {"link": link},
-        ).fetch_arrow_table()
+        ).to_arrow_table()
     finally:
         con.unregister("candidates")
 
@@ -121,11 +129,10 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
         log(f"duplicates: no vectors of {settings.duplicates_encoder.name} served: near duplicates only")
     encoder = table.encoder_key if table else None
     fingerprint = duplicates_fingerprint(settings, encoder)
-    hashed = con.execute("SELECT chunk_id, phash FROM chunks WHERE phash IS NOT NULL ORDER BY chunk_id").fetchall()
-    hash_ids = np.array([c for c, _ in hashed], dtype=object)
-    hashes = np.array([h for _, h in hashed], dtype=np.int64)
-    vector_ids = searcher.live_vectors(table)[0] if table else np.zeros(0, dtype=object)
-    live = pa.table({"chunk_id": pa.array(np.union1d(hash_ids, vector_ids).tolist(), pa.string())})
+    # Every live chunk with a hash or a vector, as Arrow (a million ids: no Python objects per row).
+    hashed = con.execute("SELECT chunk_id, phash FROM chunks WHERE phash IS NOT NULL").to_arrow_table()
+    vector_ids = searcher.live_vectors(table)[0] if table else []
+    live = pa.concat_tables([hashed.select(["chunk_id"]), pa.table({"chunk_id": pa.array(vector_ids, pa.string())})])
     layout.duplicates.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(layout.duplicates)) as state:
         for ddl in STATE_DDL:
@@ -137,7 +144,8 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
                 for name in ("compared_with", "compared", "pairs"):
                     state.execute(f"DELETE FROM {name}")
                 state.execute("INSERT INTO compared_with VALUES (?)", [fingerprint])
-            state.register("live", live)
+            state.register("live_rows", live)
+            state.execute("CREATE OR REPLACE TEMP TABLE live AS SELECT DISTINCT chunk_id FROM live_rows")
             unseen = state.execute("SELECT chunk_id FROM live ANTI JOIN compared USING (chunk_id)").fetchall()
             new = np.array([r[0] for r in unseen], dtype=object)
             removed = state.execute("SELECT count(*) FROM compared ANTI JOIN live USING (chunk_id)").fetchone()[0]
@@ -145,15 +153,18 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
             state.execute(
                 "DELETE FROM pairs WHERE a NOT IN (SELECT chunk_id FROM live) OR b NOT IN (SELECT chunk_id FROM live)"
             )
-            is_new = np.isin(hash_ids, new)
-            near = near_pairs(hash_ids[is_new], hashes[is_new], hash_ids, hashes, config.near_bits)
+            state.register("hashed", hashed)
+            new_hashed = state.execute(
+                "SELECT chunk_id, phash FROM hashed ANTI JOIN compared USING (chunk_id)"
+            ).to_arrow_table()
+            near = near_pairs(_ids(new_hashed), _hashes(new_hashed), _ids(hashed), _hashes(hashed), config.near_bits)
             semantic = semantic_pairs(searcher, table, new, config.semantic_cosine) if table else []
             for found in (_between_files(con, near, "near"), _between_files(con, semantic, "semantic")):
                 state.register("found", found)
                 state.execute("INSERT INTO pairs SELECT a, b, link, score FROM found")
                 state.unregister("found")
             state.execute("INSERT INTO compared SELECT chunk_id FROM live ANTI JOIN compared USING (chunk_id)")
-            pairs = state.execute("SELECT a, b, link, score FROM pairs ORDER BY a, b, link").fetch_arrow_table()
+            pairs = state.execute("SELECT a, b, link, score FROM pairs ORDER BY a, b, link").to_arrow_table()
             state.execute("COMMIT")
         except Exception:
             state.execute("ROLLBACK")
