@@ -76,21 +76,29 @@ class FineTuneConfig:
             raise ValueError("fine_tune: epochs must be >= 1 and batch_size >= 2 (contrastive batches)")
 
 
+FUSION_MODES = ("intermediate", "late")
+
+
 @dataclass(frozen=True)
 class FuseConfig:
     """An item encoder: each captioned image (an item: a product photo and its description, say) as
-    one vector, image_weight x its image vector + (1 - image_weight) x its caption's text vector,
-    normalised, from the model of the encoder named ``of``. retrieval_eval fits the weight on the
-    training split and reports it beside the configured one."""
+    one vector made of its image vector and its caption's text vector, weighted by image_weight and
+    1 - image_weight, from the model of the encoder named ``of`` (encoders/batch.fuse_vectors).
+    retrieval_eval fits the weight on the training split and reports it beside the configured one."""
 
     __pydantic_config__ = _FILE_RULES
 
     of: str  # name of the encoder whose model embeds both
     image_weight: float = 0.5
+    # intermediate: one vector, the weighted sum renormalised. late: the two weighted vectors side by
+    # side (twice the dimension), so a product is the weighted sum of the two cosines (score level).
+    mode: str = "intermediate"
 
     def __post_init__(self):
         if not 0 <= self.image_weight <= 1:
             raise ValueError(f"fuse.image_weight must be in [0, 1], not {self.image_weight}")
+        if self.mode not in FUSION_MODES:
+            raise ValueError(f"fuse.mode must be one of {FUSION_MODES}, not {self.mode!r}")
 
 
 @dataclass(frozen=True)

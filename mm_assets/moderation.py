@@ -24,6 +24,7 @@ import duckdb
 import numpy as np
 
 from mm_assets.config import PolicyConfig, Settings, short_hash
+from mm_assets.encoders.batch import query_in_table
 from mm_assets.store.catalog import EncoderTable, choose_encoder_table, chunk_details
 
 if TYPE_CHECKING:
@@ -172,7 +173,8 @@ def update_policy_flags(settings: Settings, searcher: Searcher, log=print) -> di
                 continue
             start = time.perf_counter()
             labels = labelled_examples(searcher.connection()) if labels is None else labels
-            phrase_vectors = recorded_encoder(table).embed_texts(list(policy.phrasings))
+            phrases = recorded_encoder(table).embed_texts(list(policy.phrasings))
+            phrase_vectors = query_in_table(phrases, table.metadata.get("fusion"))
             run, flags = score_policy(searcher, policy, table, labels, phrase_vectors)
             _replace(con, policy.name, run, flags)
             runs[policy.name] = run

@@ -27,6 +27,8 @@ def test_fused_encoders_are_checked(tmp_path, tiny_clip):
     both = EncoderConfig("x", fine_tune=FineTuneConfig(base="clip"), fuse=FuseConfig(of="clip"))
     with pytest.raises(ValueError, match="fine_tune or fuse, not both"):
         Settings(home=tmp_path, encoders=(EncoderConfig("clip"), both))
+    with pytest.raises(ValueError, match="fuse.mode"):
+        FuseConfig(of="clip", mode="early")
     with pytest.raises(ValueError, match="image_weight"):
         FuseConfig(of="clip", image_weight=1.5)
     clip = EncoderConfig("clip", model=str(tiny_clip))
@@ -90,6 +92,7 @@ def catalogue(tmp_path, tiny_clip) -> Settings:
             EncoderConfig("clip", model=str(tiny_clip), batch_size=32),
             EncoderConfig("tuned", batch_size=32, fine_tune=FineTuneConfig(base="clip", epochs=1, batch_size=16)),
             EncoderConfig("items", batch_size=32, fuse=FuseConfig(of="tuned", image_weight=0.7)),
+            EncoderConfig("items_late", batch_size=32, fuse=FuseConfig(of="tuned", image_weight=0.7, mode="late")),
         ),
     )
 
@@ -115,9 +118,10 @@ def test_items_fuse_image_and_caption_follow_caption_edits_and_are_recommended(c
             tables = {t.name: t for t in searcher.tables()}
             items, tuned = tables["items"], tables["tuned"]
             rows = _item_rows(searcher, settings)
-            assert len(rows) == items.n_vectors == 160, "one item per captioned image, and only items"
+            assert len(rows) == items.n_vectors == tables["items_late"].n_vectors == 160, "one per captioned image"
             assert items.metadata["fusion"] == {
                 "inputs": ["image", "caption"],
+                "mode": "intermediate",
                 "image_weight": 0.7,
                 "of": tuned.encoder_key,
             }
@@ -128,6 +132,16 @@ def test_items_fuse_image_and_caption_follow_caption_edits_and_are_recommended(c
                     searcher._stored_vector(tuned, image_id)[None], model.embed_texts([caption]), 0.7
                 )[0]
                 assert float(expected @ searcher._stored_vector(items, item_id)) > 0.999
+
+            # Late fusion served: a text query scores an item 0.7 cos(q, its image) + 0.3 cos(q, its caption).
+            late = tables["items_late"]
+            assert late.dim == 2 * tuned.dim and late.metadata["fusion"]["mode"] == "late"
+            query = model.embed_texts(["a red circle in the top left"])[0]
+            hit = searcher.search(text="a red circle in the top left", encoder="items_late", k=1)[0]
+            image_id = next(r[3] for r in rows if r[2] == hit.path)
+            caption = model.embed_texts([hit.text])[0]
+            expected = 0.7 * searcher._stored_vector(tuned, image_id) @ query + 0.3 * caption @ query
+            assert abs((1 - hit.distance) - float(expected)) < 1e-3
 
         # A caption edited: that file's item is replaced, nothing else is.
         manifest = settings.sources[0] / "captions.csv"
@@ -154,7 +168,11 @@ def test_items_fuse_image_and_caption_follow_caption_edits_and_are_recommended(c
         assert run_evaluation(settings, instance=instance)
     found = {r["encoder"]: r for r in latest_results(settings.layout.evaluations) if r["task"] == "item->item"}
     fitted = [name for name in found if name.startswith("items fitted w=")]
-    assert {"tuned image only", "tuned caption only", "items late w=0.7", "items"} <= set(found) and len(fitted) == 1
+    expected = {"tuned image only", "tuned caption only", "items late w=0.7", "items intermediate w=0.7", "items"}
+    assert expected <= set(found) and len(fitted) == 1 and "items_late" in found
+    # The served vectors score as the variants computed from image and caption vectors, each in its mode.
+    assert found["items"]["mrr"] == pytest.approx(found["items intermediate w=0.7"]["mrr"], abs=0.02)
+    assert found["items_late"]["mrr"] == pytest.approx(found["items late w=0.7"]["mrr"], abs=0.02)
     assert all(0 <= r["recall@10"] <= 1 and r["n_queries"] > 0 for r in found.values())
 
     # Items like this one, from the CLI, by the file's path.
@@ -164,6 +182,7 @@ def test_items_fuse_image_and_caption_follow_caption_edits_and_are_recommended(c
         f"  - {{name: clip, model: {settings.encoders[0].model}, batch_size: 32}}\n"
         "  - {name: tuned, batch_size: 32, fine_tune: {base: clip, epochs: 1, batch_size: 16}}\n"
         "  - {name: items, batch_size: 32, fuse: {of: tuned, image_weight: 0.7}}\n"
+        "  - {name: items_late, batch_size: 32, fuse: {of: tuned, image_weight: 0.7, mode: late}}\n"
     )
     capsys.readouterr()
     args = ["--config", str(config), "search", "--like", edited_path, "--encoder", "items", "--k", "5", "--json"]

@@ -86,7 +86,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
                 result = embed_batch(
                     store, plan, encoder, max_pixels=max_image_pixels, workers=decode_workers, progress=progress
                 )
-            dim = encoder.dim
+            dim = int(result.record["embedding_dim"])
         for f in result.failures:
             context.log.warning(f"could not embed chunk {f['chunk_id']}: {f['reason']}")
         written_ids = set(result.written.column("chunk_id").to_pylist())

@@ -72,9 +72,12 @@ def record(encoder: EncoderConfig, model_metadata: dict) -> dict:
     if encoder.fuse:  # lineage to both inputs: the image and its caption, through the same model
         info["fusion"] = {
             "inputs": ["image", "caption"],
+            "mode": encoder.fuse.mode,
             "image_weight": encoder.fuse.image_weight,
             "of": encoder_key(encoder.base),
         }
+        if encoder.fuse.mode == "late":  # the two vectors side by side
+            info["embedding_dim"] = 2 * int(model_metadata["embedding_dim"])
     return info
 
 

@@ -1,8 +1,8 @@
 """Recommendation over items ("items like this one"): each captioned image of the test split as a
 query over the others, relevant when they share its label, by the item vectors a fused encoder
-serves, against the same model's image vectors alone, its caption vectors alone, and late fusion
-(the weighted sum of the two cosines); and the image weight that intermediate fusion would best use,
-fitted on the training split."""
+serves, against the same model's image vectors alone, its caption vectors alone, late fusion (the
+weighted sum of the two cosines) and intermediate fusion (the renormalised weighted sum of the two
+vectors); and the image weight its fusion would best use, fitted on the training split."""
 
 from __future__ import annotations
 
@@ -33,18 +33,21 @@ def _item_vectors(con: duckdb.DuckDBPyConnection, table: EncoderTable, test_perc
     return {fid: np.asarray(v, np.float32) for fid, v in rows if in_test_split(fid, test_percent)}
 
 
-def _recommendation_metrics(vectors_or_similarity: np.ndarray, labels: list[str], *, similarity: bool = False):
+def _recommendation_metrics(vectors: np.ndarray, labels: list[str]):
+    """Each item as a query over the others (by dot product), relevant when it shares the label."""
     keys = np.asarray(labels)
     not_self = ~np.eye(len(keys), dtype=bool)
-    scores = vectors_or_similarity if similarity else vectors_or_similarity @ vectors_or_similarity.T
-    return retrieval_metrics(np.where(not_self, scores, -np.inf), (keys[:, None] == keys[None, :]) & not_self)
+    scores = np.where(not_self, vectors @ vectors.T, -np.inf)
+    return retrieval_metrics(scores, (keys[:, None] == keys[None, :]) & not_self)
 
 
-def fit_image_weight(images: np.ndarray, captions: np.ndarray, labels: list[str]) -> float | None:
-    """The image weight of intermediate fusion with the best MRR of item->item on these items (the
+def fit_image_weight(
+    images: np.ndarray, captions: np.ndarray, labels: list[str], mode: str = "intermediate"
+) -> float | None:
+    """The image weight of fusion (``mode``) with the best MRR of item->item on these items (the
     middle of equally good ones: the safest from both edges); None when no item has another of its
     label."""
-    mrr = [_recommendation_metrics(fuse_vectors(images, captions, w), labels).get("mrr") for w in WEIGHTS]
+    mrr = [_recommendation_metrics(fuse_vectors(images, captions, w, mode), labels).get("mrr") for w in WEIGHTS]
     if mrr[0] is None:  # no item shares its label with another: nothing to fit on
         return None
     best = np.flatnonzero(np.asarray(mrr) >= max(mrr) - 1e-9)
@@ -59,15 +62,16 @@ def item_results(
     test_percent: int,
 ) -> list[dict]:
     """item->item for every variant, named after the encoder: "<of> image only", "<of> caption only",
-    "<fused> late", "<fused>" (served), "<fused> fitted w=..." (intermediate at the fitted weight)."""
+    "<fused> late w=..." and "<fused> intermediate w=..." (both computed at the configured weight),
+    "<fused>" (the served vectors) and "<fused> fitted w=..." (the encoder's mode at the weight fitted
+    on the training split)."""
     if base is None:
         return []
-    weight = float(fused.metadata["fusion"]["image_weight"])
+    weight, mode = float(fused.metadata["fusion"]["image_weight"]), fused.metadata["fusion"].get("mode")
     fit_ids, fit_captions, fit_labels, fit_images = labelled_items(con, base, test_percent, test=False)
     keep = [i for i, label in enumerate(fit_labels) if label is not None][:FIT_SAMPLE]
-    fitted = fit_image_weight(
-        fit_images[keep], embed_captions(encoder, [fit_captions[i] for i in keep]), [fit_labels[i] for i in keep]
-    )
+    fit_texts = embed_captions(encoder, [fit_captions[i] for i in keep])
+    fitted = fit_image_weight(fit_images[keep], fit_texts, [fit_labels[i] for i in keep], mode or "intermediate")
     ids, captions, labels, images = labelled_items(con, base, test_percent)
     served = _item_vectors(con, fused, test_percent)
     keep = [i for i, (fid, label) in enumerate(zip(ids, labels)) if label is not None and fid in served]
@@ -76,16 +80,17 @@ def item_results(
     labels = [labels[i] for i in keep]
     images, texts = images[keep], embed_captions(encoder, [captions[i] for i in keep])
     variants = {
-        f"{base.name} image only": (images @ images.T, True),
-        f"{base.name} caption only": (texts @ texts.T, True),
-        f"{fused.name} late w={weight:g}": (weight * images @ images.T + (1 - weight) * texts @ texts.T, True),
-        fused.name: (np.stack([served[ids[i]] for i in keep]), False),
+        f"{base.name} image only": images,
+        f"{base.name} caption only": texts,
+        f"{fused.name} late w={weight:g}": fuse_vectors(images, texts, weight, "late"),
+        f"{fused.name} intermediate w={weight:g}": fuse_vectors(images, texts, weight),
+        fused.name: np.stack([served[ids[i]] for i in keep]),
     }
     if fitted is not None:
-        variants[f"{fused.name} fitted w={fitted:g}"] = (fuse_vectors(images, texts, fitted), False)
+        variants[f"{fused.name} fitted w={fitted:g}"] = fuse_vectors(images, texts, fitted, mode or "intermediate")
     results = []
-    for name, (values, is_similarity) in variants.items():
-        metrics = _recommendation_metrics(values, labels, similarity=is_similarity)
+    for name, vectors in variants.items():
+        metrics = _recommendation_metrics(vectors, labels)
         if metrics["n_queries"]:
             results.append({"encoder": name, "encoder_key": fused.encoder_key, "task": TASK, **metrics})
     return results

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
-import torch
 
 from mm_assets.config import EncoderConfig
+from mm_assets.encoders.batch import query_in_table
 from mm_assets.encoders.identity import recorded_config
 from mm_assets.encoders.load import load_encoder
 from mm_assets.evaluation.calibration import Calibration, read_calibrations
@@ -140,9 +140,7 @@ def exact_top_rows(
 ):
     """Rows of the k smallest cosine distances among the live rows (ties broken by chunk id), and the
     distances."""
-    # torch, not numpy: numpy's BLAS threads keep spinning after a product and starve the next
-    # query's forward pass on the same cores (measured 3× slower end to end on 2 cores).
-    distances = (1.0 - torch.from_numpy(matrix) @ torch.from_numpy(query)).numpy()
+    distances = 1.0 - _query_product(matrix, query)
     excluded = _excluded(codes, modality, dead)
     if excluded is not None:
         distances = np.where(excluded, np.inf, distances)
@@ -153,6 +151,16 @@ def exact_top_rows(
     candidates = np.flatnonzero(distances <= threshold)  # every tie at the boundary, then order
     ordered = candidates[np.lexsort((ids[candidates], distances[candidates]))][:k]
     return ordered, distances[ordered]
+
+
+def _query_product(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """matrix @ query for a search, in torch, not numpy: numpy's BLAS threads keep spinning after a
+    product and starve the next query's forward pass on the same cores (measured 3x slower end to end
+    on 2 cores). Imported here, not with the module: steps that only read vectors in bulk (duplicates,
+    moderation: numpy, once per run) never pay torch's import."""
+    import torch
+
+    return (torch.from_numpy(matrix) @ torch.from_numpy(query)).numpy()
 
 
 def rescored_top_rows(
@@ -175,7 +183,7 @@ def rescored_top_rows(
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     shortlist = np.sort(np.argpartition(-similarity, n - 1)[:n])  # in row order: the memory map reads forward
-    distances = (1.0 - torch.from_numpy(np.ascontiguousarray(matrix[shortlist])) @ torch.from_numpy(query)).numpy()
+    distances = 1.0 - _query_product(np.ascontiguousarray(matrix[shortlist]), query)
     best = np.lexsort((ids[shortlist], distances))[:k]
     return shortlist[best], distances[best]
 
@@ -364,11 +372,16 @@ class Searcher:
         return self._vectors[table.table_name]
 
     def _embed(self, table: EncoderTable, text, image, audio) -> np.ndarray:
+        """The query in the table's space (the recorded model's vector, expanded for late fusion)."""
+        fusion = table.metadata.get("fusion")
         if text is None or image is not None or audio is not None:
-            return embed_query(recorded_encoder(table), text, image, audio, max_pixels=self.max_image_pixels)
+            vector = embed_query(recorded_encoder(table), text, image, audio, max_pixels=self.max_image_pixels)
+            return query_in_table(vector, fusion)
         key = (table.encoder_key, text)
         if key not in self._text_vectors:
-            self._text_vectors[key] = embed_query(recorded_encoder(table), text).astype(np.float32)
+            self._text_vectors[key] = query_in_table(embed_query(recorded_encoder(table), text), fusion).astype(
+                np.float32
+            )
             if len(self._text_vectors) > TEXT_VECTORS_CACHED:
                 self._text_vectors.popitem(last=False)
         self._text_vectors.move_to_end(key)
@@ -402,9 +415,9 @@ class Searcher:
         ids, best = [], []
         for part in self._segment_vectors(table):
             live = ~part.dead
-            similarity = torch.from_numpy(part.matrix) @ torch.from_numpy(np.ascontiguousarray(queries.T, np.float32))
+            similarity = part.matrix @ np.ascontiguousarray(queries.T, np.float32)
             ids.append(part.ids[live])
-            best.append(similarity.max(dim=1).values.numpy()[live])
+            best.append(similarity.max(axis=1)[live])
         if not ids:
             return np.zeros(0, dtype=object), np.zeros(0, dtype=np.float32)
         return np.concatenate(ids), np.concatenate(best)
@@ -437,8 +450,7 @@ class Searcher:
         for part in self._segment_vectors(table):
             step = max(1, SIMILARITY_CELLS // max(len(part.ids), 1))
             for start in range(0, len(queries), step):
-                block = torch.from_numpy(np.ascontiguousarray(queries[start : start + step].T, np.float32))
-                similarity = (torch.from_numpy(part.matrix) @ block).numpy()
+                similarity = part.matrix @ np.ascontiguousarray(queries[start : start + step].T, np.float32)
                 rows, columns = np.nonzero((similarity >= min_cosine) & ~part.dead[:, None])
                 found += [
                     (start + int(q), str(part.ids[r]), int(part.codes[r]), float(similarity[r, q]))
