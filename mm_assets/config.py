@@ -182,18 +182,24 @@ class PolicyConfig:
 @dataclass(frozen=True)
 class DuplicatesConfig:
     """What makes two items duplicates (mm_assets/duplicates.py): perceptual hashes of images and video
-    frames within ``near_bits`` of 64 bits (near), or vectors of ``encoder`` at or above
-    ``semantic_cosine`` (semantic: the same scene or passage, reworded or re-shot)."""
+    frames within ``near_bits`` of 64 bits, confirmed by vectors at ``near_min_cosine`` (near), or
+    vectors of ``encoder`` at or above ``semantic_cosine`` (semantic: the same scene or passage,
+    reworded or re-shot)."""
 
     __pydantic_config__ = _FILE_RULES
 
     near_bits: int = 10
+    # A near pair's vectors must agree this much (None: hashes alone): a hash of a low-detail picture
+    # (a shape on a plain ground) matches unrelated ones.
+    near_min_cosine: float | None = 0.9
     semantic_cosine: float = 0.96
     encoder: str | None = None  # whose vectors are compared (default: the default encoder)
 
     def __post_init__(self):
         if not 0 <= self.near_bits < 32:
             raise ValueError(f"duplicates.near_bits must be in [0, 32), not {self.near_bits}")
+        if self.near_min_cosine is not None and not -1 <= self.near_min_cosine <= 1:
+            raise ValueError(f"duplicates.near_min_cosine must be in [-1, 1] or null, not {self.near_min_cosine}")
         if not 0 < self.semantic_cosine <= 1:
             raise ValueError(f"duplicates.semantic_cosine must be in (0, 1], not {self.semantic_cosine}")
 

@@ -4,14 +4,15 @@
   file id); the paths come from the vector database's ``paths`` table.
 - **near**: two images or video frames of different files whose perceptual hashes (computed at ingest
   for images, at chunking for frames: ``formats/images.perceptual_hash``) differ in at most
-  ``near_bits`` of 64 bits: the same picture resized, recompressed, slightly cropped or colour-shifted.
+  ``near_bits`` of 64 bits, and whose vectors agree (cosine >= ``near_min_cosine``) where they have
+  them: the same picture resized, recompressed, slightly cropped or colour-shifted.
 - **semantic**: two chunks of the same modality in different files whose vectors (of the configured
   encoder) have a cosine of at least ``semantic_cosine``: the same scene re-shot, a passage reworded.
 
 The comparison is incremental: each update compares only the chunks new since the last one against
 every live chunk (one product per segment, O(new x all)), drops the pairs of chunks no longer served,
 and publishes every pair as a Parquet file replaced whole (``duplicate_pairs.parquet``), which search
-reads to collapse duplicates (``--dedup``); groups are the connected components of the pairs. What was
+reads to collapse duplicates (``--dedup``); groups are stars of pairs (``pair_groups``). What was
 compared lives in ``duplicates.duckdb``, opened by the asset alone; a changed setting or encoder
 compares everything again.
 """
@@ -61,7 +62,7 @@ class DuplicatesRun:
     exact: int  # files served under several paths
     near_pairs: int
     semantic_pairs: int
-    groups: int  # near and semantic groups (connected components of the pairs)
+    groups: int  # near and semantic groups (pair_groups)
     grouped_chunks: int
     seconds: float
 
@@ -89,6 +90,18 @@ def near_pairs(
         for q, r in zip(*np.nonzero(bits <= max_bits)):
             found.append((str(new_ids[block][q]), str(ids[r]), float(bits[q, r])))
     return found
+
+
+def confirmed_by_vectors(searcher: Searcher, table, candidates: list[tuple], min_cosine: float) -> list[tuple]:
+    """The hash pairs whose vectors agree (cosine at least ``min_cosine``), or that lack a vector to
+    ask: a 64-bit hash of a low-detail picture (a shape on a plain ground) matches unrelated ones."""
+    ids, _, vectors = searcher.stored_vectors(table, np.array(sorted({c for a, b, _ in candidates for c in (a, b)})))
+    row = {chunk_id: i for i, chunk_id in enumerate(ids)}
+    return [
+        (a, b, bits)
+        for a, b, bits in candidates
+        if a not in row or b not in row or float(vectors[row[a]] @ vectors[row[b]]) >= min_cosine
+    ]
 
 
 def semantic_pairs(searcher: Searcher, table, new_ids: np.ndarray, min_cosine: float) -> list[tuple[str, str, float]]:
@@ -158,6 +171,8 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
                 "SELECT chunk_id, phash FROM hashed ANTI JOIN compared USING (chunk_id)"
             ).to_arrow_table()
             near = near_pairs(_ids(new_hashed), _hashes(new_hashed), _ids(hashed), _hashes(hashed), config.near_bits)
+            if table is not None and config.near_min_cosine is not None:
+                near = confirmed_by_vectors(searcher, table, near, config.near_min_cosine)
             semantic = semantic_pairs(searcher, table, new, config.semantic_cosine) if table else []
             for found in (_between_files(con, near, "near"), _between_files(con, semantic, "semantic")):
                 state.register("found", found)
@@ -204,21 +219,22 @@ def read_pairs(path: Path) -> pa.Table:
 
 
 def pair_groups(pairs: pa.Table) -> dict[str, str]:
-    """Chunk id -> its group (the smallest chunk id of its connected component) for every chunk in a pair."""
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    """Chunk id -> its group, for every chunk grouped with another. Star-shaped, not connected
+    components: near-duplicate links chain (A looks like B, B like C, C nothing like A), so each group
+    is a leader and the chunks linked to it directly. Leaders are taken most-linked first (ties by id):
+    the original among its copies."""
+    neighbours: dict[str, set[str]] = defaultdict(set)
     for a, b in zip(pairs.column("a").to_pylist(), pairs.column("b").to_pylist()):
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return {x: root(x) for x in parent}
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    group: dict[str, str] = {}
+    for leader in sorted(neighbours, key=lambda c: (-len(neighbours[c]), c)):
+        if leader in group:
+            continue
+        members = [c for c in neighbours[leader] if c not in group]
+        if members:
+            group.update({c: leader for c in (leader, *members)})
+    return group
 
 
 def exact_duplicates(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
@@ -249,8 +265,9 @@ def list_duplicates(con: duckdb.DuckDBPyConnection, pairs_path: Path, link: str 
     pairs = read_pairs(pairs_path)
     groups = pair_groups(pairs)
     links_of: dict[str, set] = defaultdict(set)
-    for a, kind in zip(pairs.column("a").to_pylist(), pairs.column("link").to_pylist()):
-        links_of[groups[a]].add(kind)
+    for a, b, kind in zip(*(pairs.column(c).to_pylist() for c in ("a", "b", "link"))):
+        if groups.get(a) is not None and groups.get(a) == groups.get(b):
+            links_of[groups[a]].add(kind)
     members: dict[str, list[str]] = defaultdict(list)
     for chunk_id, group in sorted(groups.items()):
         members[group].append(chunk_id)

@@ -31,9 +31,11 @@ def test_perceptual_hashes_survive_copies_and_tell_pictures_apart():
             assert hamming(h, perceptual_hash(TRANSFORMS[name](image))) <= 6, name
 
 
-def test_groups_are_the_connected_pairs():
-    pairs = pa.table({"a": ["a", "b", "x"], "b": ["b", "c", "y"], "link": ["near"] * 3, "score": [1.0] * 3})
-    assert pair_groups(pairs) == {"a": "a", "b": "a", "c": "a", "x": "x", "y": "x"}
+def test_groups_are_stars_so_links_do_not_chain():
+    # a-b-c-d-e is a chain (each looks like the next): no group holds both ends.
+    chain = [("a", "b"), ("b", "c"), ("c", "d"), ("d", "e"), ("x", "y")]
+    pairs = pa.table({"a": [a for a, _ in chain], "b": [b for _, b in chain], "link": ["near"] * 5, "score": [1.0] * 5})
+    assert pair_groups(pairs) == {"a": "b", "b": "b", "c": "b", "d": "d", "e": "d", "x": "x", "y": "x"}
 
 
 def test_duplicates_settings_are_checked(tmp_path):

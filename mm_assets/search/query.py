@@ -614,41 +614,50 @@ class Searcher:
         # Grouping keeps the best chunk of each file or duplicate group: look further down the ranking.
         fetch = (k * 8 if group_by_file or dedup else k) + (like is not None)
         hybrid = hybrid and text is not None and modality in (None, "text")
-        depth = max(fetch, HYBRID_DEPTH) if hybrid else fetch  # fusion looks further down each list
+        calibrations = None
         try:
-            calibrations = None
             if calibrated and modality is None:
                 calibrations = self._calibrations_for(table, _query_modality(con, text, image, audio, like))
-            if calibrations:  # one list per modality, merged by calibrated score
-                ranked = [
-                    (chunk_id, distance, float(calibration.calibrate(1.0 - distance)))
-                    for target, calibration in calibrations.items()
-                    for chunk_id, distance in self._nearest(table, query, depth, target, exact, compact)
-                ]
-                ranked = sorted(ranked, key=lambda r: (-r[2], r[0]))[:depth]
-            else:
-                ranked = [(c, d, None) for c, d in self._nearest(table, query, depth, modality, exact, compact)]
-            if hybrid:
-                ranked = self._fused(table, query, text, ranked)
-            ranked = ranked[:fetch]
-            details = chunk_details(con, [chunk_id for chunk_id, _, _ in ranked])
-            hits = sorted(
-                (
-                    # rounding can take 1 - cos a hair below zero for identical directions
-                    SearchHit(
-                        chunk_id=chunk_id,
-                        distance=max(0.0, float(distance)),
-                        encoder=table.encoder_key,
-                        score=score,
-                        **details[chunk_id],
-                    )
-                    for chunk_id, distance, score in ranked
-                    if chunk_id != like and (modality is None or details[chunk_id]["modality"] == modality)
-                ),
-                key=lambda h: (-h.score, h.chunk_id) if h.score is not None else (h.distance, h.chunk_id),
-            )
+
+            def ranked_hits(fetch: int) -> list[SearchHit]:
+                depth = max(fetch, HYBRID_DEPTH) if hybrid else fetch  # fusion looks further down each list
+                if calibrations:  # one list per modality, merged by calibrated score
+                    ranked = [
+                        (chunk_id, distance, float(calibration.calibrate(1.0 - distance)))
+                        for target, calibration in calibrations.items()
+                        for chunk_id, distance in self._nearest(table, query, depth, target, exact, compact)
+                    ]
+                    ranked = sorted(ranked, key=lambda r: (-r[2], r[0]))[:depth]
+                else:
+                    ranked = [(c, d, None) for c, d in self._nearest(table, query, depth, modality, exact, compact)]
+                if hybrid:
+                    ranked = self._fused(table, query, text, ranked)
+                ranked = ranked[:fetch]
+                details = chunk_details(con, [chunk_id for chunk_id, _, _ in ranked])
+                return sorted(
+                    (
+                        # rounding can take 1 - cos a hair below zero for identical directions
+                        SearchHit(
+                            chunk_id=chunk_id,
+                            distance=max(0.0, float(distance)),
+                            encoder=table.encoder_key,
+                            score=score,
+                            **details[chunk_id],
+                        )
+                        for chunk_id, distance, score in ranked
+                        if chunk_id != like and (modality is None or details[chunk_id]["modality"] == modality)
+                    ),
+                    key=lambda h: (-h.score, h.chunk_id) if h.score is not None else (h.distance, h.chunk_id),
+                )
+
+            hits = ranked_hits(fetch)
             if dedup:
-                hits = first_per_group(hits, self.duplicate_groups())
+                groups = self.duplicate_groups()
+                # Large groups can fill the whole first look: look 4x deeper until k groups or the end.
+                while len(first_per_group(hits, groups)) < k and fetch < table.n_vectors:
+                    fetch *= 4
+                    hits = ranked_hits(fetch)
+                hits = first_per_group(hits, groups)
             hits = best_per_file(hits, k) if group_by_file else hits[:k]
             return neighbouring_chunks(con, hits, context)
         except duckdb.Error as exc:
