@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from mm_assets.config import Settings, short_hash
 from mm_assets.formats.images import hamming
 from mm_assets.store.catalog import UnknownEncoder, choose_encoder_table, chunk_details
+from mm_assets.store.vector_db import single_writer
 
 if TYPE_CHECKING:
     from mm_assets.search.query import Searcher
@@ -146,8 +147,8 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
     hashed = con.execute("SELECT chunk_id, phash FROM chunks WHERE phash IS NOT NULL").to_arrow_table()
     vector_ids = searcher.live_vectors(table)[0] if table else []
     live = pa.concat_tables([hashed.select(["chunk_id"]), pa.table({"chunk_id": pa.array(vector_ids, pa.string())})])
-    layout.duplicates.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(layout.duplicates)) as state:
+    # One writer of derived state at a time (runs started together, the sensor's and the CLI's).
+    with single_writer(layout), duckdb.connect(str(layout.duplicates)) as state:
         for ddl in STATE_DDL:
             state.execute(ddl)
         state.execute("BEGIN")
