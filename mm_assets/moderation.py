@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 
 from mm_assets.config import PolicyConfig, Settings, short_hash
-from mm_assets.encoders.batch import query_in_table
+from mm_assets.encoders.fusion import query_in_table
 from mm_assets.store.catalog import EncoderTable, choose_encoder_table, chunk_details
 
 if TYPE_CHECKING:

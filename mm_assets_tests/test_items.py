@@ -13,7 +13,7 @@ from mm_assets.chunking.files import chunk_image
 from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, FineTuneConfig, FuseConfig, Settings
 from mm_assets.demo import generate_corpus
-from mm_assets.encoders.batch import fuse_vectors
+from mm_assets.encoders.fusion import fuse_vectors
 from mm_assets.encoders.identity import encoder_key, fingerprint
 from mm_assets.evaluation.history import latest_results
 from mm_assets.evaluation.items import _recommendation_metrics, fit_image_weight

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.embed import AudioJob, ImageJob, StageTimes, embed_audio, embed_images, embed_texts
+from mm_assets.encoders.fusion import fused_writer
 from mm_assets.encoders.identity import encoder_key, record, shard_folder, write_record
-from mm_assets.encoders.runtime import normalise_rows
 from mm_assets.store.catalog import VectorDBError
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import open_generation
@@ -132,7 +132,7 @@ def embed_batch(
     record is written beside the shards before any vector."""
     info = record(encoder.config, encoder.metadata())
     write_record(store, encoder_key(encoder.config), info)
-    schema = embeddings_schema(table_dim(encoder.config, encoder.dim))
+    schema = embeddings_schema(int(info["embedding_dim"]))  # the model's, twice it for late fusion
     result = BatchResult(info, pa.table({}))
     todo = plan.todo
     with store.writer(plan.shard, schema) as write:
@@ -157,43 +157,6 @@ def embed_batch(
         result.stats["text"] = embed_texts(encoder, texts, write_vectors, progress=progress)
     result.written = store.read_table(plan.shard)
     return result
-
-
-def fused_writer(encoder: Encoder, captions: dict[str, str], write: Callable[[list[str], np.ndarray], None]):
-    """A writer of item vectors: each image's vector fused with its caption's (the same model's text
-    tower) as the encoder's ``fuse`` says."""
-    fuse = encoder.config.fuse
-
-    def write_items(ids: list[str], image_vectors: np.ndarray) -> None:
-        text_vectors = encoder.embed_texts([captions[i] for i in ids])
-        write(ids, fuse_vectors(image_vectors, text_vectors, fuse.image_weight, fuse.mode))
-
-    return write_items
-
-
-def fuse_vectors(images: np.ndarray, texts: np.ndarray, image_weight: float, mode: str = "intermediate") -> np.ndarray:
-    """Unit item vectors from unit image and text vectors. intermediate: the weighted sum, renormalised.
-    late: [sqrt(w) image, sqrt(1 - w) text], whose product with another item's is w cos(images) +
-    (1 - w) cos(texts), and with a query expanded alike (query_in_table) w cos(q, image) + (1 - w)
-    cos(q, text): score-level fusion, served as one vector."""
-    images, texts = np.asarray(images, np.float32), np.asarray(texts, np.float32)
-    if mode == "late":
-        return np.hstack([np.sqrt(image_weight) * images, np.sqrt(1 - image_weight) * texts]).astype(np.float32)
-    return normalise_rows(image_weight * images + (1 - image_weight) * texts)
-
-
-def query_in_table(vectors: np.ndarray, fusion: dict | None) -> np.ndarray:
-    """Query vectors of the model in the space of a table: as they are, or for a late-fusion item
-    table, side by side with themselves (image half and text half, weighted as the items are)."""
-    if not fusion or fusion.get("mode") != "late":
-        return vectors
-    w = fusion["image_weight"]
-    return np.concatenate([np.sqrt(w) * vectors, np.sqrt(1 - w) * vectors], axis=-1).astype(np.float32)
-
-
-def table_dim(config: EncoderConfig, model_dim: int) -> int:
-    """The dimension of an encoder's vectors: the model's, twice it for late fusion."""
-    return model_dim * 2 if config.fuse and config.fuse.mode == "late" else model_dim
 
 
 def write_known_vectors(store: ShardStore, plan: BatchPlan, info: dict) -> BatchResult:

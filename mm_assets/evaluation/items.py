@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 
-from mm_assets.encoders.batch import fuse_vectors
+from mm_assets.encoders.fusion import fuse_vectors
 from mm_assets.evaluation.metrics import retrieval_metrics
 from mm_assets.evaluation.retrieval import embed_captions, in_test_split, labelled_items
 from mm_assets.store.catalog import EncoderTable

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.batch import query_in_table
+from mm_assets.encoders.fusion import query_in_table
 from mm_assets.encoders.identity import recorded_config
 from mm_assets.encoders.load import load_encoder
 from mm_assets.evaluation.calibration import Calibration, read_calibrations
