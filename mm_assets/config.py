@@ -28,8 +28,17 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 RUNTIMES = ("auto", "torch", "onnxruntime")  # where a CPU forward pass runs (encoders/runtime.py)
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
 # Settings converted in load_settings; the others (_PLAIN_SETTINGS) are read from the file as they are.
-_SECTIONS = {"home", "store", "executor", "sources", "encoders", "chunking", "default_encoder", "policies"}
-_SECTIONS |= {"duplicates"}
+_SECTIONS = {
+    "home",
+    "store",
+    "executor",
+    "sources",
+    "encoders",
+    "chunking",
+    "default_encoder",
+    "policies",
+    "duplicates",
+}
 _PLAIN_SETTINGS = (
     "max_image_pixels",
     "max_file_bytes",

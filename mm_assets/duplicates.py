@@ -19,8 +19,6 @@ compares everything again.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -35,6 +33,7 @@ import pyarrow.parquet as pq
 from mm_assets.config import Settings, short_hash
 from mm_assets.formats.images import hamming
 from mm_assets.store.catalog import UnknownEncoder, choose_encoder_table, chunk_details
+from mm_assets.store.layout import replaced_atomically
 from mm_assets.store.vector_db import single_writer
 
 if TYPE_CHECKING:
@@ -185,7 +184,8 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
         except Exception:
             state.execute("ROLLBACK")
             raise
-    _write_parquet_atomically(pairs, layout.duplicate_pairs)
+    with replaced_atomically(layout.duplicate_pairs) as tmp:
+        pq.write_table(pairs.cast(PAIRS_SCHEMA), tmp)
     groups = pair_groups(pairs)
     links = pairs.column("link").to_pylist()
     run = DuplicatesRun(
@@ -205,13 +205,6 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
         f"paths ({run.seconds:.1f} s)"
     )
     return run
-
-
-def _write_parquet_atomically(pairs: pa.Table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    os.close(fd)
-    pq.write_table(pairs.cast(PAIRS_SCHEMA), tmp)
-    os.replace(tmp, path)
 
 
 def read_pairs(path: Path) -> pa.Table:

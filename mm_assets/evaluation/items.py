@@ -67,11 +67,11 @@ def item_results(
     on the training split)."""
     if base is None:
         return []
-    weight, mode = float(fused.metadata["fusion"]["image_weight"]), fused.metadata["fusion"].get("mode")
-    fit_ids, fit_captions, fit_labels, fit_images = labelled_items(con, base, test_percent, test=False)
+    weight, mode = float(fused.metadata["fusion"]["image_weight"]), fused.metadata["fusion"]["mode"]
+    _, fit_captions, fit_labels, fit_images = labelled_items(con, base, test_percent, test=False)
     keep = [i for i, label in enumerate(fit_labels) if label is not None][:FIT_SAMPLE]
     fit_texts = embed_captions(encoder, [fit_captions[i] for i in keep])
-    fitted = fit_image_weight(fit_images[keep], fit_texts, [fit_labels[i] for i in keep], mode or "intermediate")
+    fitted = fit_image_weight(fit_images[keep], fit_texts, [fit_labels[i] for i in keep], mode)
     ids, captions, labels, images = labelled_items(con, base, test_percent)
     served = _item_vectors(con, fused, test_percent)
     keep = [i for i, (fid, label) in enumerate(zip(ids, labels)) if label is not None and fid in served]
@@ -87,7 +87,7 @@ def item_results(
         fused.name: np.stack([served[ids[i]] for i in keep]),
     }
     if fitted is not None:
-        variants[f"{fused.name} fitted w={fitted:g}"] = fuse_vectors(images, texts, fitted, mode or "intermediate")
+        variants[f"{fused.name} fitted w={fitted:g}"] = fuse_vectors(images, texts, fitted, mode)
     results = []
     for name, vectors in variants.items():
         metrics = _recommendation_metrics(vectors, labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -45,8 +47,9 @@ RESCORE = 1000
 # (60, as in Cormack et al.: a hit's fused score is the sum of 1 / (60 + its rank) in each list).
 HYBRID_DEPTH = 100
 RRF_K = 60
-# Cosines (rows x queries) computed in one product by similar_rows: bounds its memory (64 MB).
+# Cosines (rows x queries) computed in one product by bulk reads: bounds its memory (64 MB).
 SIMILARITY_CELLS = 2**24
+CHUNK_ID = re.compile(r"[0-9a-f]{32}")  # chunking.chunk_id_of
 
 
 @dataclass(frozen=True)
@@ -248,27 +251,20 @@ def neighbouring_chunks(con: duckdb.DuckDBPyConnection, hits: list[SearchHit], w
     return [replace(h, context=around(h)) for h in hits]
 
 
-def first_per_group(hits: list[SearchHit], groups: dict[str, str]) -> list[SearchHit]:
-    """Each duplicate group once, at the rank of its best hit (a chunk in no group is its own)."""
-    seen: set[str] = set()
+def first_per_key(hits: list[SearchHit], key) -> list[SearchHit]:
+    """Each ``key(hit)`` once, at the rank of its best hit."""
+    seen: set = set()
     out = []
     for h in hits:
-        group = groups.get(h.chunk_id, h.chunk_id)
-        if group not in seen:
-            seen.add(group)
+        if key(h) not in seen:
+            seen.add(key(h))
             out.append(h)
     return out
 
 
 def best_per_file(hits: list[SearchHit], k: int) -> list[SearchHit]:
     """Results grouped by file: each file once, at the rank of its best chunk."""
-    seen: set[str] = set()
-    out = []
-    for h in hits:
-        if h.file_id not in seen:
-            seen.add(h.file_id)
-            out.append(h)
-    return out[:k]
+    return first_per_key(hits, lambda h: h.file_id)[:k]
 
 
 class Searcher:
@@ -409,18 +405,28 @@ class Searcher:
                 con.execute("USE memory")
         return sorted(ranked, key=lambda r: (-r[1], r[0]))[:k]
 
-    def best_similarity(self, table: EncoderTable, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every live chunk of the table: (chunk ids, its highest cosine to any of the query rows),
-        a segment at a time."""
-        ids, best = [], []
+    def _similarities(self, table: EncoderTable, queries: np.ndarray):
+        """(segment, first query row, cosines of its rows to a block of queries), a segment and a block
+        of queries at a time (SIMILARITY_CELLS bounds a block's memory). numpy: bulk reads, no query."""
         for part in self._segment_vectors(table):
-            live = ~part.dead
-            similarity = part.matrix @ np.ascontiguousarray(queries.T, np.float32)
-            ids.append(part.ids[live])
-            best.append(similarity.max(axis=1)[live])
-        if not ids:
+            step = max(1, SIMILARITY_CELLS // max(len(part.ids), 1))
+            for start in range(0, len(queries), step):
+                yield part, start, part.matrix @ np.ascontiguousarray(queries[start : start + step].T, np.float32)
+
+    def best_similarity(self, table: EncoderTable, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every live chunk of the table: (chunk ids, its highest cosine to any of the query rows)."""
+        parts, best = [], []
+        for part, _, similarity in self._similarities(table, queries):
+            if parts and parts[-1] is part:  # another block of queries over the same segment
+                best[-1] = np.maximum(best[-1], similarity.max(axis=1))
+            else:
+                parts.append(part)
+                best.append(similarity.max(axis=1))
+        if not parts:
             return np.zeros(0, dtype=object), np.zeros(0, dtype=np.float32)
-        return np.concatenate(ids), np.concatenate(best)
+        return np.concatenate([p.ids[~p.dead] for p in parts]), np.concatenate(
+            [b[~p.dead] for p, b in zip(parts, best)]
+        )
 
     def live_vectors(self, table: EncoderTable) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, modality codes) of every live row of the table, a segment after another."""
@@ -445,33 +451,31 @@ class Searcher:
         self, table: EncoderTable, queries: np.ndarray, min_cosine: float
     ) -> list[tuple[int, str, int, float]]:
         """Every (query row, chunk id, its modality code, cosine) of a live chunk at or above
-        ``min_cosine`` to a query vector, a segment and a block of queries at a time."""
-        found = []
-        for part in self._segment_vectors(table):
-            step = max(1, SIMILARITY_CELLS // max(len(part.ids), 1))
-            for start in range(0, len(queries), step):
-                similarity = part.matrix @ np.ascontiguousarray(queries[start : start + step].T, np.float32)
-                rows, columns = np.nonzero((similarity >= min_cosine) & ~part.dead[:, None])
-                found += [
-                    (start + int(q), str(part.ids[r]), int(part.codes[r]), float(similarity[r, q]))
-                    for r, q in zip(rows, columns)
-                ]
-        return found
+        ``min_cosine`` to a query vector."""
+        return [
+            (start + int(q), str(part.ids[r]), int(part.codes[r]), float(similarity[r, q]))
+            for part, start, similarity in self._similarities(table, queries)
+            for r, q in zip(*np.nonzero((similarity >= min_cosine) & ~part.dead[:, None]))
+        ]
 
     def _chunk_standing_for(self, table: EncoderTable, like: str) -> str:
         """``like`` as a chunk id: a chunk id as it is; a served file's path, its first chunk in reading
-        order with a vector in the table (an item's, for a fused encoder)."""
+        order with a vector in the table (an item's, for a fused encoder). The path is only looked up,
+        never touched on disk (it may come from a request)."""
+        if CHUNK_ID.fullmatch(like):
+            return like
         chunk_ids = self._con.execute(
             """SELECT c.chunk_id FROM paths p JOIN chunks c USING (file_id)
                WHERE p.path = ? AND p.status = 'ok' ORDER BY c.position""",
-            [str(Path(like).expanduser().resolve()) if "/" in like or Path(like).exists() else like],
+            [os.path.abspath(os.path.expanduser(like))],
         ).fetchall()
         for (chunk_id,) in chunk_ids:
-            if any(part.find(chunk_id) is not None for part in self._segment_vectors(table)):
+            try:
+                self._stored_vector(table, chunk_id)
                 return chunk_id
-        if chunk_ids:
-            raise ValueError(f"{like}: none of its chunks has a vector in {table.encoder_key}")
-        return like
+            except KeyError:
+                continue
+        raise KeyError(f"{like}: no served file or chunk with a vector in {table.encoder_key}")
 
     def _stored_vector(self, table: EncoderTable, chunk_id: str) -> np.ndarray:
         for part in self._segment_vectors(table):
@@ -653,11 +657,15 @@ class Searcher:
             hits = ranked_hits(fetch)
             if dedup:
                 groups = self.duplicate_groups()
+
                 # Large groups can fill the whole first look: look 4x deeper until k groups or the end.
-                while len(first_per_group(hits, groups)) < k and fetch < table.n_vectors:
+                def first_per_group(hits: list[SearchHit]) -> list[SearchHit]:  # a chunk in no group is its own
+                    return first_per_key(hits, lambda h: groups.get(h.chunk_id, h.chunk_id))
+
+                while len(first_per_group(hits)) < k and fetch < table.n_vectors:
                     fetch *= 4
                     hits = ranked_hits(fetch)
-                hits = first_per_group(hits, groups)
+                hits = first_per_group(hits)
             hits = best_per_file(hits, k) if group_by_file else hits[:k]
             return neighbouring_chunks(con, hits, context)
         except duckdb.Error as exc:

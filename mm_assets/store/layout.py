@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -76,9 +77,22 @@ class Layout:
         return [key.rpartition("/")[2].removesuffix(".json") for key in self.store.list("manifests", ".json")]
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write a whole file under a temporary name, then rename it: a reader sees the old or the new."""
+@contextmanager
+def replaced_atomically(path: Path):
+    """A temporary path beside ``path`` to write the whole file to, renamed over ``path`` when the
+    block succeeds: a reader sees the old file or the new, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}-", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a whole text file under a temporary name, then rename it."""
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)
