@@ -84,7 +84,8 @@ def main() -> None:
         import pyarrow as pa
 
         for bits in (4, 6, 8, 12, 14):
-            found = {(min(a, b), max(a, b)) for a, b, _ in near_pairs(ids, hashes, ids, hashes, bits) if a != b}
+            near = near_pairs(ids, hashes, ids, hashes, bits)
+            found = {(min(a, b), max(a, b)) for a, b in zip(near["x"].to_pylist(), near["y"].to_pylist()) if a != b}
             table = pa.table(
                 {
                     "a": [a for a, _ in found],

@@ -71,52 +71,63 @@ def duplicates_fingerprint(settings: Settings, encoder_key: str | None) -> str:
     return short_hash({**asdict(settings.duplicates), "encoder_key": encoder_key, "version": DUPLICATES_VERSION})
 
 
-def _ids(table: pa.Table) -> np.ndarray:
-    return table.column("chunk_id").to_numpy(zero_copy_only=False)
+def _ids(table: pa.Table, column: str = "chunk_id") -> np.ndarray:
+    return table.column(column).to_numpy(zero_copy_only=False)
 
 
 def _hashes(table: pa.Table) -> np.ndarray:
     return table.column("phash").to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def candidates(x: np.ndarray, y: np.ndarray, score: np.ndarray) -> pa.Table:
+    """Candidate pairs (x, y, score) as a table: one column each, no Python object per pair."""
+    return pa.table(
+        {"x": pa.array(x, pa.string()), "y": pa.array(y, pa.string()), "score": pa.array(score, pa.float64())},
+        CANDIDATES_SCHEMA,
+    )
+
+
 def near_pairs(
     new_ids: np.ndarray, new_hashes: np.ndarray, ids: np.ndarray, hashes: np.ndarray, max_bits: int
-) -> list[tuple[str, str, float]]:
+) -> pa.Table:
     """(new chunk, other chunk, differing bits) for every hash within ``max_bits`` of a new one."""
-    found = []
+    x, y, score = [], [], []
     step = max(1, COMPARE_CELLS // max(len(ids), 1))
-    for block in (slice(start, start + step) for start in range(0, len(new_ids), step)):
-        bits = hamming(new_hashes[block, None], hashes[None, :])
-        for q, r in zip(*np.nonzero(bits <= max_bits)):
-            found.append((str(new_ids[block][q]), str(ids[r]), float(bits[q, r])))
-    return found
+    for start in range(0, len(new_ids), step):
+        bits = hamming(new_hashes[start : start + step, None], hashes[None, :])
+        q, r = np.nonzero(bits <= max_bits)
+        x.append(new_ids[start + q])
+        y.append(ids[r])
+        score.append(bits[q, r])
+    if not x:
+        return CANDIDATES_SCHEMA.empty_table()
+    return candidates(np.concatenate(x), np.concatenate(y), np.concatenate(score))
 
 
-def confirmed_by_vectors(searcher: Searcher, table, candidates: list[tuple], min_cosine: float) -> list[tuple]:
+def confirmed_by_vectors(searcher: Searcher, table, found: pa.Table, min_cosine: float) -> pa.Table:
     """The hash pairs whose vectors agree (cosine at least ``min_cosine``), or that lack a vector to
     ask: a 64-bit hash of a low-detail picture (a shape on a plain ground) matches unrelated ones."""
-    ids, _, vectors = searcher.stored_vectors(table, np.array(sorted({c for a, b, _ in candidates for c in (a, b)})))
+    x, y = _ids(found, "x"), _ids(found, "y")
+    ids, _, vectors = searcher.stored_vectors(table, np.unique(np.concatenate([x, y])))
     row = {chunk_id: i for i, chunk_id in enumerate(ids)}
-    return [
-        (a, b, bits)
-        for a, b, bits in candidates
-        if a not in row or b not in row or float(vectors[row[a]] @ vectors[row[b]]) >= min_cosine
-    ]
+    rx = np.array([row.get(c, -1) for c in x], dtype=np.int64)
+    ry = np.array([row.get(c, -1) for c in y], dtype=np.int64)
+    both = (rx >= 0) & (ry >= 0)
+    agree = np.ones(len(x), dtype=bool)
+    agree[both] = np.einsum("ij,ij->i", vectors[rx[both]], vectors[ry[both]]) >= min_cosine
+    return found.filter(pa.array(agree))
 
 
-def semantic_pairs(searcher: Searcher, table, new_ids: np.ndarray, min_cosine: float) -> list[tuple[str, str, float]]:
+def semantic_pairs(searcher: Searcher, table, new_ids: np.ndarray, min_cosine: float) -> pa.Table:
     """(new chunk, other chunk of the same modality, cosine) at or above ``min_cosine``."""
     ids, codes, vectors = searcher.stored_vectors(table, new_ids)
-    return [
-        (str(ids[q]), other, cosine)
-        for q, other, code, cosine in searcher.similar_rows(table, vectors, min_cosine)
-        if code == codes[q]
-    ]
+    q, other, other_codes, cosine = searcher.similar_rows(table, vectors, min_cosine)
+    same = other_codes == codes[q]
+    return candidates(ids[q[same]], other[same], cosine[same])
 
 
-def _between_files(con: duckdb.DuckDBPyConnection, candidates: list[tuple[str, str, float]], link: str) -> pa.Table:
+def _between_files(con: duckdb.DuckDBPyConnection, found: pa.Table, link: str) -> pa.Table:
     """The candidates as pairs (a < b) of chunks of different files, each once."""
-    found = pa.Table.from_pylist([{"x": x, "y": y, "score": score} for x, y, score in candidates], CANDIDATES_SCHEMA)
     con.register("candidates", found)
     try:
         return con.execute(
@@ -173,7 +184,9 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
             near = near_pairs(_ids(new_hashed), _hashes(new_hashed), _ids(hashed), _hashes(hashed), config.near_bits)
             if table is not None and config.near_min_cosine is not None:
                 near = confirmed_by_vectors(searcher, table, near, config.near_min_cosine)
-            semantic = semantic_pairs(searcher, table, new, config.semantic_cosine) if table else []
+            semantic = CANDIDATES_SCHEMA.empty_table()
+            if table is not None:
+                semantic = semantic_pairs(searcher, table, new, config.semantic_cosine)
             for found in (_between_files(con, near, "near"), _between_files(con, semantic, "semantic")):
                 state.register("found", found)
                 state.execute("INSERT INTO pairs SELECT a, b, link, score FROM found")

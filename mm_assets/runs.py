@@ -21,8 +21,9 @@ from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.encoders.resolve import resolve_model
+from mm_assets.formats.shared_decodes import sharing_decodes
 from mm_assets.ingest.batches import create_batch, read_manifest
-from mm_assets.staleness import UP_TO_DATE_CHECK, checks_of, find_stale, stale_by_batch, with_their_checks
+from mm_assets.staleness import checks_of, find_stale, report_up_to_date, stale_by_batch, with_their_checks
 from mm_assets.store.catalog import VectorDBError, quarantined_files
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import open_generation
@@ -163,14 +164,11 @@ class _Runner:
         self.summary.absorb(result)
         return result.success
 
-    def unpartitioned(self, selection: list[dg.AssetKey] | dg.AssetSelection) -> bool:
-        """The assets (with their checks but `up_to_date`) or exactly the selection given."""
-        if isinstance(selection, list):
-            graph = self.defs.resolve_asset_graph()
-            selection = with_their_checks(graph, selection)
+    def unpartitioned(self, keys: list[dg.AssetKey]) -> bool:
+        """The assets, with their checks but `up_to_date`."""
         result = dg.materialize(
             [*self.defs.assets, *self.defs.asset_checks],
-            selection=selection,
+            selection=with_their_checks(self.defs.resolve_asset_graph(), keys),
             instance=self.instance,
             resources=dict(self.defs.resources),
             run_config=self.run_config,
@@ -223,7 +221,8 @@ def run_pipeline(
             wanted = (set(pending_assets(layout, settings, batch)) | set(rerun.get(batch, ()))) - waiting
             keys = [k for k in order if k in wanted]
             if keys:
-                ok = runner.batch(batch, keys)
+                with sharing_decodes():  # the batch's ingest hands its image decodes to its embedding
+                    ok = runner.batch(batch, keys)
                 (summary.batches_run if ok else summary.failed_runs).append(batch)
                 if ok:
                     rerun[batch] = [k for k in rerun.get(batch, ()) if k not in keys]
@@ -236,26 +235,21 @@ def run_pipeline(
         waiting = set()
         run_pending_batches()  # embed every batch with the newly trained models
 
-    # One last run: the vector tables when out of date, and the up_to_date checks when anything ran, so
-    # the asset graph shows every asset current again.
-    graph = runner.defs.resolve_asset_graph()
-    final = dg.AssetSelection.checks(*(c for c in graph.asset_check_keys if c.name == UP_TO_DATE_CHECK))
+    # One last run: the vector tables when out of date; duplicates follow the vectors, moderation also a
+    # changed policy: each compares or re-scores only what changed.
     serve = bool(batches) and not is_up_to_date(layout, serving_spec(settings))  # no batch: nothing to serve
-    if serve:
-        vector_tables = dg.AssetKey("vector_tables")
-        final |= with_their_checks(graph, [vector_tables])
-    # Duplicates follow the vectors, moderation also a changed policy: each compares or re-scores only
-    # what changed.
     moderate = bool(batches) and bool(settings.policies)
-    if moderate:
-        final |= with_their_checks(graph, [dg.AssetKey("policy_flags")])
+    final = [dg.AssetKey("vector_tables")] if serve else []
+    final += [dg.AssetKey("policy_flags")] if moderate else []
     if batches and (serve or stale or summary.batches_run or moderate):
-        final |= with_their_checks(graph, [dg.AssetKey("duplicates")])
-    if serve or stale or summary.batches_run or moderate:
+        final.append(dg.AssetKey("duplicates"))
+    if final:
         ok = runner.unpartitioned(final)
         summary.vector_tables_updated = serve and ok
         if serve and not ok:
             summary.failed_runs.append("vector_tables")
+    if stale or summary.batches_run or final:  # so the asset graph shows every asset current again
+        report_up_to_date(runner.defs.resolve_asset_graph(), instance)
     if summary.batches_run:
         summary.quarantined = quarantined_in(layout, set(summary.batches_run))
     return summary

@@ -8,7 +8,7 @@ import dagster as dg
 from mm_assets.assets.common import Storage, ingest_batches
 from mm_assets.config import Settings, short_hash
 from mm_assets.ingest.batches import create_batch, read_manifest
-from mm_assets.staleness import StaleAsset, checks_of, find_stale, stale_by_batch, up_to_date_evaluation
+from mm_assets.staleness import checks_of, every_asset, find_stale, stale_by_batch, up_to_date_evaluation
 
 
 def build_new_files_sensor(settings: Settings, job: dg.JobDefinition) -> dg.SensorDefinition:
@@ -51,10 +51,9 @@ def build_stale_assets_sensor(settings: Settings, job: dg.JobDefinition) -> dg.S
         stale = find_stale(graph, context.instance)
         reported = json.loads(context.cursor) if context.cursor else {}
         state, evaluations = {}, []
-        for key in graph.materializable_asset_keys:
-            asset = stale.get(key, StaleAsset(key, graph.get(key).code_version))
-            state[key.to_user_string()] = short_hash(asset.check_outcome())
-            if reported.get(key.to_user_string()) != state[key.to_user_string()]:
+        for asset in every_asset(graph, stale):
+            state[asset.key.to_user_string()] = short_hash(asset.check_outcome())
+            if reported.get(asset.key.to_user_string()) != state[asset.key.to_user_string()]:
                 evaluations.append(up_to_date_evaluation(asset))
         requests = [
             dg.RunRequest(

@@ -81,7 +81,7 @@ def build_embedding_asset(encoder_config: EncoderConfig, upstream: list, max_ima
             # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
             from mm_assets.encoders.load import load_encoder
 
-            encoder = load_encoder(encoder_config)
+            encoder = load_encoder(encoder_config, {c["modality"] for c in plan.todo})
             with Progress(len(plan.todo), f"embed {encoder_config.name}", context.log.info, unit="chunk") as progress:
                 result = embed_batch(
                     store, plan, encoder, max_pixels=max_image_pixels, workers=decode_workers, progress=progress

@@ -18,6 +18,7 @@ import numpy as np
 from mm_assets.formats import failure_reason
 from mm_assets.formats.images import decode_rgb
 from mm_assets.formats.reading import check_ingested_path, read_ingested_file
+from mm_assets.formats.shared_decodes import take_decoded
 
 if TYPE_CHECKING:  # the encoder is passed in; importing it here would pull torch into every importer
     from mm_assets.encoders.base import Encoder
@@ -87,11 +88,16 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> I
 
 def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
     t0 = time.perf_counter()
-    data = job.data if job.data is not None else read_ingested_file(job.path, job.file_id)
-    t1 = time.perf_counter()
     # Tiles need the image decoded larger: a 1/n-wide tile must still cover the model's input size.
     zoom = round(1 / min(b[2] - b[0] for b in job.bboxes))
-    image = decode_rgb(data, max_pixels, min_side=encoder.preprocess.shortest_edge * zoom)
+    side = encoder.preprocess.shortest_edge * zoom
+    image = take_decoded(job.file_id, side) if job.data is None else None  # ingest's decode, in this run
+    if image is None:
+        data = job.data if job.data is not None else read_ingested_file(job.path, job.file_id)
+        t1 = time.perf_counter()
+        image = decode_rgb(data, max_pixels, min_side=side)
+    else:
+        t1 = t0
     t2 = time.perf_counter()
     w, h = image.size
     pixels = [

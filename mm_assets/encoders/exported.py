@@ -11,6 +11,7 @@ this takes under a second, and a cold `mm-assets search` pays it for every query
 from __future__ import annotations
 
 import platform
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,9 @@ class ExportedClipEncoder:
     device = "cpu"
     runtime = "onnxruntime"
 
-    def __init__(self, config: EncoderConfig, resolved: ResolvedModel, folder: Path, manifest: dict):
+    def __init__(
+        self, config: EncoderConfig, resolved: ResolvedModel, folder: Path, manifest: dict, first: tuple[str, ...]
+    ):
         from tokenizers import Tokenizer
 
         self.config, self.resolved = config, resolved
@@ -52,11 +55,21 @@ class ExportedClipEncoder:
         self._recorded = manifest["metadata"]
         self.dim = int(self._recorded["embedding_dim"])
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
-        one_row = self.precision == "int8"
-        self._onnx = {tower: OnnxTower(folder / f"{tower}.onnx", one_row) for tower in TOWERS}
+        self._folder, self._one_row = folder, self.precision == "int8"
+        # The towers asked for first open now (a damaged file then fails the load, and PyTorch exports
+        # it again); the other when first used: an image-only step never pays for the text session.
+        self._onnx = {tower: self._session(tower) for tower in first}
+
+    def _session(self, tower: str) -> OnnxTower:
+        return OnnxTower(self._folder / f"{tower}.onnx", self._one_row)
+
+    def _tower(self, tower: str) -> OnnxTower:
+        if tower not in self._onnx:
+            self._onnx[tower] = self._session(tower)
+        return self._onnx[tower]
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        return normalise_rows(self._onnx["image"](pixel_values=np.ascontiguousarray(pixels, np.float32)))
+        return normalise_rows(self._tower("image")(pixel_values=np.ascontiguousarray(pixels, np.float32)))
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         return self.embed_pixels(np.stack([self.preprocess(im) for im in images]))
@@ -65,7 +78,7 @@ class ExportedClipEncoder:
         encodings = self.tokenizer.encode_batch(texts)
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
-        return normalise_rows(self._onnx["text"](input_ids=ids, attention_mask=mask))
+        return normalise_rows(self._tower("text")(input_ids=ids, attention_mask=mask))
 
     def metadata(self) -> dict:
         """What Encoder.metadata() gave when the export was checked, with what is this process's own:
@@ -86,9 +99,12 @@ class ExportedClipEncoder:
         }
 
 
-def load_exported_clip(config: EncoderConfig, resolved: ResolvedModel) -> ExportedClipEncoder | None:
+def load_exported_clip(
+    config: EncoderConfig, resolved: ResolvedModel, modalities: Collection[str] | None = None
+) -> ExportedClipEncoder | None:
     """The encoder from a complete export, when the configuration would run it on ONNX Runtime on
-    this CPU and the export's check would keep it; else None (load through PyTorch)."""
+    this CPU and the export's check would keep it; else None (load through PyTorch). ``modalities``:
+    what the caller embeds first, whose towers open now (default: both)."""
     if not surely_cpu(config.device) or not onnxruntime_usable(config.runtime, "cpu", exportable=True):
         return None
     precision = resolve_precision(config.dtype, "cpu", int8_runtime=True)
@@ -99,6 +115,7 @@ def load_exported_clip(config: EncoderConfig, resolved: ResolvedModel) -> Export
     if manifest is None or not calibration_keeps(config, precision, manifest["calibration_cosine"]):
         return None
     try:
-        return ExportedClipEncoder(config, resolved, folder, manifest)
+        first = tuple(t for t in TOWERS if modalities is None or t in modalities)
+        return ExportedClipEncoder(config, resolved, folder, manifest, first)
     except Exception:  # a damaged file: the PyTorch path exports it again
         return None

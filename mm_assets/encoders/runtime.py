@@ -86,13 +86,6 @@ def normalise_rows(features: np.ndarray) -> np.ndarray:
     return features / norms
 
 
-def cache_dir() -> Path:
-    """``$MM_ASSETS_CACHE``, else ``$XDG_CACHE_HOME/mm_assets`` (``~/.cache/mm_assets``)."""
-    if os.environ.get("MM_ASSETS_CACHE"):
-        return Path(os.environ["MM_ASSETS_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mm_assets"
-
-
 @dataclass(frozen=True)
 class TowerGraph:
     """One tower as a module from named example inputs to its projected embedding."""
@@ -156,7 +149,7 @@ def _unpadded_row(inputs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray
 def export_dir(resolved: ResolvedModel, precision: str) -> Path:
     """The cache folder of one model's export in one precision: keyed by its weights and other files,
     and by every library that shapes the export (versions read without importing them)."""
-    from mm_assets.encoders.resolve import settings_hash
+    from mm_assets.encoders.resolve import cache_dir, settings_hash
 
     versions = {p: importlib.metadata.version(p) for p in ("torch", "transformers", "onnxruntime")}
     key = short_hash(

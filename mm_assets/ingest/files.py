@@ -19,18 +19,15 @@ from mm_assets.formats.images import decode_rgb, open_image, perceptual_hash
 from mm_assets.formats.media import describe_media
 from mm_assets.formats.pdf import describe_pdf
 from mm_assets.formats.reading import file_id_of, file_id_of_path, read_file_bytes
+from mm_assets.formats.shared_decodes import SHARED_DECODE_SIDE, keep_decoded
 from mm_assets.formats.text import decode_text
 from mm_assets.ingest.discover import FoundFile, Rejected
 from mm_assets.ingest.labels import CaptionIndex
 
 # Bumped when inspection records something different for the same file (the raw_files code version).
-INGEST_VERSION = "3"
+INGEST_VERSION = "4"
 
 _TEXT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
-
-# Validation decodes at reduced JPEG scale: enough to find truncation and to hash, far cheaper than a
-# full decode.
-_VALIDATION_SIDE = 64
 
 
 def _describe_other_content(data: bytes) -> str:
@@ -99,8 +96,11 @@ def inspect_file(entry: FoundFile, limits: InspectionLimits) -> dict:
                     raise BadFile(f"named {ext} but the content is {_describe_other_content(data)}") from None
                 raise
             row.update(format=header.format, width=header.width, height=header.height)
-            # The validation decode also gives the perceptual hash (32x32 is all it needs).
-            row["phash"] = perceptual_hash(decode_rgb(data, limits.max_image_pixels, min_side=_VALIDATION_SIDE))
+            # Validation decodes at reduced JPEG scale (enough to find truncation, far cheaper than a full
+            # decode); the image also gives the perceptual hash and, within a run, the embedding its pixels.
+            image = decode_rgb(data, limits.max_image_pixels, min_side=SHARED_DECODE_SIDE)
+            row["phash"] = perceptual_hash(image)
+            keep_decoded(row["file_id"], SHARED_DECODE_SIDE, image)
         elif ext in PDF_EXTENSIONS:
             row.update(kind="document", format="pdf", **describe_pdf(data))
             if row["pages"] > limits.max_pdf_pages:

@@ -449,14 +449,17 @@ class Searcher:
 
     def similar_rows(
         self, table: EncoderTable, queries: np.ndarray, min_cosine: float
-    ) -> list[tuple[int, str, int, float]]:
-        """Every (query row, chunk id, its modality code, cosine) of a live chunk at or above
-        ``min_cosine`` to a query vector."""
-        return [
-            (start + int(q), str(part.ids[r]), int(part.codes[r]), float(similarity[r, q]))
-            for part, start, similarity in self._similarities(table, queries)
-            for r, q in zip(*np.nonzero((similarity >= min_cosine) & ~part.dead[:, None]))
-        ]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every live chunk at or above ``min_cosine`` to a query vector, as arrays (a pair each):
+        query rows, chunk ids, their modality codes, cosines."""
+        found = []
+        for part, start, similarity in self._similarities(table, queries):
+            r, q = np.nonzero((similarity >= min_cosine) & ~part.dead[:, None])
+            found.append((start + q, part.ids[r], part.codes[r], similarity[r, q]))
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.uint8), np.zeros(0, np.float32)
+        q, ids, codes, cosines = (np.concatenate(column) for column in zip(*found))
+        return q, ids, codes, cosines
 
     def _chunk_standing_for(self, table: EncoderTable, like: str) -> str:
         """``like`` as a chunk id: a chunk id as it is; a served file's path, its first chunk in reading
