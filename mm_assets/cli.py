@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -399,5 +400,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def entry() -> None:
+    """The `mm-assets` command: main, then an exit that skips tearing the interpreter down. Freeing
+    Dagster's thousands of modules and objects one by one took 0.6-0.8 s after every command had
+    finished; by then every file is closed and every write committed or renamed into place, and the
+    operating system takes the memory back at once."""
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a reader that went away (`| head`): nothing more to say
+            pass
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
