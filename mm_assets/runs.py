@@ -19,10 +19,9 @@ from mm_assets.assets.training import fine_tuned_asset_key
 from mm_assets.assets.vector_tables import serving_spec
 from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
+from mm_assets.discovery import Discovered, decoding_new_images, discover
 from mm_assets.encoders.identity import encoder_key
-from mm_assets.encoders.resolve import resolve_model
-from mm_assets.formats.shared_decodes import sharing_decodes
-from mm_assets.ingest.batches import create_batch, read_manifest
+from mm_assets.ingest.batches import read_manifest
 from mm_assets.staleness import checks_of, find_stale, report_up_to_date, stale_by_batch, with_their_checks
 from mm_assets.store.catalog import VectorDBError, quarantined_files
 from mm_assets.store.layout import Layout
@@ -184,17 +183,22 @@ def run_pipeline(
     sources: list[Path],
     run_config: dict | None = QUIET_RUN_CONFIG,
     instance: dg.DagsterInstance | None = None,
+    discovered: Discovered | None = None,
 ) -> RunSummary:
-    """Discover new files, then materialize whatever is missing: batches, fine-tuned models, their
-    embeddings, and the vector tables."""
-    # Fail fast, before any batch or run exists, when a model is missing.
-    for enc in settings.encoders:
-        if not enc.trained_here:
-            resolve_model(enc.model, enc.revision)
-    resolve_model(settings.tokenizer_model)
+    """Discover new files (unless ``discovered`` already has), then materialize whatever is missing:
+    batches, fine-tuned models, their embeddings, and the vector tables."""
+    if discovered is None:
+        discovered = discover(settings, sources)
+    with decoding_new_images(settings, discovered):  # already started when the CLI discovered
+        return _materialize_pending(settings, discovered, run_config, instance)
+
+
+def _materialize_pending(
+    settings: Settings, discovered: Discovered, run_config: dict | None, instance: dg.DagsterInstance | None
+) -> RunSummary:
     instance = instance or default_instance(settings)
     layout = settings.layout
-    summary = RunSummary(new_batch=create_batch(layout, sources, max_file_bytes=settings.max_file_bytes))
+    summary = RunSummary(new_batch=discovered.new_batch)
     runner = _Runner(settings, instance, run_config, summary)
     if summary.new_batch:
         summary.changes = read_manifest(layout, summary.new_batch).counts()
@@ -221,8 +225,7 @@ def run_pipeline(
             wanted = (set(pending_assets(layout, settings, batch)) | set(rerun.get(batch, ()))) - waiting
             keys = [k for k in order if k in wanted]
             if keys:
-                with sharing_decodes():  # the batch's ingest hands its image decodes to its embedding
-                    ok = runner.batch(batch, keys)
+                ok = runner.batch(batch, keys)
                 (summary.batches_run if ok else summary.failed_runs).append(batch)
                 if ok:
                     rerun[batch] = [k for k in rerun.get(batch, ()) if k not in keys]

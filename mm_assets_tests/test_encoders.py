@@ -344,3 +344,39 @@ def test_an_edited_model_config_is_exported_again(tiny_clip, tmp_path, monkeypat
     edited = load_encoder(config)
     assert isinstance(edited, ClipEncoder), "same weights, other preprocessing: not the old export"
     assert edited.preprocess.mean == (0.5, 0.5, 0.5)
+
+
+def test_an_exported_encoder_opens_the_other_tower_only_when_first_used(tiny_clip, tmp_path, monkeypatch):
+    """An image-only step never pays for the text session; a later text embeds as with both open."""
+    monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path / "cache"))
+    config = EncoderConfig(name="clip", model=str(tiny_clip), dtype="int8")
+    load_encoder(config)  # exports
+    both = load_encoder(config)
+    images_only = load_encoder(config, {"image"})
+    assert isinstance(images_only, ExportedClipEncoder) and set(images_only._onnx) == {"image"}
+    images = [gradient(64, 48, i) for i in range(2)]
+    assert np.array_equal(images_only.embed_images(images), both.embed_images(images))
+    assert np.array_equal(images_only.embed_texts(["a red square"]), both.embed_texts(["a red square"]))
+    assert set(images_only._onnx) == {"image", "text"}
+
+
+def test_a_large_weights_digest_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    """Hashing ViT-B/32's 600 MB took 0.8 s of every run: the digest is kept by path and stat in the
+    cache, and an edited file is hashed again."""
+    from mm_assets.encoders import resolve
+
+    monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    weights.write_bytes(np.random.default_rng(0).bytes(resolve._REMEMBERED_BYTES + 1))
+    first = resolve.weights_hash(model)
+    resolve._hash_files.cache_clear()  # a new process
+    monkeypatch.setattr(resolve, "_sha256", lambda path: pytest.fail(f"{path} was hashed again"))
+    assert resolve.weights_hash(model) == first
+    monkeypatch.undo()
+    monkeypatch.setenv("MM_ASSETS_CACHE", str(tmp_path / "cache"))
+    with weights.open("r+b") as fh:  # same size, new content
+        fh.write(b"\0" * 16)
+    resolve._hash_files.cache_clear()
+    assert resolve.weights_hash(model) != first

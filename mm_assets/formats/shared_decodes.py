@@ -17,7 +17,8 @@ nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from PIL import Image
@@ -34,19 +35,52 @@ DEFAULT_BUDGET_BYTES = 256 * 2**20
 _lock = threading.Lock()
 _kept: dict[tuple[str, int], Image.Image] | None = None  # None: not sharing
 _budget_left = 0
+_depth = 0  # nested scopes share the outermost one
+_ahead: dict[str, Future] = {}  # path -> its decode ahead of ingest
+_ahead_pool: ThreadPoolExecutor | None = None
 
 
 @contextmanager
 def sharing_decodes(budget_bytes: int = DEFAULT_BUDGET_BYTES) -> Iterator[None]:
     """Within this block, decodes kept by ingest can be taken by the embedding (this process only)."""
-    global _kept, _budget_left
+    global _kept, _budget_left, _depth, _ahead_pool
     with _lock:
-        _kept, _budget_left = {}, budget_bytes
+        _depth += 1
+        if _depth == 1:
+            _kept, _budget_left = {}, budget_bytes
     try:
         yield
     finally:
         with _lock:
-            _kept, _budget_left = None, 0
+            _depth -= 1
+            pool = _ahead_pool if _depth == 0 else None
+            if _depth == 0:
+                _kept, _budget_left, _ahead_pool = None, 0, None
+                _ahead.clear()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def decode_ahead(paths: list[str], decode: Callable[[str], None], workers: int) -> None:
+    """Start decoding these files in background threads (``decode`` keeps what it decodes), ahead of
+    the ingest step: `mm-assets run` spends its first seconds importing Dagster and starting its
+    instance, mostly on one core, and the others can meanwhile decode the new images. Within a
+    sharing scope; ingest settles each path (``settle_ahead``) before it reads the file."""
+    global _ahead_pool
+    with _lock:
+        if _kept is None or _ahead_pool is not None:
+            return
+        _ahead_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode-ahead")
+        _ahead.update({path: _ahead_pool.submit(decode, path) for path in paths})
+
+
+def settle_ahead(path: str) -> None:
+    """Ingest is about to inspect ``path``: cancel its decode ahead if it has not started (ingest
+    decodes it itself), or wait for it to finish (it is kept, or it failed and ingest will say why)."""
+    with _lock:
+        future = _ahead.pop(path, None)
+    if future is not None and not future.cancel():
+        future.exception()
 
 
 def keep_decoded(file_id: str, side: int, image: Image.Image) -> None:
@@ -57,6 +91,12 @@ def keep_decoded(file_id: str, side: int, image: Image.Image) -> None:
         if _kept is not None and size <= _budget_left and (file_id, side) not in _kept:
             _kept[(file_id, side)] = image
             _budget_left -= size
+
+
+def peek_decoded(file_id: str, side: int) -> Image.Image | None:
+    """The image kept for this content at this side, left for the embedding to take."""
+    with _lock:
+        return _kept.get((file_id, side)) if _kept is not None else None
 
 
 def take_decoded(file_id: str, side: int) -> Image.Image | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
 
 from mm_assets.config import InspectionLimits
 from mm_assets.formats import (
@@ -19,7 +22,13 @@ from mm_assets.formats.images import decode_rgb, open_image, perceptual_hash
 from mm_assets.formats.media import describe_media
 from mm_assets.formats.pdf import describe_pdf
 from mm_assets.formats.reading import file_id_of, file_id_of_path, read_file_bytes
-from mm_assets.formats.shared_decodes import SHARED_DECODE_SIDE, keep_decoded
+from mm_assets.formats.shared_decodes import (
+    SHARED_DECODE_SIDE,
+    decode_ahead,
+    keep_decoded,
+    peek_decoded,
+    settle_ahead,
+)
 from mm_assets.formats.text import decode_text
 from mm_assets.ingest.discover import FoundFile, Rejected
 from mm_assets.ingest.labels import CaptionIndex
@@ -41,6 +50,27 @@ def _describe_other_content(data: bytes) -> str:
         return "text"
     except BadFile:
         return "unrecognised binary data"
+
+
+def _validation_decode(file_id: str, data: bytes, limits: InspectionLimits) -> Image.Image:
+    """Decode at reduced JPEG scale (enough to find truncation, far cheaper than a full decode); the
+    image also gives the perceptual hash and, within a run, the embedding its pixels."""
+    image = decode_rgb(data, limits.max_image_pixels, min_side=SHARED_DECODE_SIDE)
+    keep_decoded(file_id, SHARED_DECODE_SIDE, image)
+    return image
+
+
+def decode_images_ahead(files: list[FoundFile], limits: InspectionLimits, workers: int) -> None:
+    """Start the validation decodes of a batch's images before its ingest step runs (see
+    formats/shared_decodes.py); a file that fails here is inspected, and reported, by the step."""
+
+    def decode(path: str) -> None:
+        with contextlib.suppress(Exception):
+            data = read_file_bytes(path, limits.max_file_bytes)
+            _validation_decode(file_id_of(data), data, limits)
+
+    images = [f.path for f in files if os.path.splitext(f.path)[1].lower() in IMAGE_EXTENSIONS]
+    decode_ahead(images, decode, workers)
 
 
 def inspect_file(entry: FoundFile, limits: InspectionLimits) -> dict:
@@ -96,11 +126,10 @@ def inspect_file(entry: FoundFile, limits: InspectionLimits) -> dict:
                     raise BadFile(f"named {ext} but the content is {_describe_other_content(data)}") from None
                 raise
             row.update(format=header.format, width=header.width, height=header.height)
-            # Validation decodes at reduced JPEG scale (enough to find truncation, far cheaper than a full
-            # decode); the image also gives the perceptual hash and, within a run, the embedding its pixels.
-            image = decode_rgb(data, limits.max_image_pixels, min_side=SHARED_DECODE_SIDE)
+            image = peek_decoded(row["file_id"], SHARED_DECODE_SIDE)  # decoded ahead, in a run
+            if image is None:
+                image = _validation_decode(row["file_id"], data, limits)
             row["phash"] = perceptual_hash(image)
-            keep_decoded(row["file_id"], SHARED_DECODE_SIDE, image)
         elif ext in PDF_EXTENSIONS:
             row.update(kind="document", format="pdf", **describe_pdf(data))
             if row["pages"] > limits.max_pdf_pages:
@@ -139,6 +168,7 @@ def inspect_batch(
     GIL), images with their caption and label, and the files discovery rejected without reading."""
 
     def inspect(entry: FoundFile) -> dict:
+        settle_ahead(entry.path)
         row = inspect_file(entry, limits)
         row["change"] = entry.change
         if row["kind"] == "image" and row["status"] == "ok":
