@@ -28,6 +28,8 @@ from mm_assets.store.catalog import (
     chunks_around,
     damaged,
     list_encoder_tables,
+    load_fts,
+    load_vss,
 )
 from mm_assets.store.compact import COMPACT_KINDS, Int8Scan, SignBitScan
 from mm_assets.store.segments import CURRENT, Generation, dead_mask, matrix_path, open_generation
@@ -310,6 +312,7 @@ class Searcher:
             self._con, self._generation = open_generation(self.db_path)
             try:
                 if self.hnsw_ef_search:
+                    load_vss(self._con)  # its setting exists only once it is loaded
                     self._con.execute(f"SET hnsw_ef_search = {int(self.hnsw_ef_search)}")
                 self._tables = list_encoder_tables(self._con)
             except duckdb.Error as exc:
@@ -387,6 +390,7 @@ class Searcher:
         """(chunk id, BM25 score) of the k best live text chunks for the words of ``text``, each
         segment scored by its own index (their statistics differ a little: a merge, not one index)."""
         con, ranked = self._con, []
+        load_fts(con)
         for i, segment in enumerate(self._generation.segments):
             if not segment.rows.get("chunks"):
                 continue

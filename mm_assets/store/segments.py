@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from mm_assets.store.catalog import VectorDBError, damaged, load_extensions
+from mm_assets.store.catalog import VectorDBError, damaged, load_vss
 from mm_assets.store.tables import ENCODERS_DDL
 
 # Bumped when the layout of segments or generations changes (the vector_tables code version).
@@ -148,7 +148,8 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, generation: Generation) -
     """Make ``con`` see the generation: each segment attached read-only, and per table a view of its
     live rows (``<table>``), the same with where each row lives (``<table>_located``: _seg, _rid),
     and every row stored, dead or alive (``<table>_stored``)."""
-    load_extensions(con)
+    if any(segment.hnsw for segment in generation.segments):
+        load_vss(con)
     con.execute("CREATE OR REPLACE TEMP TABLE _dead (tbl VARCHAR, seg VARCHAR, rid BIGINT)")
     if generation.dead:
         con.execute("INSERT INTO _dead SELECT * FROM read_parquet(?)", [str(root / "dead" / generation.dead)])

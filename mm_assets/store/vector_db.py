@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from mm_assets.store import tables
-from mm_assets.store.catalog import VectorDBError, index_text, load_extensions
+from mm_assets.store.catalog import VectorDBError, index_text, load_vss
 from mm_assets.store.compact import int8_codes, sign_bits
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import (
@@ -251,8 +251,6 @@ class _SegmentWriter:
         self.con = duckdb.connect(":memory:")
         if current is not None:
             attach(self.con, self.root, current)
-        else:
-            load_extensions(self.con)
         self.added: dict[str, int] = {}
         self.deleted: dict[str, int] = {}
         self.hnsw = 0.0
@@ -469,6 +467,7 @@ class _SegmentWriter:
             self._write_matrix(table, int(self.records[key]["embedding_dim"]), matrices)
             if self.spec.hnsw and self.added[table] >= HNSW_MIN_ROWS:
                 t0 = time.perf_counter()
+                load_vss(c)
                 c.execute("SET hnsw_enable_experimental_persistence = true")
                 c.execute(f"CREATE INDEX {table}_hnsw ON seg.{table} USING HNSW (embedding) WITH (metric = 'cosine')")
                 self.hnsw += time.perf_counter() - t0
