@@ -40,5 +40,5 @@ def decoding_new_images(settings: Settings, discovered: Discovered) -> Iterator[
     with sharing_decodes():
         if discovered.new_batch:
             manifest = read_manifest(settings.layout, discovered.new_batch)
-            decode_images_ahead(manifest.files, settings.inspection_limits, settings.decode_workers)
+            decode_images_ahead(manifest.files, manifest.boundary, settings.inspection_limits, settings.decode_workers)
         yield

@@ -9,7 +9,7 @@ import sys
 import warnings
 from typing import TextIO
 
-import huggingface_hub
+from huggingface_hub.utils import disable_progress_bars
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
@@ -21,7 +21,7 @@ def quiet_libraries() -> None:
     """No download or weight-loading bars, no library warnings, no telemetry: the CLI says what
     happened itself (the full event log is in the Dagster instance)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    huggingface_hub.utils.disable_progress_bars()  # transformers reads this when it is first imported
+    disable_progress_bars()  # transformers reads this when it is first imported
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")

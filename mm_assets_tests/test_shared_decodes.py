@@ -88,7 +88,7 @@ def test_an_image_edited_after_it_was_decoded_ahead_is_inspected_as_it_is_now(tm
     gradient(640, 480, 1).save(path, quality=90)
     before = file_id_of(path.read_bytes())
     with sharing_decodes():
-        decode_images_ahead(_found([path]), INSPECT_LIMITS, workers=1)
+        decode_images_ahead(_found([path]), Boundary.of([tmp_path]), INSPECT_LIMITS, workers=1)
         deadline = time.monotonic() + 30
         while shared_decodes.peek_decoded(before, SHARED_DECODE_SIDE) is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -109,7 +109,7 @@ def test_a_damaged_image_decoded_ahead_is_still_quarantined_with_its_reason(tmp_
     gradient(640, 480, 1).save(good, quality=90)
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     with sharing_decodes():
-        decode_images_ahead(_found([good, bad]), INSPECT_LIMITS, workers=2)
+        decode_images_ahead(_found([good, bad]), Boundary.of([tmp_path]), INSPECT_LIMITS, workers=2)
         rows = inspect_batch(
             _found([good, bad]),
             [],
@@ -136,3 +136,23 @@ def test_decodes_are_kept_within_a_budget_and_only_inside_a_sharing_scope():
         keep_decoded("b", 224, image)  # the budget was freed
         assert take_decoded("b", 224) is image
     assert take_decoded("b", 224) is None
+
+
+def test_decoding_ahead_reads_nothing_outside_the_sources(tmp_path):
+    source, outside = tmp_path / "src", tmp_path / "outside"
+    source.mkdir()
+    outside.mkdir()
+    gradient(320, 240, 4).save(outside / "secret.jpg", quality=90)
+    (source / "link.jpg").symlink_to(outside / "secret.jpg")
+    gradient(320, 240, 5).save(source / "after.jpg", quality=90)
+    secret, after = (file_id_of(p.read_bytes()) for p in (outside / "secret.jpg", source / "after.jpg"))
+    with sharing_decodes():
+        # One worker, in order: once the file after the link is kept, the link has had its turn.
+        decode_images_ahead(
+            _found([source / "link.jpg", source / "after.jpg"]), Boundary.of([source]), INSPECT_LIMITS, workers=1
+        )
+        deadline = time.monotonic() + 30
+        while shared_decodes.peek_decoded(after, SHARED_DECODE_SIDE) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert shared_decodes.peek_decoded(after, SHARED_DECODE_SIDE) is not None
+        assert shared_decodes.peek_decoded(secret, SHARED_DECODE_SIDE) is None

@@ -21,7 +21,7 @@ from mm_assets.formats import (
 from mm_assets.formats.images import decode_rgb, open_image, perceptual_hash
 from mm_assets.formats.media import describe_media
 from mm_assets.formats.pdf import describe_pdf
-from mm_assets.formats.reading import file_id_of, file_id_of_path, read_file_bytes
+from mm_assets.formats.reading import Boundary, file_id_of, file_id_of_path, read_file_bytes
 from mm_assets.formats.shared_decodes import (
     SHARED_DECODE_SIDE,
     decode_ahead,
@@ -60,13 +60,14 @@ def _validation_decode(file_id: str, data: bytes, limits: InspectionLimits) -> I
     return image
 
 
-def decode_images_ahead(files: list[FoundFile], limits: InspectionLimits, workers: int) -> None:
+def decode_images_ahead(files: list[FoundFile], boundary: Boundary, limits: InspectionLimits, workers: int) -> None:
     """Start the validation decodes of a batch's images before its ingest step runs (see
-    formats/shared_decodes.py); a file that fails here is inspected, and reported, by the step."""
+    formats/shared_decodes.py): regular files inside the sources only, as they are now; a file that
+    fails here is inspected, and reported, by the step."""
 
     def decode(path: str) -> None:
         with contextlib.suppress(Exception):
-            data = read_file_bytes(path, limits.max_file_bytes)
+            data = boundary.read(path, limits.max_file_bytes)
             _validation_decode(file_id_of(data), data, limits)
 
     images = [f.path for f in files if os.path.splitext(f.path)[1].lower() in IMAGE_EXTENSIONS]
