@@ -151,8 +151,10 @@ def _hub_unreachable_reason() -> str | None:
 
 
 def _cached_snapshot(model: str, revision: str | None) -> Path | None:
+    if not (Path(constants.HF_HUB_CACHE) / f"models--{model.replace('/', '--')}").is_dir():
+        return None  # not cached at all: said without importing the hub client (0.2 s)
     try:
-        from huggingface_hub import snapshot_download  # the hub client: 0.2 s to import, for hub ids only
+        from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(model, revision=revision, allow_patterns=MODEL_FILES, local_files_only=True))
     except Exception:  # not cached (the hub client raises several types for this)
