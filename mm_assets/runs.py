@@ -185,11 +185,13 @@ def run_pipeline(
     instance: dg.DagsterInstance | None = None,
     discovered: Discovered | None = None,
 ) -> RunSummary:
-    """Discover new files (unless ``discovered`` already has), then materialize whatever is missing:
-    batches, fine-tuned models, their embeddings, and the vector tables."""
-    if discovered is None:
-        discovered = discover(settings, sources)
-    with decoding_new_images(settings, discovered):  # already started when the CLI discovered
+    """Discover new files, then materialize whatever is missing: batches, fine-tuned models, their
+    embeddings, and the vector tables. A caller that has ``discovered`` already decodes the new
+    images ahead in its own decoding_new_images scope (the CLI: before Dagster is imported)."""
+    if discovered is not None:
+        return _materialize_pending(settings, discovered, run_config, instance)
+    discovered = discover(settings, sources)
+    with decoding_new_images(settings, discovered):
         return _materialize_pending(settings, discovered, run_config, instance)
 
 

@@ -58,14 +58,13 @@ class ExportedClipEncoder:
         self._folder, self._one_row = folder, self.precision == "int8"
         # The towers asked for first open now (a damaged file then fails the load, and PyTorch exports
         # it again); the other when first used: an image-only step never pays for the text session.
-        self._onnx = {tower: self._session(tower) for tower in first}
-
-    def _session(self, tower: str) -> OnnxTower:
-        return OnnxTower(self._folder / f"{tower}.onnx", self._one_row)
+        self._onnx: dict[str, OnnxTower] = {}
+        for tower in first:
+            self._tower(tower)
 
     def _tower(self, tower: str) -> OnnxTower:
         if tower not in self._onnx:
-            self._onnx[tower] = self._session(tower)
+            self._onnx[tower] = OnnxTower(self._folder / f"{tower}.onnx", self._one_row)
         return self._onnx[tower]
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:

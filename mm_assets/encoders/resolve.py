@@ -115,7 +115,6 @@ def _file_sha256(path: str) -> bytes:
     if _stat_stamp(path) == stamp:  # not written to while it was read
         remembered[path] = {"stamp": stamp, "sha256": digest.hex()}
         try:
-            memo.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomically(memo, json.dumps(remembered))
         except OSError:  # a read-only cache: hashed again next time
             pass

@@ -35,28 +35,29 @@ DEFAULT_BUDGET_BYTES = 256 * 2**20
 _lock = threading.Lock()
 _kept: dict[tuple[str, int], Image.Image] | None = None  # None: not sharing
 _budget_left = 0
-_depth = 0  # nested scopes share the outermost one
 _ahead: dict[str, Future] = {}  # path -> its decode ahead of ingest
 _ahead_pool: ThreadPoolExecutor | None = None
 
 
 @contextmanager
 def sharing_decodes(budget_bytes: int = DEFAULT_BUDGET_BYTES) -> Iterator[None]:
-    """Within this block, decodes kept by ingest can be taken by the embedding (this process only)."""
-    global _kept, _budget_left, _depth, _ahead_pool
+    """Within this block, decodes kept by ingest can be taken by the embedding (this process only).
+    A scope opened inside another (or beside it, in another thread) shares the one already open."""
+    global _kept, _budget_left, _ahead_pool
     with _lock:
-        _depth += 1
-        if _depth == 1:
+        owner = _kept is None
+        if owner:
             _kept, _budget_left = {}, budget_bytes
+    if not owner:
+        yield
+        return
     try:
         yield
     finally:
         with _lock:
-            _depth -= 1
-            pool = _ahead_pool if _depth == 0 else None
-            if _depth == 0:
-                _kept, _budget_left, _ahead_pool = None, 0, None
-                _ahead.clear()
+            pool, _ahead_pool = _ahead_pool, None
+            _kept, _budget_left = None, 0
+            _ahead.clear()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -68,7 +69,7 @@ def decode_ahead(paths: list[str], decode: Callable[[str], None], workers: int) 
     sharing scope; ingest settles each path (``settle_ahead``) before it reads the file."""
     global _ahead_pool
     with _lock:
-        if _kept is None or _ahead_pool is not None:
+        if _kept is None or _ahead_pool is not None:  # not sharing, or already decoding ahead
             return
         _ahead_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode-ahead")
         _ahead.update({path: _ahead_pool.submit(decode, path) for path in paths})
