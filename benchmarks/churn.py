@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 from benchmarks.embed_photos import write_distinct_jpegs
 from benchmarks.incremental_run import write_notes
+from benchmarks.scratch import scratch_dir
 
 
 def main() -> None:
@@ -35,7 +34,7 @@ def main() -> None:
     from mm_assets.search.query import Searcher
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
-    work = Path(tempfile.mkdtemp(prefix="mm-churn-"))
+    work = scratch_dir("mm-churn-")
     a, b, kept = work / "src_a", work / "src_b", work / "queries"
     b.mkdir(parents=True)
     kept.mkdir()

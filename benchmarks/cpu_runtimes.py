@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from transformers import CLIPModel
 
+from benchmarks.scratch import scratch_dir
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.clip import ClipEncoder, ImageFeatures
 from mm_assets_tests.tiny_models import build_vit_b32_clip
@@ -61,7 +61,7 @@ def main() -> None:
     print(f"CPU flags: {cpu_flags()}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
-    work = Path(tempfile.mkdtemp(prefix="mm-runtimes-"))
+    work = scratch_dir("mm-runtimes-")
     os.environ.setdefault("MM_ASSETS_CACHE", str(work / "cache"))
     model_dir = build_vit_b32_clip(work / "vit-b32")
     tower = ImageFeatures(CLIPModel.from_pretrained(model_dir, use_safetensors=True).eval())

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from benchmarks.embed_photos import SIZES, forward_only, tutorial_baseline, write_photos
+from benchmarks.scratch import scratch_dir
 
 
 def _write_share(args: tuple[Path, int, int]) -> list[Path]:
@@ -83,7 +83,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"machine: {name}, {os.cpu_count()} CPUs, torch {torch.__version__}; decode threads {args.workers}")
-    work = Path(tempfile.mkdtemp(prefix="mm-gpu-bench-"))
+    work = scratch_dir("mm-gpu-bench-")
     t0 = time.perf_counter()
     paths = make_corpus(work / "photos", args.photos, args.unique)
     file_ids = {p: file_id_of(p.read_bytes()) for p in paths[: args.unique]}

@@ -20,13 +20,14 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
+
+from benchmarks.scratch import scratch_dir
 
 SIZES = [(640, 480), (1600, 1200), (1920, 1080), (3000, 2000), (4032, 3024)]
 
@@ -154,7 +155,7 @@ def main() -> None:
     from mm_assets.formats.images import decode_rgb
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
-    work = Path(tempfile.mkdtemp(prefix="mm-bench-"))
+    work = scratch_dir("mm-bench-")
     os.environ.setdefault("MM_ASSETS_CACHE", str(work / "cache"))
     t0 = time.perf_counter()
     paths = write_photos(work / "photos", args.photos)

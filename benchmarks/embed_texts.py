@@ -7,11 +7,11 @@ window at a time, on the same windows, ViT-B/32-shaped text tower, in one proces
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+
+from benchmarks.scratch import scratch_dir
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     words = "the a dog beach mountain river city night photo of on in with two people walking".split()
     texts = [" ".join(rng.choice(words, size=int(rng.integers(3, 60)))) for _ in range(args.windows)]
-    model = build_vit_b32_clip(Path(tempfile.mkdtemp()) / "vit-b32")
+    model = build_vit_b32_clip(scratch_dir("mm-texts-") / "vit-b32")
     for dtype in ("float32", "auto"):
         encoder = ClipEncoder(EncoderConfig("clip", model=str(model), dtype=dtype, batch_size=64))
         encoder.embed_texts(texts[:8])  # warm-up

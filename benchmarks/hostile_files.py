@@ -12,9 +12,9 @@ import argparse
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+
+from benchmarks.scratch import scratch_dir
 
 CHILD = """
 import resource, sys, time
@@ -51,7 +51,7 @@ def main() -> None:
 
     from mm_assets_tests.tiny_models import build_tiny_clip
 
-    work = Path(tempfile.mkdtemp(prefix="mm-hostile-"))
+    work = scratch_dir("mm-hostile-")
     model = build_tiny_clip(work / "tiny-clip", seed=0)
     words = "harbour boats sail at dawn and return at noon with fish".split()
     line = " ".join(words[i % len(words)] for i in range(int(args.text_mb * 1e6 / 6)))

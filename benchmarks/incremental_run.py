@@ -8,11 +8,11 @@ the full run and against a run with nothing new (the fixed cost), all in one pro
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.embed_photos import write_distinct_jpegs
+from benchmarks.scratch import scratch_dir
 
 
 def write_notes(folder: Path, n: int, prefix: str) -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     from mm_assets.runs import run_pipeline
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
-    work = Path(tempfile.mkdtemp(prefix="mm-incremental-"))
+    work = scratch_dir("mm-incremental-")
     src = work / "src"
     photos = args.files * 4 // 5
     write_distinct_jpegs(src / "photos", photos)

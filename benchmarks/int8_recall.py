@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-from pathlib import Path
 
 import yaml
 
 from benchmarks.embed_photos import MM_ASSETS, timed
+from benchmarks.scratch import scratch_dir
 
 
 def mm_assets(*args: str) -> str:
@@ -26,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mm-int8-"))
+    work = scratch_dir("mm-int8-")
     demo = work / "demo"
     out = mm_assets("--home", str(demo), "demo", "--epochs", str(args.epochs))
     print("the demo as a user runs it (default settings):")

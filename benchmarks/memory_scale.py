@@ -13,11 +13,11 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.embed_photos import write_distinct_jpegs
+from benchmarks.scratch import scratch_dir
 
 
 def child(home: Path, src: Path, model: Path) -> None:
@@ -46,7 +46,7 @@ def main() -> None:
 
     from mm_assets.demo import build_base_model
 
-    work = Path(tempfile.mkdtemp(prefix="mm-memory-"))
+    work = scratch_dir("mm-memory-")
     model = build_base_model(work / "model")
     for n in args.sizes:
         src = work / f"src{n}"

@@ -15,9 +15,9 @@ vectors mean nothing) with a strict threshold; give a real one with --model.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
+
+from benchmarks.scratch import scratch_dir
 
 
 def _step_seconds(instance) -> float:
@@ -44,7 +44,7 @@ def main() -> None:
     from mm_assets.store.segments import open_generation
     from mm_assets_tests.tiny_models import build_tiny_clip
 
-    work = Path(tempfile.mkdtemp(prefix="mm-duplicates-"))
+    work = scratch_dir("mm-duplicates-")
     truth = write_copies(work / "photos", args.photos)
     model = args.model or str(build_tiny_clip(work / "tiny"))
     cosine = args.semantic_cosine or (0.96 if args.model else 0.99995)

@@ -10,12 +10,12 @@ against exact). Reports p50/p99 per query (query embedding included) and the siz
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+from benchmarks.scratch import scratch_dir
 
 DIM = 512
 QUERIES = [f"query number {i} about a dog on a beach" for i in range(60)]
@@ -93,7 +93,7 @@ def main() -> None:
     from mm_assets.store.vector_db import ServingSpec, update_vector_db
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
-    work = Path(tempfile.mkdtemp(prefix="mm-search-"))
+    work = scratch_dir("mm-search-")
     model = build_vit_b32_clip(work / "vit-b32")
     config = EncoderConfig("clip", model=str(model))  # default precision, as users get it
     settings = Settings(home=work / "home", encoders=(config,))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import resource
-import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.scratch import scratch_dir
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.definitions import build_definitions
 
-    work = Path(tempfile.mkdtemp(prefix="mm-sensor-"))
+    work = scratch_dir("mm-sensor-")
     src = work / "src"
     start = time.perf_counter()
     for i in range(args.files):

@@ -16,7 +16,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import requests
 import yaml
 
+from benchmarks.scratch import scratch_dir
 from benchmarks.search_latency import QUERIES, write_synthetic_shards
 
 
@@ -129,7 +129,7 @@ def main() -> None:
 
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
-    work = Path(tempfile.mkdtemp(prefix="mm-serve-"))
+    work = scratch_dir("mm-serve-")
     model = build_vit_b32_clip(work / "vit-b32")
     flags = open("/proc/cpuinfo").read()
     print(f"{os.cpu_count()} CPUs, avx512_bf16: {'avx512_bf16' in flags}, amx: {'amx_bf16' in flags}")

@@ -12,13 +12,13 @@ model: the query is a stored vector). With --hnsw the store is built with HNSW i
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from benchmarks.scratch import scratch_dir
 from benchmarks.search_latency import DIM, write_synthetic_shards
 
 CHUNKS_PER_FILE = 10
@@ -84,7 +84,7 @@ def main() -> None:
     from mm_assets.store.segments import read_generation
     from mm_assets.store.vector_db import ServingSpec, compact, segments_to_merge, update_vector_db
 
-    work = Path(tempfile.mkdtemp(prefix="mm-update-"))
+    work = scratch_dir("mm-update-")
     config = EncoderConfig("clip", model=str(work / "unused"))
     settings = Settings(home=work / "home", encoders=(config,))
     layout, key = settings.layout, encoder_key(config)
