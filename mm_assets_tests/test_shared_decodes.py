@@ -156,3 +156,26 @@ def test_decoding_ahead_reads_nothing_outside_the_sources(tmp_path):
             time.sleep(0.01)
         assert shared_decodes.peek_decoded(after, SHARED_DECODE_SIDE) is not None
         assert shared_decodes.peek_decoded(secret, SHARED_DECODE_SIDE) is None
+
+
+def test_decoding_ahead_stops_when_the_budget_is_full_so_no_image_is_decoded_twice(tmp_path, monkeypatch):
+    """A batch larger than the budget (10,000 photos fill it within a few hundred): ahead of ingest
+    only what can be kept is decoded, and ingest decodes the rest once."""
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"p{i}.jpg")
+        gradient(640, 480, i).save(paths[-1], quality=85)  # kept at 320x240: 230,400 bytes each
+    decodes = []
+    real_decode = ingest_files.decode_rgb
+    monkeypatch.setattr(ingest_files, "decode_rgb", lambda *a, **k: decodes.append(a) or real_decode(*a, **k))
+    with sharing_decodes(budget_bytes=500_000):  # room for two
+        decode_images_ahead(_found(paths), Boundary.of([tmp_path]), INSPECT_LIMITS, workers=1)
+        deadline = time.monotonic() + 60
+        while not all(f.done() for f in shared_decodes._ahead.values()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(decodes) == 3, "two kept, the third refused, the rest left to ingest"
+        rows = inspect_batch(
+            _found(paths), [], CaptionIndex(Boundary.of([tmp_path])), INSPECT_LIMITS, workers=2, progress=lambda: None
+        )
+    assert all(r["status"] == "ok" and r["phash"] is not None for r in rows)
+    assert len(decodes) == len(paths) + 1, "only the image refused by the budget was decoded twice"

@@ -35,6 +35,7 @@ DEFAULT_BUDGET_BYTES = 256 * 2**20
 _lock = threading.Lock()
 _kept: dict[tuple[str, int], Image.Image] | None = None  # None: not sharing
 _budget_left = 0
+_full = False  # an offer was refused for want of budget: decoding further ahead would be wasted
 _ahead: dict[str, Future] = {}  # path -> its decode ahead of ingest
 _ahead_pool: ThreadPoolExecutor | None = None
 
@@ -43,11 +44,11 @@ _ahead_pool: ThreadPoolExecutor | None = None
 def sharing_decodes(budget_bytes: int = DEFAULT_BUDGET_BYTES) -> Iterator[None]:
     """Within this block, decodes kept by ingest can be taken by the embedding (this process only).
     A scope opened inside another (or beside it, in another thread) shares the one already open."""
-    global _kept, _budget_left, _ahead_pool
+    global _kept, _budget_left, _full, _ahead_pool
     with _lock:
         owner = _kept is None
         if owner:
-            _kept, _budget_left = {}, budget_bytes
+            _kept, _budget_left, _full = {}, budget_bytes, False
     if not owner:
         yield
         return
@@ -56,7 +57,7 @@ def sharing_decodes(budget_bytes: int = DEFAULT_BUDGET_BYTES) -> Iterator[None]:
     finally:
         with _lock:
             pool, _ahead_pool = _ahead_pool, None
-            _kept, _budget_left = None, 0
+            _kept, _budget_left, _full = None, 0, False
             _ahead.clear()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -66,13 +67,20 @@ def decode_ahead(paths: list[str], decode: Callable[[str], None], workers: int) 
     """Start decoding these files in background threads (``decode`` keeps what it decodes), ahead of
     the ingest step: `mm-assets run` spends its first seconds importing Dagster and starting its
     instance, mostly on one core, and the others can meanwhile decode the new images. Within a
-    sharing scope; ingest settles each path (``settle_ahead``) before it reads the file."""
+    sharing scope; ingest settles each path (``settle_ahead``) before it reads the file. Once the
+    budget is full the rest are left to ingest: an image decoded ahead but not kept would be decoded
+    twice (a 10,000-photo batch fills the budget within its first few hundred)."""
     global _ahead_pool
+
+    def decode_unless_full(path: str) -> None:
+        if not _full:
+            decode(path)
+
     with _lock:
         if _kept is None or _ahead_pool is not None:  # not sharing, or already decoding ahead
             return
         _ahead_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode-ahead")
-        _ahead.update({path: _ahead_pool.submit(decode, path) for path in paths})
+        _ahead.update({path: _ahead_pool.submit(decode_unless_full, path) for path in paths})
 
 
 def settle_ahead(path: str) -> None:
@@ -86,12 +94,16 @@ def settle_ahead(path: str) -> None:
 
 def keep_decoded(file_id: str, side: int, image: Image.Image) -> None:
     """Offer a decoded image for the embedding; ignored when not sharing or over budget."""
-    global _budget_left
+    global _budget_left, _full
     size = image.width * image.height * len(image.getbands())
     with _lock:
-        if _kept is not None and size <= _budget_left and (file_id, side) not in _kept:
+        if _kept is None or (file_id, side) in _kept:
+            return
+        if size <= _budget_left:
             _kept[(file_id, side)] = image
             _budget_left -= size
+        else:
+            _full = True
 
 
 def peek_decoded(file_id: str, side: int) -> Image.Image | None:
