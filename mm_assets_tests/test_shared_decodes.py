@@ -170,6 +170,7 @@ def test_decoding_ahead_stops_when_the_budget_is_full_so_no_image_is_decoded_twi
     monkeypatch.setattr(ingest_files, "decode_rgb", lambda *a, **k: decodes.append(a) or real_decode(*a, **k))
     with sharing_decodes(budget_bytes=500_000):  # room for two
         decode_images_ahead(_found(paths), Boundary.of([tmp_path]), INSPECT_LIMITS, workers=1)
+        assert len(shared_decodes._ahead) == 500_000 // (224 * 224 * 3) + 1, "queued: what the budget can hold"
         deadline = time.monotonic() + 60
         while not all(f.done() for f in shared_decodes._ahead.values()) and time.monotonic() < deadline:
             time.sleep(0.01)

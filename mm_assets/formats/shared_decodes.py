@@ -80,7 +80,10 @@ def decode_ahead(paths: list[str], decode: Callable[[str], None], workers: int) 
         if _kept is None or _ahead_pool is not None:  # not sharing, or already decoding ahead
             return
         _ahead_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode-ahead")
-        _ahead.update({path: _ahead_pool.submit(decode_unless_full, path) for path in paths})
+        # Queue no more than the budget can hold at the shared side: a first run over a million
+        # photos would otherwise queue a million futures (gigabytes) for decodes ingest does anyway.
+        most = _budget_left // (SHARED_DECODE_SIDE * SHARED_DECODE_SIDE * 3) + workers
+        _ahead.update({path: _ahead_pool.submit(decode_unless_full, path) for path in paths[:most]})
 
 
 def settle_ahead(path: str) -> None:
