@@ -57,7 +57,7 @@ def main() -> None:
             text=True,
             env={**os.environ, "PYTHONPATH": os.getcwd()},
         )
-        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.returncode == 0, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
         print(f"{n:>6} images: {out.stdout.strip().splitlines()[-1]}")
 
 

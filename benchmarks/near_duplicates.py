@@ -35,7 +35,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import dagster as dg
-    import numpy as np
 
     from mm_assets.config import DuplicatesConfig, EncoderConfig, Settings
     from mm_assets.duplicates import chunk_paths, near_pairs, read_pairs
@@ -65,10 +64,10 @@ def main() -> None:
 
         con, _ = open_generation(settings.db_path)
         pairs = read_pairs(settings.layout.duplicate_pairs)
-        hashed = con.execute("SELECT chunk_id, phash FROM chunks WHERE phash IS NOT NULL").fetchall()
-        ids = np.array([c for c, _ in hashed], dtype=object)
-        hashes = np.array([h for _, h in hashed], dtype=np.int64)
-        paths_of = chunk_paths(con, set(ids))
+        hashed = con.execute(
+            "SELECT chunk_id, phash, hash(file_id) AS file FROM chunks WHERE phash IS NOT NULL ORDER BY chunk_id"
+        ).to_arrow_table()
+        paths_of = chunk_paths(con, set(hashed.column("chunk_id").to_pylist()))
         con.close()
         columns = [
             "link",
@@ -84,8 +83,8 @@ def main() -> None:
         import pyarrow as pa
 
         for bits in (4, 6, 8, 12, 14):
-            near = near_pairs(ids, hashes, ids, hashes, bits)
-            found = {(min(a, b), max(a, b)) for a, b in zip(near["x"].to_pylist(), near["y"].to_pylist()) if a != b}
+            near = near_pairs(hashed, hashed, bits, settings.duplicates.links_per_chunk)
+            found = {(min(a, b), max(a, b)) for a, b in zip(near["x"].to_pylist(), near["y"].to_pylist())}
             table = pa.table(
                 {
                     "a": [a for a, _ in found],

@@ -203,6 +203,9 @@ class DuplicatesConfig:
     near_min_cosine: float | None = 0.9
     semantic_cosine: float = 0.96
     encoder: str | None = None  # whose vectors are compared (default: the default encoder)
+    # Each new chunk keeps its closest this many links of a kind (ties: the smallest chunk ids, so
+    # copies link to the same few): 10,000 copies of one picture make ~160,000 links, not 50 million.
+    links_per_chunk: int = 16
 
     def __post_init__(self):
         if not 0 <= self.near_bits < 32:
@@ -211,6 +214,8 @@ class DuplicatesConfig:
             raise ValueError(f"duplicates.near_min_cosine must be in [-1, 1] or null, not {self.near_min_cosine}")
         if not 0 < self.semantic_cosine <= 1:
             raise ValueError(f"duplicates.semantic_cosine must be in (0, 1], not {self.semantic_cosine}")
+        if self.links_per_chunk < 1:
+            raise ValueError(f"duplicates.links_per_chunk must be at least 1, not {self.links_per_chunk}")
 
 
 @dataclass(frozen=True)

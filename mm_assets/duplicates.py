@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from mm_assets.config import Settings, short_hash
 from mm_assets.formats.images import hamming
+from mm_assets.search.query import NOT_A_CANDIDATE, closest_in_rows
 from mm_assets.store.catalog import UnknownEncoder, choose_encoder_table, chunk_details
 from mm_assets.store.layout import replaced_atomically
 from mm_assets.store.vector_db import single_writer
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 # Bumped when comparing finds something different for the same chunks (part of the fingerprint).
 DUPLICATES_VERSION = "1"
 LINKS = ("exact", "near", "semantic")
-# Hashes (new x all) compared in one step: bounds its memory (128 MB).
+# Hashes (new x all) compared in one step: bounds its memory (~400 MB: differing bits, keys, order).
 COMPARE_CELLS = 2**24
 CANDIDATES_SCHEMA = pa.schema([("x", pa.string()), ("y", pa.string()), ("score", pa.float64())])
 PAIRS_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("link", pa.string()), ("score", pa.float64())])
@@ -79,6 +80,10 @@ def _hashes(table: pa.Table) -> np.ndarray:
     return table.column("phash").to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def _file_keys(table: pa.Table) -> np.ndarray:
+    return table.column("file").to_numpy(zero_copy_only=False).astype(np.uint64)
+
+
 def candidates(x: np.ndarray, y: np.ndarray, score: np.ndarray) -> pa.Table:
     """Candidate pairs (x, y, score) as a table: one column each, no Python object per pair."""
     return pa.table(
@@ -87,15 +92,19 @@ def candidates(x: np.ndarray, y: np.ndarray, score: np.ndarray) -> pa.Table:
     )
 
 
-def near_pairs(
-    new_ids: np.ndarray, new_hashes: np.ndarray, ids: np.ndarray, hashes: np.ndarray, max_bits: int
-) -> pa.Table:
-    """(new chunk, other chunk, differing bits) for every hash within ``max_bits`` of a new one."""
+def near_pairs(new: pa.Table, hashed: pa.Table, max_bits: int, most: int) -> pa.Table:
+    """(new chunk, chunk of another file, differing bits) for each new chunk's ``most`` closest hashes
+    within ``max_bits``, ties to the earliest in ``hashed`` (give it in chunk id order, so that copies
+    of one picture all link to the same few)."""
+    new_ids, new_hashes, new_files = _ids(new), _hashes(new), _file_keys(new)
+    ids, hashes, files = _ids(hashed), _hashes(hashed), _file_keys(hashed)
     x, y, score = [], [], []
     step = max(1, COMPARE_CELLS // max(len(ids), 1))
     for start in range(0, len(new_ids), step):
-        bits = hamming(new_hashes[start : start + step, None], hashes[None, :])
-        q, r = np.nonzero(bits <= max_bits)
+        bits = hamming(new_hashes[start : start + step, None], hashes[None, :]).astype(np.int64)
+        keys = bits * len(ids) + np.arange(len(ids))  # (bits, position) as one key
+        keys[(bits > max_bits) | (files[None, :] == new_files[start : start + step, None])] = NOT_A_CANDIDATE
+        q, r = closest_in_rows(keys, most)
         x.append(new_ids[start + q])
         y.append(ids[r])
         score.append(bits[q, r])
@@ -118,10 +127,11 @@ def confirmed_by_vectors(searcher: Searcher, table, found: pa.Table, min_cosine:
     return found.filter(pa.array(agree))
 
 
-def semantic_pairs(searcher: Searcher, table, new_ids: np.ndarray, min_cosine: float) -> pa.Table:
-    """(new chunk, other chunk of the same modality, cosine) at or above ``min_cosine``."""
+def semantic_pairs(searcher: Searcher, table, new_ids: np.ndarray, min_cosine: float, most: int) -> pa.Table:
+    """(new chunk, chunk of the same modality in another file, cosine) at or above ``min_cosine``,
+    each new chunk's ``most`` closest."""
     ids, codes, vectors = searcher.stored_vectors(table, new_ids)
-    q, other, other_codes, cosine = searcher.similar_rows(table, vectors, min_cosine)
+    q, other, other_codes, cosine = searcher.similar_rows(table, vectors, searcher.file_keys(ids), min_cosine, most)
     same = other_codes == codes[q]
     return candidates(ids[q[same]], other[same], cosine[same])
 
@@ -154,7 +164,9 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
     encoder = table.encoder_key if table else None
     fingerprint = duplicates_fingerprint(settings, encoder)
     # Every live chunk with a hash or a vector, as Arrow (a million ids: no Python objects per row).
-    hashed = con.execute("SELECT chunk_id, phash FROM chunks WHERE phash IS NOT NULL").to_arrow_table()
+    hashed = con.execute(
+        "SELECT chunk_id, phash, hash(file_id) AS file FROM chunks WHERE phash IS NOT NULL ORDER BY chunk_id"
+    ).to_arrow_table()
     vector_ids = searcher.live_vectors(table)[0] if table else []
     live = pa.concat_tables([hashed.select(["chunk_id"]), pa.table({"chunk_id": pa.array(vector_ids, pa.string())})])
     # One writer of derived state at a time (runs started together, the sensor's and the CLI's).
@@ -178,15 +190,13 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
                 "DELETE FROM pairs WHERE a NOT IN (SELECT chunk_id FROM live) OR b NOT IN (SELECT chunk_id FROM live)"
             )
             state.register("hashed", hashed)
-            new_hashed = state.execute(
-                "SELECT chunk_id, phash FROM hashed ANTI JOIN compared USING (chunk_id)"
-            ).to_arrow_table()
-            near = near_pairs(_ids(new_hashed), _hashes(new_hashed), _ids(hashed), _hashes(hashed), config.near_bits)
+            new_hashed = state.execute("SELECT * FROM hashed ANTI JOIN compared USING (chunk_id)").to_arrow_table()
+            near = near_pairs(new_hashed, hashed, config.near_bits, config.links_per_chunk)
             if table is not None and config.near_min_cosine is not None:
                 near = confirmed_by_vectors(searcher, table, near, config.near_min_cosine)
             semantic = CANDIDATES_SCHEMA.empty_table()
             if table is not None:
-                semantic = semantic_pairs(searcher, table, new, config.semantic_cosine)
+                semantic = semantic_pairs(searcher, table, new, config.semantic_cosine, config.links_per_chunk)
             for found in (_between_files(con, near, "near"), _between_files(con, semantic, "semantic")):
                 state.register("found", found)
                 state.execute("INSERT INTO pairs SELECT a, b, link, score FROM found")

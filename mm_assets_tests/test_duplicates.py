@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from mm_assets.cli import main
 from mm_assets.config import DuplicatesConfig, EncoderConfig, Settings, load_settings
-from mm_assets.duplicates import chunk_paths, list_duplicates, pair_groups, read_pairs
+from mm_assets.duplicates import chunk_paths, list_duplicates, near_pairs, pair_groups, read_pairs
 from mm_assets.evaluation.duplicates import TRANSFORMS, copy_detection_figures, original_image, write_copies
 from mm_assets.formats.images import hamming, perceptual_hash
 from mm_assets.runs import run_pipeline
@@ -150,3 +150,53 @@ def test_copies_are_grouped_measured_followed_and_collapsed_in_search(copies, ca
     grouped = pair_groups(read_pairs(settings.layout.duplicate_pairs))
     assert len({grouped.get(c, c) for c in seen}) == len(seen), "one hit per group"
     assert np.all(np.diff([h["distance"] for h in found]) >= 0)
+
+
+def test_many_copies_of_one_picture_make_one_group_with_a_bounded_number_of_links(tmp_path, tiny_clip):
+    """Thirty copies of one photo: every pair is a duplicate (435 pairs of each kind), but each copy
+    keeps only its closest ``links_per_chunk``, ties to the same few, so they still group as one;
+    at 10,000 copies the uncapped pairs ran a 24 GB machine out of memory."""
+    source = tmp_path / "photos"
+    source.mkdir()
+    photo = original_image(0)
+    for i in range(30):
+        photo.save(source / f"copy_{i:02d}.jpg", quality=60 + i)  # other bytes, the same picture
+    original_image(1).save(source / "other.jpg")
+    settings = Settings(
+        home=tmp_path / "home",
+        sources=(source,),
+        encoders=(EncoderConfig("clip", model=str(tiny_clip), batch_size=16),),
+        duplicates=DuplicatesConfig(semantic_cosine=0.9999, links_per_chunk=3),
+    )
+    with dg.instance_for_test() as instance:
+        assert run_pipeline(settings, [source], instance=instance).ok
+    pairs = read_pairs(settings.layout.duplicate_pairs)
+    links = pairs.column("link").to_pylist()
+    assert 29 <= links.count("near") <= 30 * 3 and links.count("semantic") <= 30 * 3
+    con, _ = open_generation(settings.db_path)
+    try:
+        groups = list_duplicates(con, settings.layout.duplicate_pairs)
+    finally:
+        con.close()
+    assert [sorted(m["path"].rsplit("/", 1)[-1] for m in g["members"]) for g in groups] == [
+        [f"copy_{i:02d}.jpg" for i in range(30)]
+    ]
+
+
+def test_a_files_own_chunks_never_take_the_links_of_a_copy_in_another_file():
+    """A static shot: a video's frames hash alike. With one link per chunk, each frame still finds
+    the copy in the other file rather than its own siblings."""
+
+    def hashed(rows):
+        return pa.table(
+            {
+                "chunk_id": [c for c, _, _ in rows],
+                "phash": pa.array([h for _, h, _ in rows], pa.int64()),
+                "file": pa.array([f for _, _, f in rows], pa.uint64()),
+            }
+        )
+
+    frames = [(f"frame{i}", 0b1111, 1) for i in range(5)]  # one file, identical hashes
+    copy = ("still", 0b1110, 2)  # another file, one bit apart
+    found = near_pairs(hashed(frames), hashed(sorted([*frames, copy])), max_bits=4, most=1)
+    assert sorted(zip(found["x"].to_pylist(), found["y"].to_pylist())) == [(f"frame{i}", "still") for i in range(5)]
