@@ -21,6 +21,7 @@ from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.discovery import Discovered, decoding_new_images, discover
 from mm_assets.encoders.identity import encoder_key
+from mm_assets.formats.shared_decodes import drop_kept_decodes
 from mm_assets.ingest.batches import read_manifest
 from mm_assets.staleness import checks_of, find_stale, report_up_to_date, stale_by_batch, with_their_checks
 from mm_assets.store.catalog import VectorDBError, quarantined_files
@@ -239,6 +240,7 @@ def _materialize_pending(
     if to_train:
         waiting = set()
         run_pending_batches()  # embed every batch with the newly trained models
+    drop_kept_decodes()
 
     # One last run: the vector tables when out of date; duplicates follow the vectors, moderation also a
     # changed policy: each compares or re-scores only what changed.

@@ -13,7 +13,13 @@ from mm_assets.config import EncoderConfig, Settings
 from mm_assets.formats import shared_decodes
 from mm_assets.formats.images import decode_rgb, perceptual_hash
 from mm_assets.formats.reading import Boundary, file_id_of
-from mm_assets.formats.shared_decodes import SHARED_DECODE_SIDE, keep_decoded, sharing_decodes, take_decoded
+from mm_assets.formats.shared_decodes import (
+    SHARED_DECODE_SIDE,
+    drop_kept_decodes,
+    keep_decoded,
+    sharing_decodes,
+    take_decoded,
+)
 from mm_assets.ingest import files as ingest_files
 from mm_assets.ingest.discover import FoundFile
 from mm_assets.ingest.files import decode_images_ahead, inspect_batch
@@ -135,6 +141,11 @@ def test_decodes_are_kept_within_a_budget_and_only_inside_a_sharing_scope():
         assert take_decoded("a", 224) is image and take_decoded("a", 224) is None, "taken once"
         keep_decoded("b", 224, image)  # the budget was freed
         assert take_decoded("b", 224) is image
+        keep_decoded("c", 224, image)
+        drop_kept_decodes()  # the run's batches are embedded: what is left goes, and its budget comes back
+        assert take_decoded("c", 224) is None
+        keep_decoded("d", 224, image)
+        assert take_decoded("d", 224) is image
     assert take_decoded("b", 224) is None
 
 

@@ -123,3 +123,13 @@ def take_decoded(file_id: str, side: int) -> Image.Image | None:
         if image is not None:
             _budget_left += image.width * image.height * len(image.getbands())
     return image
+
+
+def drop_kept_decodes() -> None:
+    """Free what is still kept: the batches are embedded and nothing will take it (images already
+    embedded, or an encoder that decodes at another side), so the steps after need not carry it."""
+    global _budget_left
+    with _lock:
+        if _kept is not None:
+            _budget_left += sum(im.width * im.height * len(im.getbands()) for im in _kept.values())
+            _kept.clear()
