@@ -10,11 +10,12 @@
   encoder) have a cosine of at least ``semantic_cosine``: the same scene re-shot, a passage reworded.
 
 The comparison is incremental: each update compares only the chunks new since the last one against
-every live chunk (one product per segment, O(new x all)), drops the pairs of chunks no longer served,
-and publishes every pair as a Parquet file replaced whole (``duplicate_pairs.parquet``), which search
-reads to collapse duplicates (``--dedup``); groups are stars of pairs (``pair_groups``). What was
-compared lives in ``duplicates.duckdb``, opened by the asset alone; a changed setting or encoder
-compares everything again.
+every live chunk (one product per segment, O(new x all)), keeps each new chunk's closest
+``links_per_chunk`` links of a kind (the pairs stay O(n) however alike the files are), drops the
+pairs of chunks no longer served, and publishes every pair as a Parquet file replaced whole
+(``duplicate_pairs.parquet``), which search reads to collapse duplicates (``--dedup``); groups are
+stars of pairs (``pair_groups``). What was compared lives in ``duplicates.duckdb``, opened by the
+asset alone; a changed setting or encoder compares everything again.
 """
 
 from __future__ import annotations
