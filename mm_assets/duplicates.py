@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mm_assets.config import Settings, short_hash
@@ -117,13 +118,15 @@ def near_pairs(new: pa.Table, hashed: pa.Table, max_bits: int, most: int) -> pa.
 def confirmed_by_vectors(searcher: Searcher, table, found: pa.Table, min_cosine: float) -> pa.Table:
     """The hash pairs whose vectors agree (cosine at least ``min_cosine``), or that lack a vector to
     ask: a 64-bit hash of a low-detail picture (a shape on a plain ground) matches unrelated ones."""
-    x, y = _ids(found, "x"), _ids(found, "y")
-    ids, _, vectors = searcher.stored_vectors(table, np.unique(np.concatenate([x, y])))
-    row = {chunk_id: i for i, chunk_id in enumerate(ids)}
-    rx = np.array([row.get(c, -1) for c in x], dtype=np.int64)
-    ry = np.array([row.get(c, -1) for c in y], dtype=np.int64)
+    asked = pc.unique(pa.chunked_array([*found.column("x").chunks, *found.column("y").chunks], pa.string()))
+    ids, _, vectors = searcher.stored_vectors(table, asked.to_numpy(zero_copy_only=False))
+    served = pa.array(ids, pa.string())
+    # Each end's row among the vectors (-1: none), by Arrow's hash lookup: no Python object per pair.
+    rx, ry = (
+        pc.index_in(found.column(end), value_set=served).fill_null(-1).to_numpy().astype(np.int64) for end in "xy"
+    )
     both = (rx >= 0) & (ry >= 0)
-    agree = np.ones(len(x), dtype=bool)
+    agree = np.ones(found.num_rows, dtype=bool)
     agree[both] = np.einsum("ij,ij->i", vectors[rx[both]], vectors[ry[both]]) >= min_cosine
     return found.filter(pa.array(agree))
 

@@ -13,7 +13,14 @@ from fastapi.testclient import TestClient
 
 from mm_assets.cli import main
 from mm_assets.config import DuplicatesConfig, EncoderConfig, Settings, load_settings
-from mm_assets.duplicates import chunk_paths, list_duplicates, near_pairs, pair_groups, read_pairs
+from mm_assets.duplicates import (
+    chunk_paths,
+    confirmed_by_vectors,
+    list_duplicates,
+    near_pairs,
+    pair_groups,
+    read_pairs,
+)
 from mm_assets.evaluation.duplicates import TRANSFORMS, copy_detection_figures, original_image, write_copies
 from mm_assets.formats.images import hamming, perceptual_hash
 from mm_assets.runs import run_pipeline
@@ -200,3 +207,19 @@ def test_a_files_own_chunks_never_take_the_links_of_a_copy_in_another_file():
     copy = ("still", 0b1110, 2)  # another file, one bit apart
     found = near_pairs(hashed(frames), hashed(sorted([*frames, copy])), max_bits=4, most=1)
     assert sorted(zip(found["x"].to_pylist(), found["y"].to_pylist())) == [(f"frame{i}", "still") for i in range(5)]
+
+
+def test_hash_pairs_stand_only_where_the_vectors_agree_or_cannot_be_asked():
+    """Low-detail pictures share hashes with unrelated ones: a near pair is kept when its vectors
+    agree, dropped when they do not, and kept when one end has no vector to ask."""
+
+    class ServedVectors:  # what confirmed_by_vectors reads of a Searcher
+        vectors = {"a": [1.0, 0.0], "b": [0.99, 0.141], "c": [0.0, 1.0]}
+
+        def stored_vectors(self, table, chunk_ids):
+            ids = np.array([c for c in chunk_ids if c in self.vectors], dtype=object)
+            return ids, np.zeros(len(ids), np.uint8), np.array([self.vectors[c] for c in ids], np.float32)
+
+    found = pa.table({"x": ["a", "a", "a"], "y": ["b", "c", "z"], "score": [1.0, 2.0, 3.0]})
+    kept = confirmed_by_vectors(ServedVectors(), None, found, min_cosine=0.9)
+    assert kept.column("y").to_pylist() == ["b", "z"]
