@@ -150,7 +150,7 @@ def cmd_config(settings: Settings, args) -> int:
 
 
 def cmd_run(settings: Settings, args) -> int:
-    from mm_assets.discovery import decoding_new_images, discover
+    from mm_assets.discovery import discovering
 
     for key, value, origin in describe_settings(settings):
         if origin.startswith(("env ", "--")):  # said once, so an override is never silent
@@ -159,9 +159,8 @@ def cmd_run(settings: Settings, args) -> int:
     if not sources:
         raise ValueError("give one or more folders (`mm-assets run DIR ...`) or set `sources:` in mm_assets.yaml")
     with LiveProgress() as live, listening(live):
-        discovered = discover(settings, sources)
         # The new images decode on another core while Dagster is imported and its instance started.
-        with decoding_new_images(settings, discovered):
+        with discovering(settings, sources) as discovered:
             from mm_assets.runs import run_pipeline  # imports Dagster: only for the commands that need it
 
             summary = run_pipeline(settings, sources, discovered=discovered)

@@ -25,20 +25,18 @@ class Discovered:
     new_batch: str | None  # the batch of what was added, edited or deleted; None if nothing was
 
 
-def discover(settings: Settings, sources: list[Path]) -> Discovered:
-    """Fail fast, before any batch exists, when a model is missing; then make the new batch."""
+@contextmanager
+def discovering(settings: Settings, sources: list[Path]) -> Iterator[Discovered]:
+    """Fail fast, before any batch exists, when a model is missing; make the new batch; and, for as
+    long as the block runs, share decodes (a sharing_decodes scope) with the new batch's images
+    decoding in the background."""
     for enc in settings.encoders:
         if not enc.trained_here:
             resolve_model(enc.model, enc.revision)
     resolve_model(settings.tokenizer_model)
-    return Discovered(create_batch(settings.layout, sources, max_file_bytes=settings.max_file_bytes))
-
-
-@contextmanager
-def decoding_new_images(settings: Settings, discovered: Discovered) -> Iterator[None]:
-    """A sharing_decodes scope in which the new batch's images start decoding in the background."""
+    discovered = Discovered(create_batch(settings.layout, sources, max_file_bytes=settings.max_file_bytes))
     with sharing_decodes():
         if discovered.new_batch:
             manifest = read_manifest(settings.layout, discovered.new_batch)
             decode_images_ahead(manifest.files, manifest.boundary, settings.inspection_limits, settings.decode_workers)
-        yield
+        yield discovered

@@ -19,7 +19,7 @@ from mm_assets.assets.training import fine_tuned_asset_key
 from mm_assets.assets.vector_tables import serving_spec
 from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
-from mm_assets.discovery import Discovered, decoding_new_images, discover
+from mm_assets.discovery import Discovered, discovering
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.formats.shared_decodes import drop_kept_decodes
 from mm_assets.ingest.batches import read_manifest
@@ -187,12 +187,11 @@ def run_pipeline(
     discovered: Discovered | None = None,
 ) -> RunSummary:
     """Discover new files, then materialize whatever is missing: batches, fine-tuned models, their
-    embeddings, and the vector tables. A caller that has ``discovered`` already decodes the new
-    images ahead in its own decoding_new_images scope (the CLI: before Dagster is imported)."""
+    embeddings, and the vector tables. A caller that has ``discovered`` runs this inside its own
+    ``discovering`` block (the CLI: entered before Dagster is imported)."""
     if discovered is not None:
         return _materialize_pending(settings, discovered, run_config, instance)
-    discovered = discover(settings, sources)
-    with decoding_new_images(settings, discovered):
+    with discovering(settings, sources) as discovered:
         return _materialize_pending(settings, discovered, run_config, instance)
 
 

@@ -98,7 +98,7 @@ def settle_ahead(path: str) -> None:
 def keep_decoded(file_id: str, side: int, image: Image.Image) -> None:
     """Offer a decoded image for the embedding; ignored when not sharing or over budget."""
     global _budget_left, _full
-    size = image.width * image.height * len(image.getbands())
+    size = _bytes(image)
     with _lock:
         if _kept is None or (file_id, side) in _kept:
             return
@@ -121,7 +121,7 @@ def take_decoded(file_id: str, side: int) -> Image.Image | None:
     with _lock:
         image = _kept.pop((file_id, side), None) if _kept is not None else None
         if image is not None:
-            _budget_left += image.width * image.height * len(image.getbands())
+            _budget_left += _bytes(image)
     return image
 
 
@@ -131,5 +131,9 @@ def drop_kept_decodes() -> None:
     global _budget_left
     with _lock:
         if _kept is not None:
-            _budget_left += sum(im.width * im.height * len(im.getbands()) for im in _kept.values())
+            _budget_left += sum(_bytes(image) for image in _kept.values())
             _kept.clear()
+
+
+def _bytes(image: Image.Image) -> int:
+    return image.width * image.height * len(image.getbands())
