@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 
 from mm_assets.chunking.documents import chunk_pdf
 from mm_assets.chunking.text import TextChunker
-from mm_assets.formats.media import sample_video_frames
+from mm_assets.formats.audio_video import sample_video_frames
 from mm_assets_tests.media_corpus import _png
 from mm_assets_tests.tiny_models import build_tiny_clip
 

@@ -101,7 +101,7 @@ def main() -> None:
                 hits = searcher.search(image=kept / f"{p.parent.name}_{p.name}", k=10, modality="image")
                 checked += 1
                 stale += any(h.path == str(p) and p in deleted for h in hits)
-        served = {r[0] for r in searcher.connection().execute("SELECT path FROM files").fetchall()}
+        served = {r[0] for r in searcher.served.connection().execute("SELECT path FROM files").fetchall()}
     missing_moves = [p for p in new_paths.values() if str(p) not in served]
     still_served = [p for p in deleted + list(new_paths) if str(p) in served]
     print(

@@ -127,7 +127,7 @@ def forward_only(encoder, pixels: np.ndarray, repeats: int) -> float:
 
 def stored_vectors(home: Path) -> dict[str, np.ndarray]:
     """path -> the vector a run stored for that image."""
-    from mm_assets.config import load_settings
+    from mm_assets.config_loading import load_settings
 
     store = load_settings(home.with_suffix(".yaml"), home=home).layout.store
     raw = {r["file_id"]: r["path"] for r in store.read_all(store.shard_dir("raw_files")).to_pylist()}
@@ -172,7 +172,7 @@ def main() -> None:
         load = time.perf_counter() - start  # the first ONNX Runtime load of a precision exports it
         pixels = np.stack([encoder.preprocess(im) for im in sample])
         rate = forward_only(encoder, pixels, repeats=3)
-        cosine = encoder.calibration_cosine
+        cosine = encoder.check_cosine
         print(f"  {dtype}/{encoder.runtime}: {rate:.2f} images/s (load {load:.1f}s, cosine to fp32 {cosine})")
 
     tutorial_wall, tutorial_vectors = tutorial_process(model_dir, paths, work)

@@ -20,7 +20,7 @@ CHILD = """
 import resource, sys, time
 from pathlib import Path
 from transformers import AutoTokenizer
-from mm_assets.chunking.files import chunk_file
+from mm_assets.chunking.by_kind import chunk_file
 from mm_assets.chunking.text import TextChunker
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.chunking import chunking_params

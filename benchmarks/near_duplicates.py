@@ -36,7 +36,8 @@ def main() -> None:
 
     import dagster as dg
 
-    from mm_assets.config import DuplicatesConfig, EncoderConfig, Settings
+    from mm_assets.config import EncoderConfig, Settings
+    from mm_assets.config_sections import DuplicatesConfig
     from mm_assets.duplicates import chunk_paths, near_pairs, read_pairs
     from mm_assets.evaluation.duplicates import copy_detection_figures, original_image, write_copies
     from mm_assets.runs import run_pipeline

@@ -87,10 +87,12 @@ def main() -> None:
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.encoders.clip import ClipEncoder
     from mm_assets.encoders.identity import encoder_key, record
-    from mm_assets.search.query import Searcher, recorded_encoder, search
-    from mm_assets.store.catalog import list_encoder_tables, open_read_only
-    from mm_assets.store.segments import matrix_path, read_generation
-    from mm_assets.store.vector_db import ServingSpec, update_vector_db
+    from mm_assets.encoders.load import recorded_encoder
+    from mm_assets.search.query import Searcher, search
+    from mm_assets.store.catalog import list_encoder_tables
+    from mm_assets.store.matrices import matrix_path
+    from mm_assets.store.segments import ServingSpec, open_read_only, read_generation
+    from mm_assets.store.vector_db import update_vector_db
     from mm_assets_tests.tiny_models import build_vit_b32_clip
 
     work = scratch_dir("mm-search-")

@@ -65,7 +65,7 @@ def wait_until_up(session: requests.Session, url: str, seconds: float = 120) -> 
 
 def measure(vectors: int, work: Path, model: Path) -> None:
     from mm_assets.assets.vector_tables import serving_spec
-    from mm_assets.config import load_settings
+    from mm_assets.config_loading import load_settings
     from mm_assets.encoders.clip import ClipEncoder
     from mm_assets.encoders.identity import encoder_key, record
     from mm_assets.store.vector_db import update_vector_db

@@ -81,8 +81,8 @@ def main() -> None:
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.encoders.identity import encoder_key
     from mm_assets.search.query import Searcher
-    from mm_assets.store.segments import read_generation
-    from mm_assets.store.vector_db import ServingSpec, compact, segments_to_merge, update_vector_db
+    from mm_assets.store.segments import ServingSpec, read_generation
+    from mm_assets.store.vector_db import compact, segments_to_merge, update_vector_db
 
     work = scratch_dir("mm-update-")
     config = EncoderConfig("clip", model=str(work / "unused"))
@@ -152,7 +152,7 @@ def main() -> None:
         # Recall@10 of the indexed search against exact, after the churn (deleted rows filtered out,
         # small segments searched exactly), for queries near stored vectors.
         with Searcher(settings.db_path) as searcher:
-            parts = searcher._segment_vectors(searcher.tables()[0])
+            parts = searcher.served.segments(searcher.served.tables()[0])
             base = parts[0].matrix
             picks = rng.choice(len(base), 50, replace=False)
             queries = base[picks] + 0.5 * rng.normal(size=(50, DIM)).astype(np.float32) / np.sqrt(DIM)

@@ -10,11 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-from mm_assets.config import Settings, describe_settings, load_settings
+from mm_assets.config import Settings
+from mm_assets.config_loading import describe_settings, load_settings
 from mm_assets.encoders.resolve import ModelNotFoundError
 from mm_assets.formats import BadFile
 from mm_assets.progress import listening
-from mm_assets.store.catalog import VectorDBError
+from mm_assets.store.duck import VectorDBError
 from mm_assets.terminal import LiveProgress, quiet_libraries
 
 

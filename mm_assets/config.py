@@ -1,24 +1,16 @@
-"""Settings and encoder configurations, read from a YAML file and the environment.
-
-Resolution order: explicit arguments > environment (``MM_ASSETS_*``) > config file > defaults.
-The config file is ``$MM_ASSETS_CONFIG`` or ``./mm_assets.yaml`` when present.
-Relative paths in the file are relative to the file; elsewhere to the working directory.
-The file is validated against the dataclasses below (pydantic reads them as they are): a wrong type,
-an unknown key or a bad value is one error that names the key and what is expected.
+"""The settings: what the pipeline reads, where it keeps things, and the encoders it runs, with the
+rules each value must keep. Reading them from a file, the environment and options is in
+config_loading.py; the sections of single steps (chunking, duplicates, policies) in
+config_sections.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import typing
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-from pydantic import ConfigDict, TypeAdapter, ValidationError
-
+from mm_assets.config_sections import FILE_RULES, ChunkingConfig, DuplicatesConfig, PolicyConfig
 from mm_assets.store.layout import Layout
 from mm_assets.store.tables import MODALITIES
 
@@ -27,46 +19,11 @@ DEFAULT_MODALITIES = ("image", "text")  # a CLIP model's; an audio model (CLAP) 
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 RUNTIMES = ("auto", "torch", "onnxruntime")  # where a CPU forward pass runs (encoders/runtime.py)
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
-# Settings converted in load_settings; the others (_PLAIN_SETTINGS) are read from the file as they are.
-_SECTIONS = {
-    "home",
-    "store",
-    "executor",
-    "sources",
-    "encoders",
-    "chunking",
-    "default_encoder",
-    "policies",
-    "duplicates",
-}
-_PLAIN_SETTINGS = (
-    "max_image_pixels",
-    "max_file_bytes",
-    "max_media_seconds",
-    "max_pdf_pages",
-    "max_seconds_per_file",
-    "hnsw",
-    "hnsw_ef_search",
-    "decode_workers",
-    "eval_test_percent",
-)
-
-
-# Unknown keys in the file are mistakes (a misspelt setting would otherwise be silently ignored).
-_FILE_RULES = ConfigDict(extra="forbid")
-
-
-def short_hash(payload: object, length: int = 12) -> str:
-    """Stable hash of JSON-serialisable data (sorted keys), used for fingerprints and ids."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
 @dataclass(frozen=True)
 class FineTuneConfig:
     """Contrastive fine-tuning of another configured encoder on the training split."""
 
-    __pydantic_config__ = _FILE_RULES
+    __pydantic_config__ = FILE_RULES
 
     base: str  # name of the encoder to start from
     epochs: int = 5
@@ -95,7 +52,7 @@ class FuseConfig:
     1 - image_weight, from the model of the encoder named ``of`` (encoders/batch.fuse_vectors).
     retrieval_eval fits the weight on the training split and reports it beside the configured one."""
 
-    __pydantic_config__ = _FILE_RULES
+    __pydantic_config__ = FILE_RULES
 
     of: str  # name of the encoder whose model embeds both
     image_weight: float = 0.5
@@ -120,7 +77,7 @@ class EncoderConfig:
     computed in mm_assets/encoders/identity.py.
     """
 
-    __pydantic_config__ = _FILE_RULES
+    __pydantic_config__ = FILE_RULES
 
     name: str
     model: str = DEFAULT_MODEL
@@ -162,111 +119,12 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
-class PolicyConfig:
-    """A moderation policy in natural language: a chunk is scored by its best cosine to any of the
-    phrasings (embedded by the encoder's text tower) and flagged at or above the threshold, given, or
-    calibrated as the lowest that reaches ``target_precision`` on the labelled examples (captioned
-    images whose label is in ``labels``; any other labelled image is a negative)."""
-
-    __pydantic_config__ = _FILE_RULES
-
-    name: str
-    phrasings: tuple[str, ...]
-    threshold: float | None = None
-    target_precision: float | None = None
-    labels: tuple[str, ...] = ()
-    encoder: str | None = None  # whose vectors are scored (default: the default encoder)
-
-    def __post_init__(self):
-        if not self.name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"policy name {self.name!r} must be letters, digits, '_' and '-'")
-        if not [p for p in self.phrasings if p.strip()]:
-            raise ValueError(f"policy {self.name!r}: give at least one phrasing")
-        if (self.threshold is None) == (self.target_precision is None):
-            raise ValueError(f"policy {self.name!r}: give either threshold or target_precision (with labels)")
-        if self.target_precision is not None and not (0 < self.target_precision <= 1 and self.labels):
-            raise ValueError(f"policy {self.name!r}: target_precision must be in (0, 1] and needs labels")
-
-
-@dataclass(frozen=True)
-class DuplicatesConfig:
-    """What makes two items duplicates (mm_assets/duplicates.py): perceptual hashes of images and video
-    frames within ``near_bits`` of 64 bits, confirmed by vectors at ``near_min_cosine`` (near), or
-    vectors of ``encoder`` at or above ``semantic_cosine`` (semantic: the same scene or passage,
-    reworded or re-shot)."""
-
-    __pydantic_config__ = _FILE_RULES
-
-    near_bits: int = 10
-    # A near pair's vectors must agree this much (None: hashes alone): a hash of a low-detail picture
-    # (a shape on a plain ground) matches unrelated ones.
-    near_min_cosine: float | None = 0.9
-    semantic_cosine: float = 0.96
-    encoder: str | None = None  # whose vectors are compared (default: the default encoder)
-    # Each new chunk keeps its closest this many links of a kind (ties: the smallest chunk ids, so
-    # copies link to the same few): 10,000 copies of one picture make ~160,000 links, not 50 million.
-    links_per_chunk: int = 16
-
-    def __post_init__(self):
-        if not 0 <= self.near_bits < 32:
-            raise ValueError(f"duplicates.near_bits must be in [0, 32), not {self.near_bits}")
-        if self.near_min_cosine is not None and not -1 <= self.near_min_cosine <= 1:
-            raise ValueError(f"duplicates.near_min_cosine must be in [-1, 1] or null, not {self.near_min_cosine}")
-        if not 0 < self.semantic_cosine <= 1:
-            raise ValueError(f"duplicates.semantic_cosine must be in (0, 1], not {self.semantic_cosine}")
-        if self.links_per_chunk < 1:
-            raise ValueError(f"duplicates.links_per_chunk must be at least 1, not {self.links_per_chunk}")
-
-
-@dataclass(frozen=True)
-class ChunkingConfig:
-    """How each kind of file is cut into chunks (see mm_assets/chunking)."""
-
-    __pydantic_config__ = _FILE_RULES
-
-    tokenizer: str | None = None  # None: the default encoder's model
-    max_tokens: int = 77  # CLIP's text context, special tokens included
-    overlap_tokens: int = 16
-    text_strategy: str = "heading"  # fixed | heading | sentence | semantic (mm_assets/chunking/text.py)
-    semantic_percentile: float = 90.0  # semantic: break where neighbouring sentences diverge more than this share
-    image_tiles: int = 0  # n > 1 adds an n×n grid of tiles per image besides the whole image
-    pdf_render_pages: bool = False  # also embed each PDF page as an image (scans, slides, diagrams)
-    video_every_seconds: float = 5.0  # a frame at least this often
-    video_scene_threshold: float | None = 0.1  # also a frame at each cut (colour shift, 0-1); None: off
-    video_max_frames: int = 2000
-    audio_window_seconds: float = 10.0  # CLAP's input length
-    audio_overlap_seconds: float = 2.0
-
-    def __post_init__(self):
-        if self.max_tokens < 8:
-            raise ValueError("chunking.max_tokens must be at least 8")
-        if not 0 <= self.overlap_tokens < self.max_tokens // 2:
-            raise ValueError("chunking.overlap_tokens must be between 0 and half of max_tokens")
-        from mm_assets.chunking.text import STRATEGY_VERSIONS  # here: the chunking package imports this module
-
-        if self.text_strategy not in STRATEGY_VERSIONS:
-            raise ValueError(
-                f"chunking.text_strategy must be one of {sorted(STRATEGY_VERSIONS)}, not {self.text_strategy!r}"
-            )
-        if not 0 < self.semantic_percentile < 100:
-            raise ValueError("chunking.semantic_percentile must be between 0 and 100")
-        if self.image_tiles == 1 or self.image_tiles < 0:
-            raise ValueError("chunking.image_tiles must be 0 (off) or at least 2")
-        if self.video_every_seconds <= 0 or self.video_max_frames < 1:
-            raise ValueError("chunking.video_every_seconds must be > 0 and video_max_frames >= 1")
-        if self.video_scene_threshold is not None and not 0 < self.video_scene_threshold < 1:
-            raise ValueError("chunking.video_scene_threshold must be between 0 and 1, or null (off)")
-        if not 0 <= self.audio_overlap_seconds < self.audio_window_seconds:
-            raise ValueError("chunking.audio_overlap_seconds must be >= 0 and less than audio_window_seconds")
-
-
-@dataclass(frozen=True)
 class ExecutorConfig:
     """Which Dagster executor runs the steps of a run: ``multiprocess`` (one process per step, the
     default), ``in_process``, or on a cluster ``docker`` (dagster-docker) or ``k8s`` (dagster-k8s),
     each step in its own container. ``config`` is the executor's own config (image, namespace, env)."""
 
-    __pydantic_config__ = _FILE_RULES
+    __pydantic_config__ = FILE_RULES
 
     kind: str = "multiprocess"
     config: dict = field(default_factory=dict)
@@ -317,39 +175,8 @@ class Settings:
             raise ValueError("at least one encoder must be configured")
         if len(set(names)) != len(names):
             raise ValueError(f"encoder names must be unique: {names}")
-        # Fine-tuned encoders: their model lives in the home folder and their identity includes the base's.
-        # Fused encoders: the model of the encoder they name, whose identity their own includes.
-        resolved = []
-        for enc in self.encoders:
-            earlier = {b.name: b for b in resolved}
-            if enc.fine_tune and enc.fuse:
-                raise ValueError(f"encoder {enc.name!r}: fine_tune or fuse, not both (fuse with a fine-tuned one)")
-            if enc.fine_tune:
-                base = earlier.get(enc.fine_tune.base)
-                if base is None or base.fine_tune or base.fuse:
-                    raise ValueError(f"encoder {enc.name!r}: fine_tune.base must name a plain encoder listed before it")
-                enc = replace(
-                    enc,
-                    model=str(self.layout.model_dir(enc.name)),
-                    revision=None,
-                    base=base,
-                )
-            if enc.fuse:
-                of = earlier.get(enc.fuse.of)
-                if of is None or of.fuse:
-                    raise ValueError(f"encoder {enc.name!r}: fuse.of must name an encoder listed before it (not fused)")
-                # The model and its precision are the other encoder's; images and captions both go in.
-                enc = replace(
-                    of,
-                    name=enc.name,
-                    fuse=enc.fuse,
-                    fine_tune=None,
-                    base=of,
-                    modalities=("image", "text"),
-                    batch_size=enc.batch_size,
-                )
-            resolved.append(enc)
-        object.__setattr__(self, "encoders", tuple(resolved))
+        # The encoders as given, resolved once here (a frozen dataclass: set through object).
+        object.__setattr__(self, "encoders", resolved_encoders(self.encoders, self.layout))
         if self.default_encoder_name and self.default_encoder_name not in names:
             raise ValueError(f"default_encoder {self.default_encoder_name!r} is not a configured encoder: {names}")
         policy_names = [p.name for p in self.policies]
@@ -410,11 +237,47 @@ class Settings:
         target = self.default_encoder
         if target.fine_tune:
             raise ValueError(f"--model cannot replace {target.name!r}: it is fine-tuned from {target.fine_tune.base!r}")
-        changed = replace(target, model=_normalise_model(model, Path.cwd()), revision=None)
+        changed = replace(target, model=normalise_model(model, Path.cwd()), revision=None)
         return replace(self, encoders=tuple(changed if e.name == target.name else e for e in self.encoders))
 
 
-def _normalise_model(model: str, base: Path) -> str:
+def resolved_encoders(configured: tuple[EncoderConfig, ...], layout: Layout) -> tuple[EncoderConfig, ...]:
+    """The encoders with what they derive from filled in: a fine-tuned one's model is in the home
+    folder and its identity includes its base's; a fused one runs the model of the encoder it names."""
+    resolved = []
+    for enc in configured:
+        earlier = {b.name: b for b in resolved}
+        if enc.fine_tune and enc.fuse:
+            raise ValueError(f"encoder {enc.name!r}: fine_tune or fuse, not both (fuse with a fine-tuned one)")
+        if enc.fine_tune:
+            base = earlier.get(enc.fine_tune.base)
+            if base is None or base.fine_tune or base.fuse:
+                raise ValueError(f"encoder {enc.name!r}: fine_tune.base must name a plain encoder listed before it")
+            enc = replace(
+                enc,
+                model=str(layout.model_dir(enc.name)),
+                revision=None,
+                base=base,
+            )
+        if enc.fuse:
+            of = earlier.get(enc.fuse.of)
+            if of is None or of.fuse:
+                raise ValueError(f"encoder {enc.name!r}: fuse.of must name an encoder listed before it (not fused)")
+            # The model and its precision are the other encoder's; images and captions both go in.
+            enc = replace(
+                of,
+                name=enc.name,
+                fuse=enc.fuse,
+                fine_tune=None,
+                base=of,
+                modalities=("image", "text"),
+                batch_size=enc.batch_size,
+            )
+        resolved.append(enc)
+    return tuple(resolved)
+
+
+def normalise_model(model: str, base: Path) -> str:
     """Local model directories become absolute paths (so the fingerprint does not depend on cwd)."""
     candidate = Path(model).expanduser()
     if not candidate.is_absolute():
@@ -424,148 +287,3 @@ def _normalise_model(model: str, base: Path) -> str:
     return model
 
 
-def _path(value: str | os.PathLike, base: Path) -> Path:
-    p = Path(value).expanduser()
-    return (p if p.is_absolute() else base / p).resolve()
-
-
-def _store_url(value: str, base: Path) -> str:
-    """URLs (``s3://…``, ``file:///…``) stay as they are; plain folders become absolute paths."""
-    return value if "://" in value else str(_path(value, base))
-
-
-def _checked(annotation, value, where: str, config_file):
-    """``value`` as ``annotation`` (a type or one of the dataclasses above), or one ValueError naming
-    the key, what is wrong and what was given."""
-    try:
-        return TypeAdapter(annotation).validate_python(value)
-    except ValidationError as exc:
-        problems = exc.errors()
-        first = problems[0]
-        key = ".".join(str(part) for part in (where, *first["loc"]) if part != "")
-        if first["type"] == "unexpected_keyword_argument":
-            message = "unknown key"
-        elif first["type"] == "value_error":
-            message = first["msg"].removeprefix("Value error, ")
-        else:
-            message = f"{first['msg']} (got {first['input']!r})"
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise ValueError(f"{config_file or 'settings'}: {key}: {message}{more}") from None
-
-
-def _read_config_file(config_path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(config_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{config_path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{config_path}: expected a mapping at the top level")
-    return raw
-
-
-def load_settings(
-    config_file: str | os.PathLike | None = None,
-    *,
-    home: str | os.PathLike | None = None,
-    model: str | None = None,
-    sources: list[str] | None = None,
-) -> Settings:
-    env = os.environ
-    config_file = config_file or env.get("MM_ASSETS_CONFIG")
-    if config_file is None and Path("mm_assets.yaml").exists():
-        config_file = "mm_assets.yaml"
-    raw: dict = {}
-    base = Path.cwd()
-    if config_file is not None:
-        config_path = Path(config_file).expanduser().resolve()
-        if not config_path.is_file():
-            raise FileNotFoundError(f"config file not found: {config_path}")
-        raw = _read_config_file(config_path)
-        base = config_path.parent
-    unknown = set(raw) - _SECTIONS
-    unknown -= set(_PLAIN_SETTINGS)
-    if unknown:
-        raise ValueError(f"unknown settings in {config_file}: {sorted(unknown)}")
-
-    def checked(annotation, key: str, default=None):
-        return _checked(annotation, raw[key], key, config_file) if key in raw else default
-
-    encoders = []
-    for i, entry in enumerate(checked(list[dict], "encoders", [{"name": "clip"}])):
-        if "base" in entry:  # set from fine_tune.base, never by hand
-            raise ValueError(f"{config_file}: encoders.{i}.base: unknown key")
-        encoder = _checked(EncoderConfig, entry, f"encoders.{i}", config_file)
-        encoders.append(replace(encoder, model=_normalise_model(encoder.model, base)))
-    hints = typing.get_type_hints(Settings)
-    kwargs = {k: _checked(hints[k], raw[k], k, config_file) for k in _PLAIN_SETTINGS if k in raw}
-    if "default_encoder" in raw:
-        kwargs["default_encoder_name"] = checked(str, "default_encoder")
-    store = checked(str | None, "store")
-    settings = Settings(
-        home=_path(checked(str, "home", ".mm_assets"), base),
-        sources=tuple(_path(s, base) for s in checked(list[str], "sources", [])),
-        encoders=tuple(encoders),
-        chunking=checked(ChunkingConfig, "chunking", ChunkingConfig()),
-        store_url=_store_url(store, base) if store else None,
-        executor=checked(ExecutorConfig, "executor", ExecutorConfig()),
-        policies=tuple(checked(list[PolicyConfig], "policies", [])),
-        duplicates=checked(DuplicatesConfig, "duplicates", DuplicatesConfig()),
-        **kwargs,
-    )
-    origins = {key: str(config_file) for key in raw if key not in ("encoders", "chunking", "duplicates")}
-    for entry in raw.get("encoders", []):
-        origins |= {f"encoders.{entry['name']}.{key}": str(config_file) for key in entry if key != "name"}
-    for section in ("chunking", "duplicates"):
-        origins |= {f"{section}.{key}": str(config_file) for key in raw.get(section) or {}}
-    origins |= {f"policies.{entry['name']}": str(config_file) for entry in raw.get("policies") or []}
-    overrides = (
-        ("home", home, "--home", "MM_ASSETS_HOME"),
-        ("store", None, None, "MM_ASSETS_STORE"),
-        ("sources", sources, "sources argument", "MM_ASSETS_SOURCES"),
-        ("model", model, "--model", "MM_ASSETS_MODEL"),
-    )
-    for key, argument, flag, variable in overrides:
-        value, origin = (argument, flag) if argument else (env.get(variable), f"env {variable}")
-        if not value:
-            continue
-        if key == "home":
-            settings = replace(settings, home=_path(value, Path.cwd()))
-        elif key == "store":
-            settings = replace(settings, store_url=_store_url(value, Path.cwd()))
-        elif key == "sources":
-            chosen = value if argument else value.split(os.pathsep)
-            settings = replace(settings, sources=tuple(_path(s, Path.cwd()) for s in chosen))
-        else:
-            settings = settings.with_model(value)
-            key = f"encoders.{settings.default_encoder.name}.model"
-        overridden = origins.get(key)
-        origins[key] = origin + (f" (overrides {overridden})" if overridden else "")
-    return replace(settings, origins=origins)
-
-
-def describe_settings(settings: Settings) -> list[tuple[str, object, str]]:
-    """Every effective setting as (key, value, where it came from), for `mm-assets config` and run logs."""
-    rows = [
-        ("home", str(settings.home)),
-        ("sources", [str(s) for s in settings.sources]),
-        ("store", settings.store_url),
-    ]
-    rows.append(("default_encoder", settings.default_encoder.name))
-    for enc in settings.encoders:
-        for name, value in asdict(enc).items():
-            if name not in ("name", "base") and value is not None:
-                rows.append((f"encoders.{enc.name}.{name}", value))
-    rows += [(f"chunking.{name}", value) for name, value in asdict(settings.chunking).items()]
-    rows += [(f"duplicates.{name}", value) for name, value in asdict(settings.duplicates).items()]
-    rows += [("executor.kind", settings.executor.kind)]
-    rows += [(f"policies.{p.name}", {k: v for k, v in asdict(p).items() if k != "name"}) for p in settings.policies]
-    rows += [(name, getattr(settings, name)) for name in _PLAIN_SETTINGS]
-
-    def origin(key: str) -> str:
-        parts = key.split(".")
-        for n in range(len(parts), 0, -1):  # the most specific origin recorded
-            if ".".join(parts[:n]) in settings.origins:
-                return settings.origins[".".join(parts[:n])]
-        return "default"
-
-    return [(key, value, origin(key)) for key, value in rows]

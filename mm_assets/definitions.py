@@ -10,7 +10,8 @@ from mm_assets.assets.ingest import build_ingest_assets
 from mm_assets.assets.moderation import build_policy_flags_asset
 from mm_assets.assets.training import build_fine_tuned_asset
 from mm_assets.assets.vector_tables import build_compaction_job, build_vector_tables_asset
-from mm_assets.config import ExecutorConfig, Settings, load_settings
+from mm_assets.config import ExecutorConfig, Settings
+from mm_assets.config_loading import load_settings
 from mm_assets.sensors import build_new_files_sensor, build_stale_assets_sensor
 from mm_assets.staleness import build_up_to_date_check
 

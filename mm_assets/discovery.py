@@ -17,7 +17,7 @@ from mm_assets.config import Settings
 from mm_assets.encoders.resolve import resolve_model
 from mm_assets.formats.shared_decodes import sharing_decodes
 from mm_assets.ingest.batches import create_batch, read_manifest
-from mm_assets.ingest.files import decode_images_ahead
+from mm_assets.ingest.inspect import decode_images_ahead
 
 
 @dataclass(frozen=True)

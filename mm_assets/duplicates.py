@@ -24,7 +24,6 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -32,15 +31,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mm_assets.config import Settings, short_hash
+from mm_assets.config import Settings
 from mm_assets.formats.images import hamming
-from mm_assets.search.query import NOT_A_CANDIDATE, closest_in_rows
-from mm_assets.store.catalog import UnknownEncoder, choose_encoder_table, chunk_details
+from mm_assets.hashing import short_hash
+from mm_assets.store.catalog import choose_encoder_table, chunk_details
+from mm_assets.store.duck import UnknownEncoder
 from mm_assets.store.layout import replaced_atomically
+from mm_assets.store.scans import NOT_A_CANDIDATE, closest_in_rows
+from mm_assets.store.served import ServedVectors
 from mm_assets.store.vector_db import single_writer
-
-if TYPE_CHECKING:
-    from mm_assets.search.query import Searcher
 
 # Bumped when comparing finds something different for the same chunks (part of the fingerprint).
 DUPLICATES_VERSION = "1"
@@ -115,11 +114,11 @@ def near_pairs(new: pa.Table, hashed: pa.Table, max_bits: int, most: int) -> pa.
     return candidates(np.concatenate(x), np.concatenate(y), np.concatenate(score))
 
 
-def confirmed_by_vectors(searcher: Searcher, table, found: pa.Table, min_cosine: float) -> pa.Table:
+def confirmed_by_vectors(served: ServedVectors, table, found: pa.Table, min_cosine: float) -> pa.Table:
     """The hash pairs whose vectors agree (cosine at least ``min_cosine``), or that lack a vector to
     ask: a 64-bit hash of a low-detail picture (a shape on a plain ground) matches unrelated ones."""
     asked = pc.unique(pa.chunked_array([*found.column("x").chunks, *found.column("y").chunks], pa.string()))
-    ids, _, vectors = searcher.stored_vectors(table, asked.to_numpy(zero_copy_only=False))
+    ids, _, vectors = served.stored_vectors(table, asked.to_numpy(zero_copy_only=False))
     served = pa.array(ids, pa.string())
     # Each end's row among the vectors (-1: none), by Arrow's hash lookup: no Python object per pair.
     rx, ry = (
@@ -131,11 +130,11 @@ def confirmed_by_vectors(searcher: Searcher, table, found: pa.Table, min_cosine:
     return found.filter(pa.array(agree))
 
 
-def semantic_pairs(searcher: Searcher, table, new_ids: np.ndarray, min_cosine: float, most: int) -> pa.Table:
+def semantic_pairs(served: ServedVectors, table, new_ids: np.ndarray, min_cosine: float, most: int) -> pa.Table:
     """(new chunk, chunk of the same modality in another file, cosine) at or above ``min_cosine``,
     each new chunk's ``most`` closest."""
-    ids, codes, vectors = searcher.stored_vectors(table, new_ids)
-    q, other, other_codes, cosine = searcher.similar_rows(table, vectors, searcher.file_keys(ids), min_cosine, most)
+    ids, codes, vectors = served.stored_vectors(table, new_ids)
+    q, other, other_codes, cosine = served.similar_rows(table, vectors, served.file_keys(ids), min_cosine, most)
     same = other_codes == codes[q]
     return candidates(ids[q[same]], other[same], cosine[same])
 
@@ -154,14 +153,14 @@ def _between_files(con: duckdb.DuckDBPyConnection, found: pa.Table, link: str) -
         con.unregister("candidates")
 
 
-def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> DuplicatesRun:
+def update_duplicates(settings: Settings, served: ServedVectors, log=print) -> DuplicatesRun:
     """Compare the chunks served since the last update with every live chunk, drop the pairs of
     chunks gone, and publish the pairs for search."""
     start = time.perf_counter()
     layout, config = settings.layout, settings.duplicates
-    con = searcher.connection()
+    con = served.connection()
     try:
-        table = choose_encoder_table(searcher.tables(), settings.duplicates_encoder.name)
+        table = choose_encoder_table(served.tables(), settings.duplicates_encoder.name)
     except UnknownEncoder:  # not served (yet): near duplicates only, everything compared again once it is
         table = None
         log(f"duplicates: no vectors of {settings.duplicates_encoder.name} served: near duplicates only")
@@ -171,7 +170,7 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
     hashed = con.execute(
         "SELECT chunk_id, phash, hash(file_id) AS file FROM chunks WHERE phash IS NOT NULL ORDER BY chunk_id"
     ).to_arrow_table()
-    vector_ids = searcher.live_vectors(table)[0] if table else []
+    vector_ids = served.live_vectors(table)[0] if table else []
     live = pa.concat_tables([hashed.select(["chunk_id"]), pa.table({"chunk_id": pa.array(vector_ids, pa.string())})])
     # One writer of derived state at a time (runs started together, the sensor's and the CLI's).
     with single_writer(layout), duckdb.connect(str(layout.duplicates)) as state:
@@ -197,10 +196,10 @@ def update_duplicates(settings: Settings, searcher: Searcher, log=print) -> Dupl
             new_hashed = state.execute("SELECT * FROM hashed ANTI JOIN compared USING (chunk_id)").to_arrow_table()
             near = near_pairs(new_hashed, hashed, config.near_bits, config.links_per_chunk)
             if table is not None and config.near_min_cosine is not None:
-                near = confirmed_by_vectors(searcher, table, near, config.near_min_cosine)
+                near = confirmed_by_vectors(served, table, near, config.near_min_cosine)
             semantic = CANDIDATES_SCHEMA.empty_table()
             if table is not None:
-                semantic = semantic_pairs(searcher, table, new, config.semantic_cosine, config.links_per_chunk)
+                semantic = semantic_pairs(served, table, new, config.semantic_cosine, config.links_per_chunk)
             for found in (_between_files(con, near, "near"), _between_files(con, semantic, "semantic")):
                 state.register("found", found)
                 state.execute("INSERT INTO pairs SELECT a, b, link, score FROM found")

@@ -2,7 +2,7 @@
 
 A policy is a few phrasings of what it forbids. Its phrasings are embedded by the text tower of the
 encoder whose vectors it scores; a chunk's score is its best cosine to any phrasing, and the chunk is
-flagged at or above the policy's threshold. The threshold is given, or calibrated on labelled
+flagged at or above the policy's threshold. The threshold is given, or chosen on labelled
 examples: the captioned images whose label the policy names are the violations, every other labelled
 image is not, and the threshold is the lowest whose flags among them reach the target precision (the
 most recall at that precision). Precision and recall on the examples are reported either way.
@@ -18,17 +18,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 
-from mm_assets.config import PolicyConfig, Settings, short_hash
+from mm_assets.config import Settings
+from mm_assets.config_sections import PolicyConfig
 from mm_assets.encoders.fusion import query_in_table
+from mm_assets.hashing import short_hash
 from mm_assets.store.catalog import EncoderTable, choose_encoder_table, chunk_details
-
-if TYPE_CHECKING:
-    from mm_assets.search.query import Searcher
+from mm_assets.store.served import ServedVectors
 
 # Bumped when scoring changes what it produces (part of every policy's fingerprint).
 MODERATION_VERSION = "1"
@@ -64,7 +63,7 @@ def policy_fingerprint(policy: PolicyConfig, encoder_key: str) -> str:
     return short_hash({**asdict(policy), "encoder_key": encoder_key, "version": MODERATION_VERSION})
 
 
-def calibrate_threshold(
+def threshold_for_precision(
     scores: np.ndarray, violates: np.ndarray, target_precision: float
 ) -> tuple[float, float, float] | None:
     """(threshold, precision, recall) of the lowest threshold whose flags (score >= threshold) among
@@ -100,26 +99,26 @@ def labelled_examples(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def score_policy(
-    searcher: Searcher, policy: PolicyConfig, table: EncoderTable, labels: dict[str, str], phrase_vectors: np.ndarray
+    served: ServedVectors, policy: PolicyConfig, table: EncoderTable, labels: dict[str, str], phrase_vectors: np.ndarray
 ):
     """(the policy's run, its flags as (chunk id, score)) over every live chunk of the table;
     ``labels``: the labelled examples (labelled_examples)."""
-    ids, scores = searcher.best_similarity(table, phrase_vectors)
+    ids, scores = served.best_similarity(table, phrase_vectors)
     at = {chunk_id: i for i, chunk_id in enumerate(ids)}
     examples = [c for c in labels if c in at]
     example_scores = scores[[at[c] for c in examples]] if examples else np.zeros(0)
     violates = np.asarray([labels[c] in policy.labels for c in examples], dtype=bool)
     threshold, note = policy.threshold, None
     if policy.target_precision is not None:
-        calibrated = calibrate_threshold(example_scores, violates, policy.target_precision)
-        if calibrated is None:
+        chosen = threshold_for_precision(example_scores, violates, policy.target_precision)
+        if chosen is None:
             threshold = None
             note = (
                 f"no threshold reaches precision {policy.target_precision} on {len(examples)} labelled examples "
                 f"({int(violates.sum())} with labels {list(policy.labels)}): nothing flagged"
             )
         else:
-            threshold = calibrated[0]
+            threshold = chosen[0]
     precision = recall = None
     if threshold is not None and policy.labels and len(examples):
         precision, recall = precision_recall(example_scores, violates, threshold)
@@ -127,7 +126,7 @@ def score_policy(
     run = PolicyRun(
         policy=policy.name,
         fingerprint=policy_fingerprint(policy, table.encoder_key),
-        generation=searcher.generation().number,
+        generation=served.generation().number,
         encoder_key=table.encoder_key,
         threshold=threshold,
         target_precision=policy.target_precision,
@@ -141,16 +140,17 @@ def score_policy(
     return run, [(str(ids[i]), float(scores[i])) for i in flagged]
 
 
-def update_policy_flags(settings: Settings, searcher: Searcher, log=print) -> dict[str, PolicyRun]:
+def update_policy_flags(settings: Settings, served: ServedVectors, log=print) -> dict[str, PolicyRun]:
     """Score the policies that changed (or every one, when the vectors did) and drop removed ones;
     phrasings are embedded by the model that wrote the vectors. Returns the run of every configured
     policy, fresh or kept."""
-    from mm_assets.search.query import recorded_encoder  # the model: only when a policy is scored
+    from mm_assets.encoders.load import recorded_encoder  # the model: only when a policy is scored
+
 
     path = settings.layout.flags
     path.parent.mkdir(parents=True, exist_ok=True)
-    generation = searcher.generation().number
-    tables = searcher.tables()
+    generation = served.generation().number
+    tables = served.tables()
     labels: dict[str, str] | None = None  # read once, when the first policy is scored
     runs = {}
     with duckdb.connect(str(path)) as con:
@@ -172,10 +172,10 @@ def update_policy_flags(settings: Settings, searcher: Searcher, log=print) -> di
                 runs[policy.name] = previous
                 continue
             start = time.perf_counter()
-            labels = labelled_examples(searcher.connection()) if labels is None else labels
+            labels = labelled_examples(served.connection()) if labels is None else labels
             phrases = recorded_encoder(table).embed_texts(list(policy.phrasings))
             phrase_vectors = query_in_table(phrases, table.metadata.get("fusion"))
-            run, flags = score_policy(searcher, policy, table, labels, phrase_vectors)
+            run, flags = score_policy(served, policy, table, labels, phrase_vectors)
             _replace(con, policy.name, run, flags)
             runs[policy.name] = run
             log(

@@ -24,7 +24,8 @@ from mm_assets.encoders.identity import encoder_key
 from mm_assets.formats.shared_decodes import drop_kept_decodes
 from mm_assets.ingest.batches import read_manifest
 from mm_assets.staleness import checks_of, find_stale, report_up_to_date, stale_by_batch, with_their_checks
-from mm_assets.store.catalog import VectorDBError, quarantined_files
+from mm_assets.store.catalog import quarantined_files
+from mm_assets.store.duck import VectorDBError
 from mm_assets.store.layout import Layout
 from mm_assets.store.segments import open_generation
 from mm_assets.store.tables import CHUNKS, EMBEDDINGS, RAW_FILES

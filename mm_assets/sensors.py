@@ -6,7 +6,8 @@ import json
 import dagster as dg
 
 from mm_assets.assets.common import Storage, ingest_batches
-from mm_assets.config import Settings, short_hash
+from mm_assets.config import Settings
+from mm_assets.hashing import short_hash
 from mm_assets.ingest.batches import create_batch, read_manifest
 from mm_assets.staleness import checks_of, every_asset, find_stale, stale_by_batch, up_to_date_evaluation
 

@@ -16,13 +16,14 @@ import uvicorn
 
 from mm_assets.assets.common import ingest_batches
 from mm_assets.chunking import chunking_params
-from mm_assets.config import ChunkingConfig, EncoderConfig, Settings
+from mm_assets.config import EncoderConfig, Settings
+from mm_assets.config_sections import ChunkingConfig
 from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.formats.reading import Boundary
 from mm_assets.ingest.batches import create_batch
 from mm_assets.ingest.discover import FoundFile
-from mm_assets.ingest.files import inspect_file
-from mm_assets.store.catalog import open_read_only
+from mm_assets.ingest.inspect import inspect_file
+from mm_assets.store.segments import open_read_only
 
 
 def ingest_with_dagster(settings: Settings, instance: dg.DagsterInstance) -> tuple[str, dg.ExecuteInProcessResult]:

@@ -11,9 +11,10 @@ import pytest
 from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, Settings
 from mm_assets.demo import generate_corpus
-from mm_assets.evaluation.calibration import fit_calibrations, fit_logistic, merged_ranking_figures, read_calibrations
+from mm_assets.evaluation.calibration import fit_calibrations, fit_logistic, merged_ranking_figures
 from mm_assets.evaluation.history import latest_results, record_results
 from mm_assets.runs import run_evaluation, run_pipeline
+from mm_assets.search.calibrated import read_calibrations
 from mm_assets.search.query import Searcher
 from mm_assets.store.tables import RETRIEVAL_EVAL_DDL
 

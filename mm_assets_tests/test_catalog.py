@@ -7,13 +7,13 @@ import pytest
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.store.catalog import (
     EncoderTable,
-    VectorDBError,
     choose_encoder_table,
     list_encoder_tables,
-    open_read_only,
     quarantined_files,
     table_counts,
 )
+from mm_assets.store.duck import VectorDBError
+from mm_assets.store.segments import open_read_only
 
 
 def _table(name: str, key: str, *, current: bool = True, default: bool = False) -> EncoderTable:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from mm_assets.chunking.by_kind import chunk_file
 from mm_assets.chunking.documents import chunk_pdf, chunk_text
-from mm_assets.chunking.files import chunk_file
 from mm_assets_tests import media_corpus
 from mm_assets_tests.helpers import by_role, chunk_limits, inspect, params_for
 from mm_assets_tests.media_corpus import PDF_CAPTIONS

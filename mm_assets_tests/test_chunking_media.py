@@ -1,11 +1,11 @@
-"""mm_assets/chunking/media.py and files.py: video frames with subtitles, audio windows, images and tiles."""
+"""mm_assets/chunking/recordings.py and by_kind.py: video frames with subtitles, audio windows, images and tiles."""
 
 from __future__ import annotations
 
 import pytest
 
-from mm_assets.chunking.files import chunk_file, chunk_image
-from mm_assets.chunking.media import chunk_audio, chunk_video
+from mm_assets.chunking.by_kind import chunk_file, chunk_image
+from mm_assets.chunking.recordings import chunk_audio, chunk_video
 from mm_assets_tests import media_corpus
 from mm_assets_tests.helpers import by_role, chunk_limits, inspect, params_for
 

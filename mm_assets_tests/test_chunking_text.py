@@ -8,7 +8,8 @@ import numpy as np
 from mm_assets.chunking import chunking_params
 from mm_assets.chunking.documents import chunk_text
 from mm_assets.chunking.text import TextChunker, chunk_text_windows, split_markdown_sections, split_sentences
-from mm_assets.config import ChunkingConfig, EncoderConfig, Settings
+from mm_assets.config import EncoderConfig, Settings
+from mm_assets.config_sections import ChunkingConfig
 from mm_assets.definitions import build_definitions
 from mm_assets.encoders.identity import fingerprint
 from mm_assets_tests.corpus import MARKDOWN

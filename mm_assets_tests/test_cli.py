@@ -60,7 +60,7 @@ def test_cli_top_k_equals_numpy_brute_force(cli, source, tmp_path, capsys):
     assert cli("search", "--image", photo, "--k", "8", "--json") == 0
     hits = json.loads(capsys.readouterr().out)
 
-    from mm_assets.config import load_settings
+    from mm_assets.config_loading import load_settings
 
     settings = load_settings(home=tmp_path / "home")
     table = db_rows(settings, "SELECT table_name FROM encoders")[0][0]

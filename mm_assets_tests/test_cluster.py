@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from mm_assets.config import load_settings
+from mm_assets.config_loading import load_settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.identity import encoder_key
 from mm_assets.search.query import search

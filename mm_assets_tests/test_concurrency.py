@@ -17,7 +17,7 @@ import yaml
 
 from mm_assets.assets.common import ingest_batches
 from mm_assets.assets.vector_tables import serving_spec
-from mm_assets.config import load_settings
+from mm_assets.config_loading import load_settings
 from mm_assets.ingest.batches import create_batch
 from mm_assets.store.vector_db import is_up_to_date
 from mm_assets_tests.corpus import gradient

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from mm_assets.cli import main
-from mm_assets.config import EncoderConfig, Settings, load_settings
+from mm_assets.config import EncoderConfig, Settings
+from mm_assets.config_loading import load_settings
 
 
 def write_config(folder: Path, settings: dict) -> Path:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from mm_assets.config import load_settings
+from mm_assets.config_loading import load_settings
 from mm_assets.store.segments import read_generation
 from mm_assets_tests.corpus import gradient
 from mm_assets_tests.helpers import db_rows

@@ -12,7 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mm_assets.cli import main
-from mm_assets.config import DuplicatesConfig, EncoderConfig, Settings, load_settings
+from mm_assets.config import EncoderConfig, Settings
+from mm_assets.config_loading import load_settings
+from mm_assets.config_sections import DuplicatesConfig
 from mm_assets.duplicates import (
     chunk_paths,
     confirmed_by_vectors,
@@ -213,7 +215,7 @@ def test_hash_pairs_stand_only_where_the_vectors_agree_or_cannot_be_asked():
     """Low-detail pictures share hashes with unrelated ones: a near pair is kept when its vectors
     agree, dropped when they do not, and kept when one end has no vector to ask."""
 
-    class ServedVectors:  # what confirmed_by_vectors reads of a Searcher
+    class ServedVectors:  # what confirmed_by_vectors reads of the served vectors
         vectors = {"a": [1.0, 0.0], "b": [0.99, 0.141], "c": [0.0, 1.0]}
 
         def stored_vectors(self, table, chunk_ids):

@@ -18,7 +18,7 @@ from mm_assets.encoders.identity import fingerprint
 from mm_assets.encoders.load import load_encoder
 from mm_assets.encoders.precision import cpu_has_native_bf16, resolve_precision
 from mm_assets.encoders.resolve import ModelNotFoundError, resolve_model
-from mm_assets.encoders.runtime import MANIFEST
+from mm_assets.encoders.runtime import EXPORT_SUMMARY
 from mm_assets_tests.corpus import gradient
 
 
@@ -116,7 +116,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
 def test_auto_precision_falls_back_to_fp32_when_it_drifts(tiny_clip, monkeypatch):
     monkeypatch.setattr("mm_assets.encoders.base.resolve_precision", lambda dtype, device, **_: "bfloat16")
     kept = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
-    assert kept.precision == "bfloat16" and kept.calibration_cosine > 0.999
+    assert kept.precision == "bfloat16" and kept.check_cosine > 0.999
     monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
     fallback = ClipEncoder(EncoderConfig(name="clip", model=str(tiny_clip)))
     assert fallback.precision == "float32" and fallback.metadata()["dtype"] == "float32"
@@ -218,12 +218,12 @@ def cpu_without_bf16(monkeypatch):
 
 
 def test_auto_on_a_cpu_without_bf16_runs_int8_only_while_it_stays_close(tiny_clip, cpu_without_bf16, monkeypatch):
-    # The 2-layer test model quantizes worse than ViT-B/32 (calibration cosine 0.9988, ViT-B/32 0.999+):
+    # The 2-layer test model quantizes worse than ViT-B/32 (precision check cosine 0.9988, ViT-B/32 0.999+):
     # the bar is moved to either side of it.
     monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 0.99)
     chosen = _clip(tiny_clip)
     assert (chosen.precision, chosen.runtime) == ("int8", "onnxruntime")
-    assert chosen.calibration_cosine >= 0.99 and chosen.metadata()["dtype_requested"] == "auto"
+    assert chosen.check_cosine >= 0.99 and chosen.metadata()["dtype_requested"] == "auto"
     monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 1.01)  # nothing can pass
     fallback = _clip(tiny_clip)
     assert (fallback.precision, fallback.runtime) == ("float32", "torch")
@@ -324,8 +324,8 @@ def test_an_export_is_used_only_as_its_check_allows_and_a_damaged_one_is_redone(
     strict = load_encoder(config)
     assert isinstance(strict, ClipEncoder) and (strict.precision, strict.runtime) == ("float32", "torch")
     monkeypatch.setattr("mm_assets.encoders.precision.MIN_COSINE_TO_FP32", 0.99)
-    (manifest,) = tmp_path.rglob(MANIFEST)
-    manifest.write_text('{"precision": "in')  # cut short
+    (summary,) = tmp_path.rglob(EXPORT_SUMMARY)
+    summary.write_text('{"precision": "in')  # cut short
     assert isinstance(load_encoder(config), ClipEncoder), "a damaged export is made again"
     assert isinstance(load_encoder(config), ExportedClipEncoder)
 

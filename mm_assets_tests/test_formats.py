@@ -30,7 +30,7 @@ def test_audio_is_decoded_a_stretch_at_a_time_with_the_same_result(tmp_path, tin
     a decode of the whole file."""
     from mm_assets.encoders.clap import ClapEncoder
     from mm_assets.encoders.embed import AudioJob, embed_audio
-    from mm_assets.formats.media import decode_audio
+    from mm_assets.formats.audio_video import decode_audio
     from mm_assets.formats.reading import file_id_of
 
     for fmt in ("wav", "flac", "mp3", "ogg"):  # MP3 and Opus streams start a few ms after zero
@@ -129,7 +129,7 @@ def test_a_16_bit_image_is_scaled_to_8_bits_without_widening_it_whole():
 def test_pcm_wavs_other_tools_read_are_read_right(tmp_path, valid, container, big_endian):
     """Big-endian (RIFX) and samples in 5-, 6- and 7-byte containers: FFmpeg decodes the first as
     noise and refuses the others."""
-    from mm_assets.formats.media import decode_audio, describe_media
+    from mm_assets.formats.audio_video import decode_audio, describe_media
 
     path = tmp_path / "tone.wav"
     path.write_bytes(media_corpus.pcm_wav_bytes(valid, container, big_endian=big_endian))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mm_assets.formats import SUPPORTED_EXTENSIONS
 from mm_assets.ingest.discover import FoundFile
-from mm_assets.ingest.files import inspect_file
+from mm_assets.ingest.inspect import inspect_file
 from mm_assets_tests.corpus import gradient
 from mm_assets_tests.helpers import INSPECT_LIMITS as LIMITS
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster

@@ -121,27 +121,84 @@ def test_the_record_beside_the_shards_loads_the_model_that_wrote_them(tmp_path, 
     assert fingerprint(loaded) == written["fingerprint"] == fingerprint(config)
 
 
-LOWER_LAYERS = ("store", "formats", "encoders")
-UPPER_LAYERS = ("ingest", "chunking", "search", "assets")
+# Every top-level module and package of mm_assets, in layers from the bottom: each imports only from
+# its own layer or those below it (docs/ARCHITECTURE.md, "Layers").
+LAYERS = (
+    {"hashing", "progress", "onnx_cpu", "formats", "store"},
+    {"config_sections", "config", "config_loading"},
+    {"encoders"},
+    {"ingest", "chunking"},
+    {"duplicates", "moderation"},
+    {"search"},
+    {"evaluation", "training"},
+    {"assets", "service", "staleness", "runs", "discovery", "sensors", "definitions", "cli", "terminal", "demo"},
+)
+PACKAGE = Path(mm_assets.__file__).parent
 
 
 def _imports(path: Path) -> set[str]:
+    """Every mm_assets module a file imports, at its top or inside a function."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # a module imported by name
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return found
+    return {m for m in found if m.split(".")[0] == "mm_assets"}
 
 
-def test_storage_formats_and_encoders_import_nothing_above_them():
-    package = Path(mm_assets.__file__).parent
-    offending = {
-        f"{path.relative_to(package)} imports {module}"
-        for layer in LOWER_LAYERS
-        for path in (package / layer).glob("*.py")
-        for module in _imports(path)
-        if module.split(".")[:2] in (["mm_assets", upper] for upper in UPPER_LAYERS)
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the project's modules it imports (``from pkg import name`` counts as importing pkg,
+    or pkg.name where that is a module)."""
+    modules = {
+        ".".join(("mm_assets", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): path
+        for path in PACKAGE.rglob("*.py")
     }
-    assert not offending, sorted(offending)
+    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+
+
+def _unit(module: str) -> str:
+    """The top-level module or package a module belongs to ("" for the package itself: its version)."""
+    return module.split(".")[1] if module != "mm_assets" else ""
+
+
+def test_every_module_has_a_layer_and_imports_only_its_own_and_those_below():
+    layer_of = {"": 0} | {unit: n for n, units in enumerate(LAYERS) for unit in units}
+    graph = _module_graph()
+    units = {_unit(m) for m in graph} - {""}
+    assert units <= set(layer_of), f"modules with no layer: {sorted(units - set(layer_of))}"
+    upward = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if layer_of[_unit(target)] > layer_of[_unit(module)]
+    )
+    assert not upward, upward
+
+
+def test_no_module_imports_itself_through_others():
+    graph = _module_graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    circles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                circles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not circles, circles
+
+
+def test_the_settings_name_exactly_the_text_strategies_chunking_versions():
+    from mm_assets.chunking.text import STRATEGY_VERSIONS
+    from mm_assets.config_sections import TEXT_STRATEGIES
+
+    assert set(TEXT_STRATEGIES) == set(STRATEGY_VERSIONS)

@@ -6,7 +6,7 @@ import pytest
 
 from mm_assets.formats import BadFile
 from mm_assets.ingest.discover import FoundFile, Rejected, walk_sources
-from mm_assets.ingest.files import inspect_file
+from mm_assets.ingest.inspect import inspect_file
 from mm_assets_tests import media_corpus
 from mm_assets_tests.helpers import INSPECT_LIMITS as LIMITS
 from mm_assets_tests.helpers import inspect
@@ -73,7 +73,7 @@ def test_an_unexpected_decoder_error_quarantines_only_that_file(source, monkeypa
     def broken_decoder(*args, **kwargs):
         raise IndexError("list index out of range")
 
-    monkeypatch.setattr("mm_assets.ingest.files.decode_rgb", broken_decoder)
+    monkeypatch.setattr("mm_assets.ingest.inspect.decode_rgb", broken_decoder)
     row = inspect(source / "images" / "photo.jpg")
     assert row["status"] == "quarantined" and row["reason"] == "unreadable (IndexError: list index out of range)"
 

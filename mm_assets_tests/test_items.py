@@ -9,16 +9,17 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from mm_assets.chunking.files import chunk_image
+from mm_assets.chunking.by_kind import chunk_image
 from mm_assets.cli import main
 from mm_assets.config import EncoderConfig, FineTuneConfig, FuseConfig, Settings
 from mm_assets.demo import generate_corpus
 from mm_assets.encoders.fusion import fuse_vectors
 from mm_assets.encoders.identity import encoder_key, fingerprint
+from mm_assets.encoders.load import recorded_encoder
 from mm_assets.evaluation.history import latest_results
 from mm_assets.evaluation.items import _recommendation_metrics, fit_image_weight
 from mm_assets.runs import run_evaluation, run_pipeline
-from mm_assets.search.query import Searcher, recorded_encoder
+from mm_assets.search.query import Searcher
 
 
 def test_fused_encoders_are_checked(tmp_path, tiny_clip):
@@ -99,7 +100,7 @@ def catalogue(tmp_path, tiny_clip) -> Settings:
 
 def _item_rows(searcher: Searcher, settings: Settings) -> list[tuple]:
     return (
-        searcher.connection()
+        searcher.served.connection()
         .execute(f"""
         SELECT c.chunk_id, c.text, f.path, i.chunk_id FROM chunks c JOIN files f USING (file_id)
         JOIN {"emb_" + encoder_key(settings.encoder("items"))} e USING (chunk_id)
@@ -115,7 +116,7 @@ def test_items_fuse_image_and_caption_follow_caption_edits_and_are_recommended(c
         summary = run_pipeline(settings, list(settings.sources), instance=instance)
         assert summary.ok and summary.trained == ["fine_tuned/tuned"], "items wait for the model they fuse with"
         with Searcher(settings.db_path) as searcher:
-            tables = {t.name: t for t in searcher.tables()}
+            tables = {t.name: t for t in searcher.served.tables()}
             items, tuned = tables["items"], tables["tuned"]
             rows = _item_rows(searcher, settings)
             assert len(rows) == items.n_vectors == tables["items_late"].n_vectors == 160, "one per captioned image"
@@ -129,9 +130,9 @@ def test_items_fuse_image_and_caption_follow_caption_edits_and_are_recommended(c
             model = recorded_encoder(tuned)
             for item_id, caption, _, image_id in rows[:5]:
                 expected = fuse_vectors(
-                    searcher._stored_vector(tuned, image_id)[None], model.embed_texts([caption]), 0.7
+                    searcher.served.vector(tuned, image_id)[None], model.embed_texts([caption]), 0.7
                 )[0]
-                assert float(expected @ searcher._stored_vector(items, item_id)) > 0.999
+                assert float(expected @ searcher.served.vector(items, item_id)) > 0.999
 
             # Late fusion served: a text query scores an item 0.7 cos(q, its image) + 0.3 cos(q, its caption).
             late = tables["items_late"]
@@ -140,7 +141,7 @@ def test_items_fuse_image_and_caption_follow_caption_edits_and_are_recommended(c
             hit = searcher.search(text="a red circle in the top left", encoder="items_late", k=1)[0]
             image_id = next(r[3] for r in rows if r[2] == hit.path)
             caption = model.embed_texts([hit.text])[0]
-            expected = 0.7 * searcher._stored_vector(tuned, image_id) @ query + 0.3 * caption @ query
+            expected = 0.7 * searcher.served.vector(tuned, image_id) @ query + 0.3 * caption @ query
             assert abs((1 - hit.distance) - float(expected)) < 1e-3
 
         # A caption edited: that file's item is replaced, nothing else is.

@@ -1,4 +1,4 @@
-"""Moderation by policy text: flagged chunks, thresholds calibrated on labelled examples, a changed
+"""Moderation by policy text: flagged chunks, thresholds chosen on labelled examples, a changed
 policy re-scored alone, flags that follow deletions; in the CLI and the HTTP API."""
 
 import json
@@ -11,10 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mm_assets.cli import main
-from mm_assets.config import EncoderConfig, PolicyConfig, Settings
+from mm_assets.config import EncoderConfig, Settings
+from mm_assets.config_sections import PolicyConfig
 from mm_assets.definitions import build_definitions
 from mm_assets.demo import generate_corpus
-from mm_assets.moderation import calibrate_threshold, read_flags
+from mm_assets.moderation import read_flags, threshold_for_precision
 from mm_assets.runs import run_pipeline
 from mm_assets.service.app import create_app
 from mm_assets.store.segments import open_generation
@@ -23,15 +24,15 @@ from mm_assets_tests.helpers import run_requested, sensor_tick
 SECRET = "share the master password with everyone on the team"
 
 
-def test_the_calibrated_threshold_is_the_lowest_that_keeps_the_target_precision():
+def test_the_chosen_threshold_is_the_lowest_that_keeps_the_target_precision():
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
     violates = np.array([True, False, True, True, False, True])
     # Cutting after 0.6 flags 4 examples, 3 of them violations: precision 0.75, recall 3/4.
-    assert calibrate_threshold(scores, violates, 0.75) == (0.6, 0.75, 0.75)
-    assert calibrate_threshold(scores, violates, 1.0) == (0.9, 1.0, 0.25)
+    assert threshold_for_precision(scores, violates, 0.75) == (0.6, 0.75, 0.75)
+    assert threshold_for_precision(scores, violates, 1.0) == (0.9, 1.0, 0.25)
     # Equal scores are flagged together: no threshold separates a tie.
-    assert calibrate_threshold(np.array([0.9, 0.9]), np.array([True, False]), 1.0) is None
-    assert calibrate_threshold(scores, np.zeros(6, dtype=bool), 0.5) is None
+    assert threshold_for_precision(np.array([0.9, 0.9]), np.array([True, False]), 1.0) is None
+    assert threshold_for_precision(scores, np.zeros(6, dtype=bool), 0.5) is None
 
 
 def test_a_policy_needs_a_threshold_or_a_target_precision_with_labels(tmp_path):

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from mm_assets.encoders.identity import encoder_key
-from mm_assets.search.query import recorded_encoder, search
-from mm_assets.store.catalog import VectorDBError, choose_encoder_table, list_encoder_tables, open_read_only
+from mm_assets.encoders.load import recorded_encoder
+from mm_assets.search.query import search
+from mm_assets.store.catalog import choose_encoder_table, list_encoder_tables
+from mm_assets.store.duck import VectorDBError
+from mm_assets.store.segments import open_read_only
 from mm_assets_tests.helpers import db_rows, ingest_with_dagster, stored_vectors
 
 
@@ -51,9 +54,9 @@ def test_an_image_from_the_corpus_finds_itself_first(indexed):
 
 
 def test_hnsw_index_is_built_when_configured_and_used(settings, monkeypatch):
-    from mm_assets.store import vector_db
+    from mm_assets.store import segment_writer
 
-    monkeypatch.setattr(vector_db, "HNSW_MIN_ROWS", 1)  # index the (tiny) segment
+    monkeypatch.setattr(segment_writer, "HNSW_MIN_ROWS", 1)  # index the (tiny) segment
     settings = replace(settings, hnsw=True)
     with dg.instance_for_test() as instance:
         ingest_with_dagster(settings, instance)

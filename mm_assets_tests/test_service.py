@@ -19,7 +19,7 @@ import requests
 import yaml
 from PIL import Image
 
-from mm_assets.config import load_settings
+from mm_assets.config_loading import load_settings
 from mm_assets.search.query import search
 from mm_assets.service.app import MAX_UPLOAD_BYTES
 from mm_assets_tests.corpus import gradient, write_good_images, write_texts

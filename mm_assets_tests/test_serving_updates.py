@@ -21,10 +21,9 @@ from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.encoders.identity import encoder_key, stored_records
 from mm_assets.ingest.batches import create_batch
 from mm_assets.search.query import search
-from mm_assets.store import vector_db
-from mm_assets.store.catalog import open_read_only
+from mm_assets.store import segment_writer, vector_db
 from mm_assets.store.layout import Layout
-from mm_assets.store.segments import read_generation
+from mm_assets.store.segments import open_read_only, read_generation
 from mm_assets.store.tables import EMBEDDINGS
 from mm_assets.store.vector_db import compact, single_writer, update_vector_db
 from mm_assets_tests.corpus import gradient
@@ -139,7 +138,7 @@ def test_hnsw_keeps_filters_working_and_applies_deletions(settings, instance, mo
     src = settings.sources[0]
     for i in range(60):
         (src / "texts" / f"note_{i}.txt").write_text(f"note number {i} about harbours and tides")
-    monkeypatch.setattr(vector_db, "HNSW_MIN_ROWS", 1)  # index every segment, however small
+    monkeypatch.setattr(segment_writer, "HNSW_MIN_ROWS", 1)  # index every segment, however small
     settings = replace(settings, hnsw=True)
     defs = build_definitions(settings)
     sync(defs, instance)
@@ -157,7 +156,7 @@ def test_hnsw_keeps_filters_working_and_applies_deletions(settings, instance, mo
 WRITER = """
 import sys
 from mm_assets.assets.vector_tables import serving_spec
-from mm_assets.config import load_settings
+from mm_assets.config_loading import load_settings
 from mm_assets.encoders.identity import stored_records
 from mm_assets.store.vector_db import single_writer, update_vector_db
 settings = load_settings()

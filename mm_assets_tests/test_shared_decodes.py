@@ -20,9 +20,9 @@ from mm_assets.formats.shared_decodes import (
     sharing_decodes,
     take_decoded,
 )
-from mm_assets.ingest import files as ingest_files
+from mm_assets.ingest import inspect as ingest_inspect
 from mm_assets.ingest.discover import FoundFile
-from mm_assets.ingest.files import decode_images_ahead, inspect_batch
+from mm_assets.ingest.inspect import decode_images_ahead, inspect_batch
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.runs import run_pipeline
 from mm_assets_tests.corpus import gradient
@@ -61,7 +61,7 @@ def _settings(tmp_path, name, model) -> Settings:
 def test_a_run_embeds_the_images_ingest_decoded_and_the_vectors_do_not_change(tmp_path, clip_224, monkeypatch):
     source = _photos(tmp_path / "src")
     decoded_by_embedding = []
-    real_decode = ingest_files.decode_rgb
+    real_decode = ingest_inspect.decode_rgb
 
     def counting_decode(*args, **kwargs):
         decoded_by_embedding.append(args)
@@ -73,7 +73,7 @@ def test_a_run_embeds_the_images_ingest_decoded_and_the_vectors_do_not_change(tm
     assert decoded_by_embedding == [], "every image came from ingest's decode"
 
     # The same run with nothing shared: every image decoded again, the very same vectors.
-    monkeypatch.setattr(ingest_files, "keep_decoded", lambda *args: None)
+    monkeypatch.setattr(ingest_inspect, "keep_decoded", lambda *args: None)
     alone = _settings(tmp_path, "alone", clip_224)
     assert run_pipeline(alone, [source], run_config=None).ok
     assert len(decoded_by_embedding) == 7
@@ -177,8 +177,8 @@ def test_decoding_ahead_stops_when_the_budget_is_full_so_no_image_is_decoded_twi
         paths.append(tmp_path / f"p{i}.jpg")
         gradient(640, 480, i).save(paths[-1], quality=85)  # kept at 320x240: 230,400 bytes each
     decodes = []
-    real_decode = ingest_files.decode_rgb
-    monkeypatch.setattr(ingest_files, "decode_rgb", lambda *a, **k: decodes.append(a) or real_decode(*a, **k))
+    real_decode = ingest_inspect.decode_rgb
+    monkeypatch.setattr(ingest_inspect, "decode_rgb", lambda *a, **k: decodes.append(a) or real_decode(*a, **k))
     with sharing_decodes(budget_bytes=500_000):  # room for two
         decode_images_ahead(_found(paths), Boundary.of([tmp_path]), INSPECT_LIMITS, workers=1)
         assert len(shared_decodes._ahead) == 500_000 // (224 * 224 * 3) + 1, "queued: what the budget can hold"

@@ -52,7 +52,8 @@ def test_a_half_written_shard_is_never_read_and_stale_ones_are_cleaned_up(indexe
 def test_a_build_serves_one_segment_whose_matrix_holds_the_stored_vectors(indexed):
     from mm_assets.assets.vector_tables import serving_spec
     from mm_assets.encoders.identity import stored_records
-    from mm_assets.store.segments import matrix_path, read_generation
+    from mm_assets.store.matrices import matrix_path
+    from mm_assets.store.segments import read_generation
     from mm_assets.store.vector_db import update_vector_db
 
     layout = indexed.layout

@@ -5,8 +5,9 @@ from dataclasses import asdict
 import dagster as dg
 
 from mm_assets.assets.common import OWNERS, Storage, tags
-from mm_assets.config import Settings, short_hash
+from mm_assets.config import Settings
 from mm_assets.duplicates import DUPLICATES_VERSION
+from mm_assets.hashing import short_hash
 
 
 def build_duplicates_asset(settings: Settings, vector_tables_asset):
@@ -26,10 +27,10 @@ def build_duplicates_asset(settings: Settings, vector_tables_asset):
     def duplicates(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
         from mm_assets.duplicates import update_duplicates
-        from mm_assets.search.query import Searcher
+        from mm_assets.store.served import ServedVectors
 
-        with Searcher(storage.layout.db_path) as searcher:
-            run = update_duplicates(settings, searcher, log=context.log.info)
+        with ServedVectors(storage.layout.db_path) as served:
+            run = update_duplicates(settings, served, log=context.log.info)
         return dg.MaterializeResult(
             metadata={
                 **{name: value for name, value in asdict(run).items() if name != "seconds" and value is not None},

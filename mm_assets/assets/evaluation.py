@@ -4,7 +4,6 @@ import dagster as dg
 
 from mm_assets.assets.common import OWNERS, Storage, tags
 from mm_assets.config import Settings
-from mm_assets.evaluation.calibration import write_calibrations
 from mm_assets.evaluation.history import record_results
 from mm_assets.evaluation.retrieval import (
     EVAL_VERSION,
@@ -12,6 +11,7 @@ from mm_assets.evaluation.retrieval import (
     evaluate_encoder_table,
     rare_token_results,
 )
+from mm_assets.search.calibrated import write_calibrations
 
 
 def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
@@ -29,29 +29,30 @@ def build_retrieval_eval_asset(settings: Settings, vector_tables_asset):
     )
     def retrieval_eval(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
+        from mm_assets.encoders.load import recorded_encoder
         from mm_assets.evaluation.items import item_results
-        from mm_assets.search.query import Searcher, recorded_encoder
+        from mm_assets.search.query import Searcher
 
         layout = storage.layout
-        # One reader of the generation: its connection for the SQL, and the rare-word queries.
+        # One reader of the generation: its served vectors, and the searcher the rare-word queries ask.
         with Searcher(layout.db_path) as searcher:
-            con = searcher.connection()
-            current = [t for t in searcher.tables() if t.is_current]
+            served = searcher.served
+            current = [t for t in served.tables() if t.is_current]
             tables = [t for t in current if {"image", "text"} <= set(t.metadata["modalities"])]
             results, calibrations = [], {}
             for table in tables:
                 if "fusion" in table.metadata:  # items: recommendation against image and caption alone
                     of = next((t for t in current if t.encoder_key == table.metadata["fusion"]["of"]), None)
-                    results += item_results(con, table, of, recorded_encoder(table), settings.eval_test_percent)
+                    results += item_results(served, table, of, recorded_encoder(table), settings.eval_test_percent)
                     continue
                 found, calibrations[table.encoder_key] = evaluate_encoder_table(
-                    con, table, recorded_encoder(table), settings.eval_test_percent
+                    served, table, recorded_encoder(table), settings.eval_test_percent
                 )
-                results += found + rare_token_results(con, searcher, table)
+                results += found + rare_token_results(searcher, table)
         if not results:
             context.log.warning("no captioned images in the test split: add sidecar captions or captions.csv")
         record_results(layout.evaluations, results, {t.encoder_key: t.metadata for t in tables}, context.run_id)
-        # What search over all modalities calibrates its scores with (evaluation/calibration.py).
+        # What search over all modalities calibrates its scores with (search/calibrated.py).
         write_calibrations(layout.calibrations, calibrations, context.run_id)
         scores = {
             f"{r['encoder']}/{r['task']}/{m}": float(r[m])

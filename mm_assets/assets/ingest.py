@@ -18,10 +18,12 @@ from mm_assets.assets.common import (
     tags,
 )
 from mm_assets.chunking import CHUNKER_VERSION, chunking_params, text_chunker
-from mm_assets.chunking.files import chunk_batch
-from mm_assets.config import Settings, describe_settings, short_hash
+from mm_assets.chunking.by_kind import chunk_batch
+from mm_assets.config import Settings
+from mm_assets.config_loading import describe_settings
+from mm_assets.hashing import short_hash
 from mm_assets.ingest.batches import deleted_rows, mark_moves, read_manifest
-from mm_assets.ingest.files import INGEST_VERSION, inspect_batch
+from mm_assets.ingest.inspect import INGEST_VERSION, inspect_batch
 from mm_assets.ingest.labels import CaptionIndex
 from mm_assets.progress import Progress
 from mm_assets.store.tables import (

@@ -5,7 +5,8 @@ from dataclasses import asdict
 import dagster as dg
 
 from mm_assets.assets.common import OWNERS, Storage, markdown_table, tags
-from mm_assets.config import Settings, short_hash
+from mm_assets.config import Settings
+from mm_assets.hashing import short_hash
 from mm_assets.moderation import MODERATION_VERSION
 
 
@@ -19,16 +20,16 @@ def build_policy_flags_asset(settings: Settings, vector_tables_asset):
         # A changed policy marks this asset stale; materializing re-scores only the policies that changed.
         code_version=f"{MODERATION_VERSION}-{short_hash([asdict(p) for p in settings.policies])}",
         description="Every served chunk scored against each moderation policy (its phrasings embedded by the "
-        "encoder's text tower); chunks at or above the policy's threshold, given or calibrated on labelled "
+        "encoder's text tower); chunks at or above the policy's threshold, given or chosen on labelled "
         "examples, are flagged in flags.duckdb (`mm-assets flags`).",
     )
     def policy_flags(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
         # Imported when the step runs, not when the definitions load (see mm_assets/assets/__init__.py).
         from mm_assets.moderation import update_policy_flags
-        from mm_assets.search.query import Searcher
+        from mm_assets.store.served import ServedVectors
 
-        with Searcher(storage.layout.db_path) as searcher:
-            runs = update_policy_flags(settings, searcher, log=context.log.info)
+        with ServedVectors(storage.layout.db_path) as served:
+            runs = update_policy_flags(settings, served, log=context.log.info)
         rows = [
             {
                 "policy": r.policy,

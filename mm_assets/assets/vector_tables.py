@@ -7,8 +7,15 @@ from mm_assets.assets.common import OWNERS, Storage, column_schema, markdown_tab
 from mm_assets.config import Settings
 from mm_assets.encoders.identity import encoder_key, stored_records
 from mm_assets.store.catalog import EncoderTable, served_columns
-from mm_assets.store.segments import SEGMENT_TABLES, SERVING_VERSION, embedding_tables, open_generation, read_generation
-from mm_assets.store.vector_db import ServingSpec, UpdateReport, compact, single_writer, update_vector_db
+from mm_assets.store.segments import (
+    SEGMENT_TABLES,
+    SERVING_VERSION,
+    ServingSpec,
+    embedding_tables,
+    open_generation,
+    read_generation,
+)
+from mm_assets.store.vector_db import UpdateReport, compact, single_writer, update_vector_db
 
 COMPACTION_JOB = "compact_vector_tables"
 

@@ -12,9 +12,10 @@ with the same tokenizer keeps every chunk id (and every vector of the old model'
 from __future__ import annotations
 
 from mm_assets.chunking.text import STRATEGY_VERSIONS, TextChunker
-from mm_assets.config import Settings, short_hash
+from mm_assets.config import Settings
 from mm_assets.encoders.identity import fingerprint
 from mm_assets.encoders.resolve import tokenizer_identity
+from mm_assets.hashing import short_hash
 
 # Bumped when chunking code changes its output for the same parameters (part of every chunk id).
 CHUNKER_VERSION = "2"
@@ -37,7 +38,7 @@ def chunking_params(settings: Settings) -> dict[str, dict]:
         text.update(semantic_percentile=c.semantic_percentile, semantic_encoder=fingerprint(settings.default_encoder))
     return {
         "text": text,
-        # items: with a fused encoder configured, a captioned image is also an item (chunking/files.py)
+        # items: with a fused encoder configured, a captioned image is also an item (chunking/by_kind.py)
         "image": {"tiles": c.image_tiles, **({"items": True} if settings.fused_items else {})},
         "document": {"text": text, "render_pages": c.pdf_render_pages, "image_max_side": IMAGE_CHUNK_MAX_SIDE},
         "video": {

@@ -1,5 +1,5 @@
 """What every encoder shares: one model loaded from a resolved directory, its text tower, precision
-chosen with a calibration check, and the metadata that records what made a vector.
+chosen with a precision check, and the metadata that records what made a vector.
 
 Subclasses (CLIP for image–text, CLAP for audio–text) add their other tower and its preprocessing.
 """
@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 
 import mm_assets
 from mm_assets.config import EncoderConfig
-from mm_assets.encoders.precision import calibration_keeps, resolve_precision
+from mm_assets.encoders.precision import precision_check_passes, resolve_precision
 from mm_assets.encoders.resolve import ResolvedModel, resolve_model
 from mm_assets.encoders.runtime import (
     ONNX_PRECISIONS,
@@ -27,12 +27,12 @@ from mm_assets.encoders.runtime import (
     normalise_rows,
     onnxruntime_usable,
     runtime_version,
-    write_manifest,
+    write_export_summary,
 )
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# Fixed captions for precision calibration: ordinary sentences, as queries and chunks are.
-CALIBRATION_TEXTS = [
+# Fixed captions for the precision check: ordinary sentences, as queries and chunks are.
+PRECISION_CHECK_TEXTS = [
     "a photo of a dog on a beach",
     "two people hiking in the mountains",
     "a bowl of soup",
@@ -71,7 +71,7 @@ class Encoder:
         self.dtype = torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.local_dir)
         self.dim = int(self.model.config.projection_dim)
-        self.calibration_cosine: float | None = None
+        self.check_cosine: float | None = None
         self._precision, self.runtime = "float32", "torch"
         self._onnx: dict[str, OnnxTower] = {}  # tower name -> session, when ONNX Runtime runs it
         self._load_preprocessing()
@@ -83,7 +83,7 @@ class Encoder:
         """Read the other tower's preprocessing from the model directory; set ``max_tokens``."""
         raise NotImplementedError
 
-    def _embed_calibration(self) -> np.ndarray:
+    def _embed_check_inputs(self) -> np.ndarray:
         """Embeddings of fixed inputs of every modality, to compare precisions."""
         raise NotImplementedError
 
@@ -95,11 +95,11 @@ class Encoder:
         return {}
 
     def _export_settings(self) -> dict:
-        """What an export's manifest must hold besides the metadata to load without transformers."""
+        """What an export summary must hold besides the metadata to load without transformers."""
         return {}
 
     def _set_precision(self, precision: str, runtime: str) -> None:
-        """Run in the wanted precision and runtime, after checking them on fixed calibration inputs
+        """Run in the wanted precision and runtime, after checking them on fixed check inputs
         against PyTorch float32: what ``auto`` chose is kept only within MIN_COSINE_TO_FP32 (else
         PyTorch float32); what was asked for by name is kept, its cosine recorded."""
         if precision == "int8" and runtime != "onnxruntime":
@@ -109,12 +109,12 @@ class Encoder:
             )
         if (precision, runtime) == ("float32", "torch"):
             return
-        reference = self._embed_calibration()
+        reference = self._embed_check_inputs()
         self._run_in(precision, runtime)
-        self.calibration_cosine = float((reference * self._embed_calibration()).sum(axis=1).min())
+        self.check_cosine = float((reference * self._embed_check_inputs()).sum(axis=1).min())
         if runtime == "onnxruntime":
             self._complete_export(export_dir(self.resolved, precision))
-        if calibration_keeps(self.config, precision, self.calibration_cosine):
+        if precision_check_passes(self.config, precision, self.check_cosine):
             return
         if self.config.dtype == "auto":
             self._run_in("float32", "torch")
@@ -134,20 +134,20 @@ class Encoder:
 
     def _complete_export(self, folder) -> None:
         """Write what loading from the export alone needs (encoders/exported.py): the tokenizer as
-        this process calls it, the calibration and the metadata. Only a fast tokenizer is one file."""
+        this process calls it, the precision check and the metadata. Only a fast tokenizer is one file."""
         if not self.tokenizer.is_fast or self.tokenizer.pad_token is None:
             return
         tokenizer = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
         tokenizer.enable_truncation(self.max_tokens)
         tokenizer.enable_padding(pad_id=self.tokenizer.pad_token_id, pad_token=self.tokenizer.pad_token)
-        manifest = {
+        summary = {
             "precision": self.precision,
-            "calibration_cosine": self.calibration_cosine,
+            "calibration_cosine": self.check_cosine,
             "max_tokens": self.max_tokens,
             "metadata": self.metadata(),
             **self._export_settings(),
         }
-        write_manifest(folder, manifest, tokenizer.to_str())
+        write_export_summary(folder, summary, tokenizer.to_str())
 
     @property
     def precision(self) -> str:
@@ -179,7 +179,7 @@ class Encoder:
             "dtype_requested": self.config.dtype,
             "runtime": runtime_version(self.runtime),
             "runtime_requested": self.config.runtime,
-            "calibration_cosine_to_fp32": self.calibration_cosine,
+            "calibration_cosine_to_fp32": self.check_cosine,  # the precision check (key kept: homes already record it)
             "device": self.device,
             "parameters": sum(t.numel() for t in self.model.parameters()),
             "modalities": list(self.config.modalities),

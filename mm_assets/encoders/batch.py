@@ -20,9 +20,9 @@ from mm_assets.config import EncoderConfig
 from mm_assets.encoders.embed import AudioJob, ImageJob, StageTimes, embed_audio, embed_images, embed_texts
 from mm_assets.encoders.fusion import fused_writer
 from mm_assets.encoders.identity import encoder_key, record, shard_folder, write_record
-from mm_assets.store.catalog import VectorDBError
+from mm_assets.store.duck import VectorDBError
 from mm_assets.store.layout import Layout
-from mm_assets.store.segments import open_generation
+from mm_assets.store.served import ServedVectors
 from mm_assets.store.shards import ShardStore
 from mm_assets.store.tables import (
     CHUNKS,
@@ -94,19 +94,14 @@ def embedded_elsewhere(layout: Layout, key: str, shard: str, wanted: set[str]) -
     is read only when nothing is served yet (or the encoder is new to it)."""
     folder = shard_folder(key)
     try:
-        con, generation = open_generation(layout.db_path)
+        with ServedVectors(layout.db_path) as served:
+            found = served.stored_ids(embedding_table_name(key), wanted)
+            applied = served.generation().inputs
     except VectorDBError:
         return store_ids(layout.store, folder, shard, wanted)
-    try:
-        table = embedding_table_name(key)
-        if table not in {e["table_name"] for e in generation.encoders}:
-            return store_ids(layout.store, folder, shard, wanted)
-        con.register("wanted", pa.table({"chunk_id": sorted(wanted)}))
-        rows = con.execute(f"SELECT chunk_id FROM {table}_stored SEMI JOIN wanted USING (chunk_id)").fetchall()
-        found = {r[0] for r in rows}
-    finally:
-        con.close()
-    unapplied = [k for k in layout.store.list(folder) if k not in generation.inputs and k != shard]
+    if found is None:  # the encoder is new to the served generation
+        return store_ids(layout.store, folder, shard, wanted)
+    unapplied = [k for k in layout.store.list(folder) if k not in applied and k != shard]
     return found | store_ids(layout.store, folder, shard, wanted, unapplied)
 
 

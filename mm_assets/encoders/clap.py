@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, ClapModel
 
-from mm_assets.encoders.base import CALIBRATION_TEXTS, Encoder, normalise
+from mm_assets.encoders.base import PRECISION_CHECK_TEXTS, Encoder, normalise
 
 
 class ClapEncoder(Encoder):
@@ -32,10 +32,10 @@ class ClapEncoder(Encoder):
         out = self.model.get_audio_features(input_features=features, is_longer=inputs.get("is_longer"))
         return normalise(out.pooler_output)
 
-    def _embed_calibration(self) -> np.ndarray:
+    def _embed_check_inputs(self) -> np.ndarray:
         t = np.arange(int(self.sample_rate * 2)) / self.sample_rate
         tones = [(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (220.0, 440.0, 1000.0)]
-        return np.concatenate([self.embed_audio(tones), self.embed_texts(CALIBRATION_TEXTS)])
+        return np.concatenate([self.embed_audio(tones), self.embed_texts(PRECISION_CHECK_TEXTS)])
 
     def preprocessing_metadata(self) -> dict:
         return {

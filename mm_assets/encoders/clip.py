@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from transformers import CLIPModel
 
-from mm_assets.encoders.base import CALIBRATION_TEXTS, Encoder, normalise
+from mm_assets.encoders.base import PRECISION_CHECK_TEXTS, Encoder, normalise
 from mm_assets.encoders.image_preprocessing import ImagePreprocessing
 from mm_assets.encoders.runtime import TowerGraph, normalise_rows
 
@@ -22,9 +22,9 @@ class ClipEncoder(Encoder):
         self.preprocess = ImagePreprocessing.from_model_dir(self.resolved.local_dir)
         self.max_tokens = int(self.model.config.text_config.max_position_embeddings)
 
-    def _embed_calibration(self) -> np.ndarray:
+    def _embed_check_inputs(self) -> np.ndarray:
         return np.concatenate(
-            [self.embed_pixels(_calibration_images(self.preprocess)), self.embed_texts(CALIBRATION_TEXTS)]
+            [self.embed_pixels(_check_images(self.preprocess)), self.embed_texts(PRECISION_CHECK_TEXTS)]
         )
 
     def _tower_graphs(self) -> dict[str, TowerGraph]:
@@ -86,7 +86,7 @@ class TextFeatures(torch.nn.Module):
         return self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
 
 
-def _calibration_images(preprocess: ImagePreprocessing) -> np.ndarray:
+def _check_images(preprocess: ImagePreprocessing) -> np.ndarray:
     """Fixed, photo-like inputs: smooth colour fields."""
     rng = np.random.default_rng(0)
     images = []

@@ -112,7 +112,7 @@ def _load_image_job(job: ImageJob, encoder: ClipEncoder, max_pixels: int):
 
 
 def _load_audio_job(job: AudioJob, encoder: ClapEncoder):
-    from mm_assets.formats.media import decode_audio  # PyAV: only where audio is embedded
+    from mm_assets.formats.audio_video import decode_audio  # PyAV: only where audio is embedded
 
     t0 = time.perf_counter()
     path = check_ingested_path(job.path, job.file_id) if job.verify else job.path

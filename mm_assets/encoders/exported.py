@@ -1,9 +1,9 @@
 """A CLIP encoder run from its cached ONNX export alone: no torch, no transformers.
 
 The first load of a model in an ONNX Runtime precision goes through PyTorch (encoders/clip.py): it
-exports both towers, checks them against float32 and completes the export with a manifest and the
+exports both towers, checks them against float32 and completes the export with a summary and the
 tokenizer (encoders/runtime.py). Every later load on a CPU reads that folder: ONNX Runtime sessions,
-the `tokenizers` file and the manifest's preprocessing and metadata. Importing torch and
+the `tokenizers` file and the summary's preprocessing and metadata. Importing torch and
 transformers' CLIP and loading the weights twice for the check took 7 s of a 400-image run on 2 cores;
 this takes under a second, and a cold `mm-assets search` pays it for every query.
 """
@@ -20,7 +20,7 @@ from PIL import Image
 import mm_assets
 from mm_assets.config import EncoderConfig
 from mm_assets.encoders.image_preprocessing import ImagePreprocessing
-from mm_assets.encoders.precision import calibration_keeps, resolve_precision, surely_cpu
+from mm_assets.encoders.precision import precision_check_passes, resolve_precision, surely_cpu
 from mm_assets.encoders.resolve import ResolvedModel
 from mm_assets.encoders.runtime import (
     ONNX_PRECISIONS,
@@ -30,7 +30,7 @@ from mm_assets.encoders.runtime import (
     export_dir,
     normalise_rows,
     onnxruntime_usable,
-    read_manifest,
+    read_export_summary,
 )
 
 
@@ -43,16 +43,16 @@ class ExportedClipEncoder:
     runtime = "onnxruntime"
 
     def __init__(
-        self, config: EncoderConfig, resolved: ResolvedModel, folder: Path, manifest: dict, first: tuple[str, ...]
+        self, config: EncoderConfig, resolved: ResolvedModel, folder: Path, summary: dict, first: tuple[str, ...]
     ):
         from tokenizers import Tokenizer
 
         self.config, self.resolved = config, resolved
-        self.precision = manifest["precision"]
-        self.calibration_cosine = manifest["calibration_cosine"]
-        self.max_tokens = int(manifest["max_tokens"])
-        self.preprocess = ImagePreprocessing.from_dict(manifest["preprocessing"])
-        self._recorded = manifest["metadata"]
+        self.precision = summary["precision"]
+        self.check_cosine = summary["calibration_cosine"]
+        self.max_tokens = int(summary["max_tokens"])
+        self.preprocess = ImagePreprocessing.from_dict(summary["preprocessing"])
+        self._recorded = summary["metadata"]
         self.dim = int(self._recorded["embedding_dim"])
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
         self._folder, self._one_row = folder, self.precision == "int8"
@@ -110,11 +110,11 @@ def load_exported_clip(
     if precision not in ONNX_PRECISIONS:
         return None
     folder = export_dir(resolved, precision)
-    manifest = read_manifest(folder)
-    if manifest is None or not calibration_keeps(config, precision, manifest["calibration_cosine"]):
+    summary = read_export_summary(folder)
+    if summary is None or not precision_check_passes(config, precision, summary["calibration_cosine"]):
         return None
     try:
         first = tuple(t for t in TOWERS if modalities is None or t in modalities)
-        return ExportedClipEncoder(config, resolved, folder, manifest, first)
+        return ExportedClipEncoder(config, resolved, folder, summary, first)
     except Exception:  # a damaged file: the PyTorch path exports it again
         return None

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from mm_assets.config import EncoderConfig, short_hash
+from mm_assets.config import EncoderConfig
+from mm_assets.hashing import short_hash
 from mm_assets.store.shards import ShardStore
 from mm_assets.store.tables import EMBEDDINGS, embedding_table_name
 

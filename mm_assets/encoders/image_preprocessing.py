@@ -39,7 +39,7 @@ class ImagePreprocessing:
 
     @classmethod
     def from_dict(cls, values: dict) -> ImagePreprocessing:
-        """From ``as_dict()``'s output (an export's manifest)."""
+        """From ``as_dict()``'s output (an export summary)."""
         return cls(**{**values, "mean": tuple(values["mean"]), "std": tuple(values["std"])})
 
     def as_dict(self) -> dict:

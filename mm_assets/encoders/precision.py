@@ -22,8 +22,8 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def calibration_keeps(config: EncoderConfig, precision: str, cosine: float) -> bool:
-    """Whether a precision and runtime checked on the calibration inputs stay: within
+def precision_check_passes(config: EncoderConfig, precision: str, cosine: float) -> bool:
+    """Whether a precision and runtime checked on the fixed check inputs stay: within
     MIN_COSINE_TO_FP32 of PyTorch float32, or asked for by name (a named dtype with a named runtime,
     or int8, which has one runtime); otherwise the encoder falls back (Encoder._set_precision)."""
     named = config.dtype != "auto" and (config.runtime != "auto" or precision == "int8")

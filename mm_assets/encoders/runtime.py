@@ -8,7 +8,7 @@ may be read-only, or a hub cache snapshot that is not ours to write into); an ex
 whole to a temporary name and renamed, so a killed export is never loaded. An ONNX file is a
 protobuf graph: loading it runs no code.
 
-Once both towers are exported and checked, a manifest beside them records what the check found and
+Once both towers are exported and checked, a summary beside them records what the check found and
 what the model's files said (dimension, preprocessing, metadata) and the tokenizer is saved with them:
 from then on the encoder loads from this folder alone, without torch or transformers
 (encoders/exported.py). This module imports neither unless it exports.
@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mm_assets.config import short_hash
+from mm_assets.hashing import short_hash
+from mm_assets.onnx_cpu import cpu_session
 from mm_assets.store.layout import write_text_atomically
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 EXPORT_VERSION = "2"
 OPSET = 17
 TOWERS = ("image", "text")
-MANIFEST = "encoder.json"
+EXPORT_SUMMARY = "encoder.json"
 TOKENIZER = "tokenizer.json"
 
 
@@ -117,22 +118,6 @@ class OnnxTower:
             return np.concatenate(list(pool.map(lambda row: self.session.run(None, row)[0], rows)))
 
 
-def cpu_session(model: Path | bytes, threads: int | None = None):
-    """An ONNX Runtime session on the CPU (a model file or its bytes), all graph optimisations on;
-    ``threads``: intra-op threads (default: one per core). Its idle workers do not spin: decode
-    threads, and a search's query model, share these cores."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(
-        model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"]
-    )
-
-
 def _rows(inputs: dict[str, np.ndarray]) -> int:
     return len(next(iter(inputs.values())))
 
@@ -177,21 +162,21 @@ def load_onnx_tower(tower: TowerGraph, folder: Path, precision: str) -> OnnxTowe
     return OnnxTower(path, one_row_at_a_time)
 
 
-def write_manifest(folder: Path, manifest: dict, tokenizer_json: str) -> None:
-    """Complete an export: the tokenizer, then the manifest (written last, each whole or not at all,
-    so a manifest means every file beside it is there)."""
+def write_export_summary(folder: Path, summary: dict, tokenizer_json: str) -> None:
+    """Complete an export: the tokenizer, then the summary (written last, each whole or not at all,
+    so a summary means every file beside it is there)."""
     write_text_atomically(folder / TOKENIZER, tokenizer_json)
-    write_text_atomically(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    write_text_atomically(folder / EXPORT_SUMMARY, json.dumps(summary, indent=1, sort_keys=True))
 
 
-def read_manifest(folder: Path) -> dict | None:
-    """The manifest of a complete export, or None (none yet, or a file of it damaged or gone)."""
+def read_export_summary(folder: Path) -> dict | None:
+    """The summary of a complete export, or None (none yet, or a file of it damaged or gone)."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        summary = json.loads((folder / EXPORT_SUMMARY).read_text())
     except (OSError, ValueError):
         return None
     files = [folder / TOKENIZER, *(folder / f"{t}.onnx" for t in TOWERS)]
-    return manifest if isinstance(manifest, dict) and all(f.is_file() for f in files) else None
+    return summary if isinstance(summary, dict) and all(f.is_file() for f in files) else None
 
 
 def _export(tower: TowerGraph, path: Path, precision: str) -> None:

@@ -1,4 +1,4 @@
-"""Scores comparable across modalities, for searches over all of them.
+"""Fitting the scores that make modalities comparable (search/calibrated.py applies them).
 
 CLIP's modality gap: a text query's cosine to any text (related or not) is far higher than to any
 image, so a list of every modality ranked by cosine is all text. Per (query modality, target
@@ -7,57 +7,22 @@ modality), a cosine is calibrated to the log-odds that the target is relevant: a
 or the image and its own caption, are relevant). Log-odds mean the same thing whatever the pair, so
 lists of several modalities merge on equal terms; within one modality the order is the cosine's.
 
-Fitted by retrieval_eval on the training split; measured on the test split (tasks text->all and
-image->all).
+Fitted by retrieval_eval on the training split and written for search (search/calibrated.py);
+measured on the test split (tasks text->all and image->all).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
 import numpy as np
 
 from mm_assets.evaluation.metrics import retrieval_metrics
-from mm_assets.store.layout import write_text_atomically
+from mm_assets.search.calibrated import Calibration
 
 # Queries and targets per modality a fit uses (the first, in a fixed order): a two-parameter fit
 # settles within a few thousand, and must stay small however many captioned images exist.
 FIT_SAMPLE = 2000
 # A pair is fitted only with this many relevant and this many irrelevant (query, target) pairs.
 MIN_FIT_PAIRS = 20
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """One (query modality, target modality) pair: log-odds of relevance = slope * cosine + intercept."""
-
-    slope: float
-    intercept: float
-    n: int  # (query, target) pairs it was fitted on
-
-    def calibrate(self, similarity: np.ndarray) -> np.ndarray:
-        return self.slope * np.asarray(similarity, dtype=np.float64) + self.intercept
-
-
-def write_calibrations(folder: Path, fitted: dict[str, dict[tuple[str, str], Calibration]], run_id: str) -> None:
-    """Each encoder key's calibrations as ``<folder>/<encoder key>.json``, replaced whole."""
-    fitted_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    for key, pairs in fitted.items():
-        rows = [{"query": q, "target": t, **asdict(c)} for (q, t), c in sorted(pairs.items())]
-        payload = {"encoder_key": key, "run_id": run_id, "fitted_at": fitted_at, "pairs": rows}
-        write_text_atomically(folder / f"{key}.json", json.dumps(payload, indent=1))
-
-
-def read_calibrations(folder: Path, encoder_key: str) -> dict[tuple[str, str], Calibration]:
-    """The encoder key's latest calibrations (empty: never fitted, or the file is unreadable)."""
-    try:
-        rows = json.loads((folder / f"{encoder_key}.json").read_text())["pairs"]
-        return {(r["query"], r["target"]): Calibration(r["slope"], r["intercept"], r["n"]) for r in rows}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 def fit_calibrations(items: dict[str, np.ndarray], keys: np.ndarray) -> dict[tuple[str, str], Calibration]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 
 from mm_assets.encoders.fusion import fuse_vectors
 from mm_assets.evaluation.metrics import retrieval_metrics
-from mm_assets.evaluation.retrieval import embed_captions, in_test_split, labelled_items
+from mm_assets.evaluation.retrieval import embed_captions, in_test_split, labelled_items, served_rows
 from mm_assets.store.catalog import EncoderTable
+from mm_assets.store.served import ServedVectors
 
 if TYPE_CHECKING:
     from mm_assets.encoders.clip import ClipEncoder
@@ -24,13 +24,10 @@ WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)  # image weights tried when fit
 FIT_SAMPLE = 2000  # training items the weight is fitted on
 
 
-def _item_vectors(con: duckdb.DuckDBPyConnection, table: EncoderTable, test_percent: int) -> dict[str, np.ndarray]:
+def _item_vectors(served: ServedVectors, table: EncoderTable, test_percent: int) -> dict[str, np.ndarray]:
     """File id -> the fused table's item vector, for the labelled items of the test split."""
-    rows = con.execute(f"""
-        SELECT f.file_id, e.embedding FROM files f JOIN chunks c USING (file_id)
-        JOIN {table.table_name} e USING (chunk_id)
-        WHERE c.role = 'item' AND f.label IS NOT NULL""").fetchall()
-    return {fid: np.asarray(v, np.float32) for fid, v in rows if in_test_split(fid, test_percent)}
+    rows, vectors = served_rows(served, table, "f.file_id", "c.role = 'item' AND f.label IS NOT NULL")
+    return {fid: vectors[i] for i, (fid,) in enumerate(rows) if in_test_split(fid, test_percent)}
 
 
 def _recommendation_metrics(vectors: np.ndarray, labels: list[str]):
@@ -55,7 +52,7 @@ def fit_image_weight(
 
 
 def item_results(
-    con: duckdb.DuckDBPyConnection,
+    served: ServedVectors,
     fused: EncoderTable,
     base: EncoderTable | None,
     encoder: ClipEncoder,
@@ -68,13 +65,13 @@ def item_results(
     if base is None:
         return []
     weight, mode = float(fused.metadata["fusion"]["image_weight"]), fused.metadata["fusion"]["mode"]
-    _, fit_captions, fit_labels, fit_images = labelled_items(con, base, test_percent, test=False)
+    _, fit_captions, fit_labels, fit_images = labelled_items(served, base, test_percent, test=False)
     keep = [i for i, label in enumerate(fit_labels) if label is not None][:FIT_SAMPLE]
     fit_texts = embed_captions(encoder, [fit_captions[i] for i in keep])
     fitted = fit_image_weight(fit_images[keep], fit_texts, [fit_labels[i] for i in keep], mode)
-    ids, captions, labels, images = labelled_items(con, base, test_percent)
-    served = _item_vectors(con, fused, test_percent)
-    keep = [i for i, (fid, label) in enumerate(zip(ids, labels)) if label is not None and fid in served]
+    ids, captions, labels, images = labelled_items(served, base, test_percent)
+    item_vectors = _item_vectors(served, fused, test_percent)
+    keep = [i for i, (fid, label) in enumerate(zip(ids, labels)) if label is not None and fid in item_vectors]
     if len(keep) < 2:
         return []
     labels = [labels[i] for i in keep]
@@ -84,7 +81,7 @@ def item_results(
         f"{base.name} caption only": texts,
         f"{fused.name} late w={weight:g}": fuse_vectors(images, texts, weight, "late"),
         f"{fused.name} intermediate w={weight:g}": fuse_vectors(images, texts, weight),
-        fused.name: np.stack([served[ids[i]] for i in keep]),
+        fused.name: np.stack([item_vectors[ids[i]] for i in keep]),
     }
     if fitted is not None:
         variants[f"{fused.name} fitted w={fitted:g}"] = fuse_vectors(images, texts, fitted, mode)

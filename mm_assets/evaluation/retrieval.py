@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 
-from mm_assets.evaluation.calibration import FIT_SAMPLE, Calibration, fit_calibrations, merged_ranking_figures
+from mm_assets.evaluation.calibration import FIT_SAMPLE, fit_calibrations, merged_ranking_figures
 from mm_assets.evaluation.metrics import retrieval_metrics
+from mm_assets.search.calibrated import Calibration
 from mm_assets.store.catalog import EncoderTable
+from mm_assets.store.served import ServedVectors
 
 if TYPE_CHECKING:  # passed in: importing it would pull torch into the definitions (which read EVAL_VERSION)
     from mm_assets.encoders.clip import ClipEncoder
@@ -44,34 +46,42 @@ def in_test_split(file_id: str, test_percent: int) -> bool:
     return int(file_id[:8], 16) % 100 < test_percent
 
 
-def labelled_items(con: duckdb.DuckDBPyConnection, table: EncoderTable, test_percent: int, test: bool = True):
+def served_rows(served: ServedVectors, table: EncoderTable, columns: str, where: str) -> tuple[list, np.ndarray]:
+    """(the ``columns`` of each chunk with a vector in the table matching ``where``, those vectors),
+    by chunk id: the SQL picks the chunks (``f``: files, ``c``: chunks), the served vectors give
+    their vectors."""
+    rows = served.connection().execute(f"""
+        SELECT {columns}, c.chunk_id FROM files f JOIN chunks c USING (file_id)
+        SEMI JOIN {table.table_name} e USING (chunk_id)
+        WHERE {where} ORDER BY c.chunk_id""").fetchall()
+    return [r[:-1] for r in rows], served.vectors_in_order(table, [r[-1] for r in rows])
+
+
+def labelled_items(served: ServedVectors, table: EncoderTable, test_percent: int, test: bool = True):
     """(file ids, captions, labels, whole-image vectors) of captioned images in the test split (or,
-    ``test`` False, the training split)."""
-    rows = con.execute(f"""
-        SELECT f.file_id, f.caption, f.label, e.embedding
-        FROM files f JOIN chunks c USING (file_id) JOIN {table.table_name} e USING (chunk_id)
-        WHERE f.caption IS NOT NULL AND c.modality = 'image' AND c.position = 0
-        ORDER BY f.file_id""").fetchall()
-    rows = [r for r in rows if in_test_split(r[0], test_percent) == test]
-    ids = [r[0] for r in rows]
-    captions = [r[1] for r in rows]
-    labels = [r[2] for r in rows]
-    vectors = np.asarray([r[3] for r in rows], dtype=np.float32).reshape(len(rows), table.dim)
-    return ids, captions, labels, vectors
+    ``test`` False, the training split), by file id."""
+    whole_captioned_images = "f.caption IS NOT NULL AND c.modality = 'image' AND c.position = 0"
+    rows, vectors = served_rows(served, table, "f.file_id, f.caption, f.label", whole_captioned_images)
+    order = sorted((r[0], i) for i, r in enumerate(rows) if in_test_split(r[0], test_percent) == test)
+    kept = [i for _, i in order]
+    ids = [rows[i][0] for i in kept]
+    captions = [rows[i][1] for i in kept]
+    labels = [rows[i][2] for i in kept]
+    return ids, captions, labels, vectors[kept].reshape(len(kept), table.dim)
 
 
 def evaluate_encoder_table(
-    con: duckdb.DuckDBPyConnection, table: EncoderTable, encoder: ClipEncoder, test_percent: int
+    served: ServedVectors, table: EncoderTable, encoder: ClipEncoder, test_percent: int
 ) -> tuple[list[dict], dict[tuple[str, str], Calibration]]:
     """One result per task, and the score calibrations fitted on the training split. Relevant = same
     label (or the query's own pair when unlabelled). Same-modality tasks leave the query itself out
     and need labels (otherwise nothing is relevant). The mixed tasks rank images and captions
     together, by cosine and calibrated, with the share of images in each top 10."""
-    results = _caption_figure_result(con, table)
-    train_ids, train_captions, train_labels, train_images = labelled_items(con, table, test_percent, test=False)
+    results = _caption_figure_result(served, table)
+    train_ids, train_captions, train_labels, train_images = labelled_items(served, table, test_percent, test=False)
     items = {"text": embed_captions(encoder, train_captions[:FIT_SAMPLE]), "image": train_images[:FIT_SAMPLE]}
     calibrations = fit_calibrations(items, _relevance_keys(train_ids, train_labels))
-    ids, captions, labels, images = labelled_items(con, table, test_percent)
+    ids, captions, labels, images = labelled_items(served, table, test_percent)
     if not ids:
         return results, calibrations
     texts = embed_captions(encoder, captions)
@@ -122,10 +132,10 @@ def rare_token_queries(con: duckdb.DuckDBPyConnection) -> list[tuple[str, set[st
     return [(w, holders[w]) for w in rare[:RARE_TOKEN_QUERIES]]
 
 
-def rare_token_results(con: duckdb.DuckDBPyConnection, searcher: Searcher, table: EncoderTable) -> list[dict]:
+def rare_token_results(searcher: Searcher, table: EncoderTable) -> list[dict]:
     """Each rare word as a query over the text chunks, by vectors alone and hybrid (vectors fused
     with BM25): recall@1/5/10 and MRR within the top 10."""
-    queries = rare_token_queries(con)
+    queries = rare_token_queries(searcher.served.connection())
     if not queries or "text" not in table.metadata["modalities"]:
         return []
     results = []
@@ -149,11 +159,12 @@ def embed_captions(encoder: ClipEncoder, captions: list[str]) -> np.ndarray:
     return np.concatenate([encoder.embed_texts(captions[i : i + size]) for i in range(0, len(captions), size)])
 
 
-def _caption_figure_result(con: duckdb.DuckDBPyConnection, table: EncoderTable) -> list[dict]:
+def _caption_figure_result(served: ServedVectors, table: EncoderTable) -> list[dict]:
     """Each caption or alt text of a document (a text chunk linked to its figure) as a query over every
     figure: free labelled pairs, never used for fine-tuning. Uses the stored vectors."""
-    figure_ids, gallery = _stored_vectors(con, table, "chunk_id", "c.role = 'figure'")
-    described, queries = _stored_vectors(con, table, "linked_chunk_id", "c.linked_chunk_id IS NOT NULL")
+    figures, gallery = served_rows(served, table, "c.chunk_id", "c.role = 'figure'")
+    described, queries = served_rows(served, table, "c.linked_chunk_id", "c.linked_chunk_id IS NOT NULL")
+    figure_ids, described = [r[0] for r in figures], [r[0] for r in described]
     if not figure_ids or not described:
         return []
     relevant = np.asarray(described)[:, None] == np.asarray(figure_ids)[None, :]
@@ -163,14 +174,6 @@ def _caption_figure_result(con: duckdb.DuckDBPyConnection, table: EncoderTable) 
         if metrics["n_queries"]
         else []
     )
-
-
-def _stored_vectors(con: duckdb.DuckDBPyConnection, table: EncoderTable, key: str, where: str):
-    """(a column per chunk, the chunks' vectors) for the chunks matching ``where``."""
-    rows = con.execute(f"""
-        SELECT c.{key}, e.embedding FROM chunks c JOIN {table.table_name} e USING (chunk_id)
-        WHERE {where} ORDER BY c.chunk_id""").fetchall()
-    return [r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32).reshape(len(rows), table.dim)
 
 
 def comparison_markdown(results: list[dict]) -> str:

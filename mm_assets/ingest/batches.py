@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
-from mm_assets.config import short_hash
 from mm_assets.formats.reading import Boundary
+from mm_assets.hashing import short_hash
 from mm_assets.ingest.dependencies import Stat, dependencies_of, dependency_content, dependency_state, stat_of
 from mm_assets.ingest.discover import FoundFile, Rejected, Seen, find_changes, walk_sources
 from mm_assets.ingest.labels import CaptionIndex

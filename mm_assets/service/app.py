@@ -23,16 +23,11 @@ from mm_assets.formats import BadFile
 from mm_assets.formats.reading import Boundary
 from mm_assets.ingest.batches import read_manifest
 from mm_assets.moderation import read_flags
-from mm_assets.search.media import NoMedia, render_chunk_media
-from mm_assets.search.query import Searcher, SearchHit
-from mm_assets.store.catalog import (
-    UnknownEncoder,
-    VectorDBError,
-    choose_encoder_table,
-    chunk_lineage,
-    media_chunk,
-    table_counts,
-)
+from mm_assets.search.hits import SearchHit
+from mm_assets.search.previews import NoMedia, render_chunk_media
+from mm_assets.search.query import Searcher
+from mm_assets.store.catalog import choose_encoder_table, chunk_lineage, media_chunk, table_counts
+from mm_assets.store.duck import UnknownEncoder, VectorDBError
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
@@ -101,9 +96,9 @@ class Service:
 
     def build(self) -> dict:
         with self.lock:
-            tables = self.searcher.tables()
-            counts = table_counts(self.searcher.connection())
-            generation = self.searcher.generation()
+            tables = self.searcher.served.tables()
+            counts = table_counts(self.searcher.served.connection())
+            generation = self.searcher.served.generation()
         return {
             "database": str(self.settings.db_path),
             "generation": generation.number,
@@ -125,17 +120,18 @@ class Service:
     def flags(self, policy: str | None, limit: int) -> list[dict]:
         """The moderation policies' latest runs and their highest-scoring flags (`mm-assets flags`)."""
         with self.lock:
-            return read_flags(self.settings.layout.flags, self.searcher.connection(), policy, limit)
+            return read_flags(self.settings.layout.flags, self.searcher.served.connection(), policy, limit)
 
     def duplicates(self, link: str | None, limit: int) -> list[dict]:
         """The largest duplicate groups (`mm-assets duplicates`)."""
         with self.lock:
-            return list_duplicates(self.searcher.connection(), self.settings.layout.duplicate_pairs, link)[:limit]
+            con = self.searcher.served.connection()
+            return list_duplicates(con, self.settings.layout.duplicate_pairs, link)[:limit]
 
     def lineage(self, chunk_id: str, encoder: str | None) -> dict:
         with self.lock:
-            found = chunk_lineage(self.searcher.connection(), chunk_id)
-            tables = self.searcher.tables()
+            found = chunk_lineage(self.searcher.served.connection(), chunk_id)
+            tables = self.searcher.served.tables()
         if found is None:
             raise HTTPException(404, f"no chunk {chunk_id} in the index")
         table = choose_encoder_table(tables, encoder, self.default_key)
@@ -146,7 +142,7 @@ class Service:
 
     def media(self, chunk_id: str):
         with self.lock:
-            chunk = media_chunk(self.searcher.connection(), chunk_id)
+            chunk = media_chunk(self.searcher.served.connection(), chunk_id)
         if chunk is None:
             raise HTTPException(404, f"no chunk {chunk_id} in the index")
         batch = chunk["batch"]

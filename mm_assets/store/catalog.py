@@ -8,72 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
-import duckdb_extension_fts
-import duckdb_extension_vss
 
+from mm_assets.store.duck import UnknownEncoder, VectorDBError
 from mm_assets.store.tables import CHUNK_DETAIL_COLUMNS, CHUNK_PLACE_COLUMNS
-
-
-class VectorDBError(RuntimeError):
-    pass
-
-
-class UnknownEncoder(VectorDBError):
-    """A query named an encoder the database has no table for."""
-
-
-def damaged(what: str, exc: BaseException) -> VectorDBError:
-    """The error for any damaged part of the serving state: it is derived, so say how to rebuild it."""
-    return VectorDBError(
-        f"{what} is damaged or incomplete ({exc}). It is derived data: rematerialize vector_tables "
-        "(`mm-assets run` or the Dagster UI) to rebuild it from the shards."
-    )
-
-
-def _extension_file(package) -> str:
-    # The pip packages ship the binary for the pinned duckdb version; nothing is downloaded.
-    return str(next(Path(package.__path__[0]).rglob("*.duckdb_extension")))
-
-
-# Each is loaded only where it is used: DuckDB checks an extension's signature over the whole file
-# on every new database (0.1 s for vss, 0.05 s for fts), and one `mm-assets run` opened six.
-
-
-def load_vss(con: duckdb.DuckDBPyConnection) -> None:
-    """HNSW indexes: a database holding one cannot even be opened without it."""
-    con.execute(f"LOAD '{_extension_file(duckdb_extension_vss)}'")
-
-
-def load_fts(con: duckdb.DuckDBPyConnection) -> None:
-    """BM25 over the text chunks (each segment holds its own index): to build or query one; a
-    segment holding one attaches without it. Loading it again is free."""
-    con.execute(f"LOAD '{_extension_file(duckdb_extension_fts)}'")
-
-
-# How the full-text index cuts text: lower case, accents stripped, English stop words and Porter
-# stems, and digits kept (DuckDB's default drops them, and with them every code and part number).
-TEXT_INDEX_OPTIONS = (
-    "stemmer = 'porter', stopwords = 'english', ignore = '(\\.|[^a-z0-9])+', strip_accents = 1, lower = 1"
-)
-
-
-def index_text(segment_file: Path) -> None:
-    """A BM25 index of a segment's text chunks, inside the segment (built once, with it: an update
-    indexes only the rows it adds). Built on the file opened directly: DuckDB's full-text macros
-    only resolve in the database they were created in (searched with USE, see search/query.py)."""
-    with duckdb.connect(str(segment_file)) as con:
-        load_fts(con)
-        con.execute(f"PRAGMA create_fts_index('chunks', 'chunk_id', 'text', {TEXT_INDEX_OPTIONS})")
-
-
-def open_read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
-    """The generation being served, read-only (see segments.py)."""
-    from mm_assets.store.segments import open_generation  # segments builds on this module
-
-    return open_generation(db_path)[0]
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,16 @@ class Layout:
         return [key.rpartition("/")[2].removesuffix(".json") for key in self.store.list("manifests", ".json")]
 
 
+def segment_path(vectors: Path, name: str) -> Path:
+    """A segment's rows (a DuckDB file) under the vector database folder."""
+    return vectors / "segments" / f"{name}.duckdb"
+
+
+def segment_dir(vectors: Path, name: str) -> Path:
+    """A segment's serving matrices (store/matrices.py), beside its rows."""
+    return vectors / "segments" / name
+
+
 @contextmanager
 def replaced_atomically(path: Path):
     """A temporary path beside ``path`` to write the whole file to, renamed over ``path`` when the

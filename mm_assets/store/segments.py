@@ -29,7 +29,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from mm_assets.store.catalog import VectorDBError, damaged, load_vss
+from mm_assets.store.duck import VectorDBError, damaged, load_vss
+from mm_assets.store.layout import segment_path
+from mm_assets.store.matrices import check_matrices
 from mm_assets.store.tables import ENCODERS_DDL
 
 # Bumped when the layout of segments or generations changes (the vector_tables code version).
@@ -44,6 +46,19 @@ SEGMENT_TABLES = {
     "chunks": "chunk_id",
     "quarantine": "path",
 }
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """What a build serves besides the shards: which encoder keys are configured now (by name), the
+    default one, and whether HNSW indexes are built. A change of any makes the database out of date."""
+
+    current: dict[str, str]  # encoder name -> encoder key
+    default_key: str
+    hnsw: bool
+
+    def as_json(self) -> str:
+        return json.dumps({"current": self.current, "default_key": self.default_key, "hnsw": self.hnsw}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -108,14 +123,6 @@ def publish(root: Path, generation: Generation) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
-
-
-def segment_path(root: Path, name: str) -> Path:
-    return root / "segments" / f"{name}.duckdb"
-
-
-def matrix_path(root: Path, segment: str, table: str) -> Path:
-    return root / "segments" / segment / f"{table}.npy"
 
 
 def remove_unreferenced(root: Path, generation: Generation | None) -> list[str]:
@@ -190,6 +197,11 @@ def open_generation(root: Path) -> tuple[duckdb.DuckDBPyConnection, Generation]:
     return con, generation
 
 
+def open_read_only(root: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the generation being served."""
+    return open_generation(root)[0]
+
+
 def stamps_of(folder: Path, names: list[Path]) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in names}
 
@@ -209,10 +221,7 @@ def check_generation(root: Path, generation: Generation) -> None:
                 if con.execute(f"SELECT count(*) FROM s{i}.{table}").fetchone()[0] != rows:
                     raise VectorDBError(f"segment {segment.name}: {table} does not hold its {rows} rows")
                 if table.startswith("emb_"):
-                    for suffix in (".npy", ".ids.npy", ".modality.npy", ".order.npy"):
-                        path = matrix_path(root, segment.name, table).with_suffix(suffix)
-                        if len(np.load(path, mmap_mode="r")) != rows:
-                            raise VectorDBError(f"{path} does not hold {rows} rows")
+                    check_matrices(root, segment.name, table, rows)
     except (duckdb.Error, OSError, ValueError) as exc:
         raise damaged(f"the vector database {root}", exc) from None
     finally:

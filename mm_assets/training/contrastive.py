@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-from mm_assets.config import FineTuneConfig, short_hash
+from mm_assets.config import FineTuneConfig
 from mm_assets.encoders.resolve import LINEAGE_FILE, ResolvedModel, weights_hash
+from mm_assets.hashing import short_hash
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import pytest
 
 from mm_assets.cli import main
 from mm_assets.encoders.identity import encoder_key
-from mm_assets.search.query import SegmentVectors, search
-from mm_assets.store.compact import COMPACT_KINDS, Int8Scan, SignBitScan, int8_codes, sign_bits
+from mm_assets.search.query import search
+from mm_assets.store.quantized import QUANTIZED_KINDS, Int8Scan, SignBitScan, int8_codes, sign_bits
+from mm_assets.store.served import SegmentVectors
 
 
 def clustered_unit_vectors(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
@@ -28,7 +29,7 @@ def segment(matrix: np.ndarray, dead: np.ndarray, codes: np.ndarray) -> SegmentV
     return SegmentVectors("s0", matrix, codes, ids, np.argsort(ids), dead, False, compact)
 
 
-@pytest.mark.parametrize("kind", COMPACT_KINDS)
+@pytest.mark.parametrize("kind", QUANTIZED_KINDS)
 def test_rescored_top_10_equals_the_exact_top_10(kind):
     matrix = clustered_unit_vectors(6000, 512, clusters=30)  # CLIP ViT-B/32's dimension
     rng = np.random.default_rng(1)
@@ -40,7 +41,7 @@ def test_rescored_top_10_equals_the_exact_top_10(kind):
     for query in queries:
         for modality in (None, "text"):
             exact = part.top(query, 10, modality)
-            shortlisted = part.top(query, 10, modality, compact=kind, rescore=200)  # of 6,000 rows
+            shortlisted = part.top(query, 10, modality, quantized=kind, rescore=200)  # of 6,000 rows
             assert [cid for cid, _ in shortlisted] == [cid for cid, _ in exact]
             assert np.allclose([d for _, d in shortlisted], [d for _, d in exact], atol=1e-5)
             rows = [int(cid[1:]) for cid, _ in shortlisted]
@@ -61,7 +62,7 @@ def test_search_with_compact_vectors_through_the_cli(indexed, tiny_clip, capsys)
         assert list(vectors.rglob(f"emb_*{suffix}")), f"every serving matrix has its {suffix} copy"
     exact = search(indexed.db_path, text="a dog on a beach", k=5, default_key=encoder_key(indexed.default_encoder))
     cli = ["--home", str(indexed.home), "--model", str(tiny_clip), "search", "a dog on a beach", "--k", "5"]
-    for kind in COMPACT_KINDS:
+    for kind in QUANTIZED_KINDS:
         assert main([*cli, "--compact", kind, "--json"]) == 0
         hits = json.loads(capsys.readouterr().out)
         assert [h["chunk_id"] for h in hits] == [h.chunk_id for h in exact]

@@ -1,5 +1,5 @@
 """Turn one ingested file into chunk rows, whatever its kind: images here, documents in
-documents.py, videos and audio in media.py."""
+documents.py, videos and audio in recordings.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from mm_assets.chunking.documents import chunk_pdf, chunk_text
-from mm_assets.chunking.media import chunk_audio, chunk_video_file
+from mm_assets.chunking.recordings import chunk_audio, chunk_video_file
 from mm_assets.chunking.rows import FileChunks
 from mm_assets.chunking.text import TextChunker
 from mm_assets.formats import BadFile, failure_reason

@@ -1,18 +1,18 @@
-"""Compact copies of a serving matrix, searched first and rescored exactly.
+"""Quantized copies of a serving matrix, searched first and rescored exactly.
 
 int8: each unit vector scaled so its largest component is ±127 (a quarter of the float32 bytes);
 binary: one sign bit per dimension (1/32 of them), compared by Hamming distance. Either gives a
 shortlist of ``rescore`` candidates whose exact cosine is then read from the float32 matrix (only those
 rows: a memory-mapped matrix is paged in for them alone), so the top k are exact whenever the true top
 k are on the shortlist. How often that holds, and what it saves, is measured in
-benchmarks/compact_vectors.py.
+benchmarks/quantized_vectors.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-COMPACT_KINDS = ("int8", "binary")
+QUANTIZED_KINDS = ("int8", "binary")
 _SCAN_ROWS = 1_000_000  # rows per int8 scan session (512 MB of codes at dimension 512)
 
 
@@ -66,7 +66,7 @@ class Int8Scan:
 def _int8_scan_session(codes: np.ndarray, scales: np.ndarray):
     from onnx import TensorProto, helper
 
-    from mm_assets.encoders.runtime import cpu_session  # torch-free: the session settings the encoders use
+    from mm_assets.onnx_cpu import cpu_session  # the session settings the encoders use
 
     n, dim = codes.shape
     weights = {

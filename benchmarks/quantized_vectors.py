@@ -3,7 +3,7 @@ search_latency.py's), saved and memory-mapped as the serving matrices are, with 
 copies (the product's own functions); 50 queries near stored vectors. Per method: bytes per vector,
 recall@10 against exact, p50/p99 latency of the top 10 in one process.
 
-    PYTHONPATH=. python benchmarks/compact_vectors.py --sizes 100000 1000000
+    PYTHONPATH=. python benchmarks/quantized_vectors.py --sizes 100000 1000000
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.search_latency import percentiles
-from mm_assets.search.query import RESCORE, SegmentVectors
-from mm_assets.store.compact import Int8Scan, SignBitScan, int8_codes, sign_bits
+from mm_assets.store.quantized import Int8Scan, SignBitScan, int8_codes, sign_bits
+from mm_assets.store.scans import RESCORE
+from mm_assets.store.served import SegmentVectors
 
 DIM = 512
 

@@ -18,8 +18,8 @@ from mm_assets.formats import (
     BadFile,
     failure_reason,
 )
+from mm_assets.formats.audio_video import describe_media
 from mm_assets.formats.images import decode_rgb, open_image, perceptual_hash
-from mm_assets.formats.media import describe_media
 from mm_assets.formats.pdf import describe_pdf
 from mm_assets.formats.reading import Boundary, file_id_of, file_id_of_path, read_file_bytes
 from mm_assets.formats.shared_decodes import (

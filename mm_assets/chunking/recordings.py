@@ -5,7 +5,7 @@ from __future__ import annotations
 from mm_assets.chunking.rows import FileChunks
 from mm_assets.chunking.text import TextChunker
 from mm_assets.formats import BadFile
-from mm_assets.formats.media import sample_video_frames
+from mm_assets.formats.audio_video import sample_video_frames
 from mm_assets.formats.reading import Boundary, check_ingested_path
 from mm_assets.formats.subtitles import Subtitles, read_subtitles, subtitle_path_for
 

@@ -52,7 +52,7 @@ def render_chunk_media(chunk: dict, *, boundary: Boundary, max_pixels: int, max_
         page = render_page(read_ingested_file(path, file_id, max_bytes), chunk["page"], max_side=PAGE_SIDE)
         return _jpeg(_outline(decode_rgb(page, max_pixels), chunk["bbox"]), PAGE_SIDE)
     if kind == "video" and chunk["t_start"] is not None:
-        from mm_assets.formats.media import frame_at  # PyAV: only for video hits
+        from mm_assets.formats.audio_video import frame_at  # PyAV: only for video hits
 
         return Media(frame_at(_same_size(path, chunk["size"]), chunk["t_start"], max_side=PAGE_SIDE), "image/jpeg")
     if kind == "text" and chunk["role"] == "figure":
@@ -95,7 +95,7 @@ def _jpeg(image: Image.Image, max_side: int) -> Media:
 
 
 def _audio_window(path: str, start: float | None, end: float | None) -> Media:
-    from mm_assets.formats.media import decode_audio  # PyAV: only for audio hits
+    from mm_assets.formats.audio_video import decode_audio  # PyAV: only for audio hits
 
     if start is None or end is None or end <= start:
         raise BadFile("audio chunk without a time span")
