@@ -26,9 +26,16 @@ def pytest_configure(config):
     """The tests run in an empty folder: settings or data that `mm-assets demo` leaves in the checkout
     (./mm_assets.yaml, ./.mm_assets) must not leak into them (load_settings reads ./mm_assets.yaml).
     Here, once pytest has decided what to collect, before any test module is imported.
-    ONNX exports go to a cache of the test session's own, not the user's ~/.cache."""
-    os.chdir(tempfile.mkdtemp(prefix="mm_assets_tests_"))
-    os.environ["MM_ASSETS_CACHE"] = tempfile.mkdtemp(prefix="mm_assets_cache_")
+    ONNX exports go to a cache of the test session's own, not the user's ~/.cache: made by the main
+    process, so that parallel workers (pytest-xdist, which inherit it) export each model once (an
+    export is renamed into place whole: workers racing for it both finish)."""
+    worker = hasattr(config, "workerinput")
+    if not worker:
+        os.environ["MM_ASSETS_CACHE"] = tempfile.mkdtemp(prefix="mm_assets_cache_")
+    if worker or not getattr(config.option, "numprocesses", None):
+        # Not in xdist's controller, which runs no test: its workers must start in the checkout to
+        # find the tests, and move to a folder of their own here.
+        os.chdir(tempfile.mkdtemp(prefix="mm_assets_tests_"))
 
 
 @pytest.fixture(scope="session")

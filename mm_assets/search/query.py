@@ -142,19 +142,19 @@ class Searcher:
             ranking = Ranking(modality, exact, compact, calibrations, hybrid_text, like)
             # Grouping keeps the best chunk of each file or duplicate group: look further down the ranking.
             fetch = (k * 8 if group_by_file or dedup else k) + (like is not None)
-            hits = self._hits(ranking, table, query, fetch)
+            hits = self._hits(con, ranking, table, query, fetch)
             if dedup:  # large groups can fill the whole first look: look 4x deeper until k groups or the end
                 while len(self.duplicates.first_per_group(hits)) < k and fetch < table.n_vectors:
                     fetch *= 4
-                    hits = self._hits(ranking, table, query, fetch)
+                    hits = self._hits(con, ranking, table, query, fetch)
                 hits = self.duplicates.first_per_group(hits)
             hits = best_per_file(hits, k) if group_by_file else hits[:k]
             return neighbouring_chunks(con, hits, context)
         except duckdb.Error as exc:
             raise damaged(f"the vector database {self.db_path}", exc) from None
 
-    def _hits(self, ranking: Ranking, table: EncoderTable, query: np.ndarray, fetch: int) -> list[SearchHit]:
-        hits = hits_of(self.served.connection(), ranking.ranked(self.served, table, query, fetch), table.encoder_key)
+    def _hits(self, con, ranking: Ranking, table: EncoderTable, query: np.ndarray, fetch: int) -> list[SearchHit]:
+        hits = hits_of(con, ranking.ranked(self.served, table, query, fetch), table.encoder_key)
         return [h for h in hits if ranking.modality is None or h.modality == ranking.modality]
 
     def _chunk_standing_for(self, con: duckdb.DuckDBPyConnection, table: EncoderTable, like: str) -> str:

@@ -87,7 +87,8 @@ class ServedVectors:
     # --- the open generation -------------------------------------------------------------------
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The open generation, reopened when an update has published a newer one."""
+        """The open generation, reopened when an update has published a newer one. Only here: the
+        reads below stay on the generation open when they start, as the tables they are given do."""
         try:
             st = (self.root / CURRENT).stat()
             identity = (st.st_ino, st.st_mtime_ns)
@@ -116,6 +117,10 @@ class ServedVectors:
         self.connection()
         return self._generation
 
+    def _opened_generation(self) -> duckdb.DuckDBPyConnection:
+        """The generation already open (opened if none is)."""
+        return self._con if self._con is not None else self.connection()
+
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
@@ -129,7 +134,7 @@ class ServedVectors:
 
     def segments(self, table: EncoderTable) -> list[SegmentVectors]:
         """The table's part in each segment, its serving matrices memory-mapped on first use."""
-        self.connection()
+        self._opened_generation()
         if table.table_name not in self._segments:
             parts = []
             for i, segment in enumerate(self._generation.segments):
@@ -200,7 +205,7 @@ class ServedVectors:
     def bm25_top(self, text: str, k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the k best live text chunks for the words of ``text``, each
         segment scored by its own index (their statistics differ a little: a merge, not one index)."""
-        con, ranked = self.connection(), []
+        con, ranked = self._opened_generation(), []
         load_fts(con)
         for i, segment in enumerate(self._generation.segments):
             if not segment.rows.get("chunks"):
@@ -305,7 +310,7 @@ class ServedVectors:
         """A 64-bit key of each chunk's file (DuckDB's hash of its file id; 0 for a chunk not in the
         table): tells chunks of one file apart in bulk, without a Python string per chunk."""
         rows = pa.table({"chunk_id": pa.array(chunk_ids, pa.string()), "row": np.arange(len(chunk_ids))})
-        con = self.connection()
+        con = self._opened_generation()
         con.register("chunk_rows", rows)
         try:
             keys = con.execute(
