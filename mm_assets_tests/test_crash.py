@@ -99,7 +99,13 @@ def test_ten_kills_at_random_points_then_a_clean_run_serve_every_file_once(tmp_p
         time.sleep(rng.uniform(0.5, 9.0))
         run.kill()
         run.wait()
-    assert start_run(home, tiny_clip, source).wait(timeout=600) == 0
+    clean = subprocess.run(
+        [sys.executable, "-m", "mm_assets.cli", "--home", str(home), "--model", str(tiny_clip), "run", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert clean.returncode == 0, clean.stderr[-3000:]
     settings = load_settings(home=home, model=str(tiny_clip))
     images = sorted(source.glob("*.png"))
     assert db_rows(settings, "SELECT count(*), count(DISTINCT path) FROM files") == [(len(images), len(images))]
