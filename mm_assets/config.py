@@ -19,6 +19,8 @@ DEFAULT_MODALITIES = ("image", "text")  # a CLIP model's; an audio model (CLAP) 
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 RUNTIMES = ("auto", "torch", "onnxruntime")  # where a CPU forward pass runs (encoders/runtime.py)
 EXECUTORS = ("multiprocess", "in_process", "docker", "k8s")
+
+
 @dataclass(frozen=True)
 class FineTuneConfig:
     """Contrastive fine-tuning of another configured encoder on the training split."""
@@ -285,5 +287,3 @@ def normalise_model(model: str, base: Path) -> str:
     if candidate.exists() or model.startswith((".", "/", "~")):
         return str(candidate.resolve())
     return model
-
-

@@ -45,7 +45,6 @@ _PLAIN_SETTINGS = (
 )
 
 
-
 def _path(value: str | os.PathLike, base: Path) -> Path:
     p = Path(value).expanduser()
     return (p if p.is_absolute() else base / p).resolve()

@@ -146,7 +146,6 @@ def update_policy_flags(settings: Settings, served: ServedVectors, log=print) ->
     policy, fresh or kept."""
     from mm_assets.encoders.load import recorded_encoder  # the model: only when a policy is scored
 
-
     path = settings.layout.flags
     path.parent.mkdir(parents=True, exist_ok=True)
     generation = served.generation().number

@@ -1,5 +1,6 @@
 """Which assets are out of date, at asset level: every batch whose last materialization recorded
-another code version than the asset has now, and what depends on it in the same batch.
+another code version than the asset has now (the ledger in code_versions.py answers), and what
+depends on it in the same batch.
 
 Dagster shows a dynamically partitioned asset's code version only on each partition's page, so an
 edited encoder is invisible in the asset graph. This module is what the `up_to_date` checks report,
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-CODE_VERSION_TAG = "dagster/code_version"
+from mm_assets.code_versions import CodeVersionLedger
 
 
 @dataclass
@@ -36,29 +37,12 @@ class StaleAsset:
         return {"passed": not self.stale, "severity": dg.AssetCheckSeverity.WARN, "metadata": metadata}
 
 
-def latest_code_versions(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str | None, str | None]:
-    """The code version each partition's latest materialization recorded (``None``: unpartitioned)."""
-    seen: dict[str | None, str | None] = {}
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor)
-        for record in page.records:  # newest first: the first record of a partition is its latest
-            partition = record.partition_key
-            if partition not in seen:
-                seen[partition] = record.asset_materialization.tags.get(CODE_VERSION_TAG)
-        if not page.has_more:
-            return seen
-        cursor = page.cursor
-
-
 def asset_staleness(instance: dg.DagsterInstance, key: dg.AssetKey, current: str | None) -> StaleAsset:
     """The partitions of one asset (or the asset) materialized under another code version than
-    ``current``. Partitions never materialized are missing, not stale."""
-    asset = StaleAsset(key, current)
-    for partition, recorded in latest_code_versions(instance, key).items():
-        if recorded is not None and recorded != current:
-            asset.stale[partition] = recorded
-    return asset
+    ``current``, from the ledger (code_versions.py). Partitions never materialized are missing, not stale."""
+    ledger = CodeVersionLedger(instance)
+    ledger.refresh([key])
+    return StaleAsset(key, current, ledger.stale(key, current))
 
 
 def every_asset(graph, stale: dict[dg.AssetKey, StaleAsset]) -> list[StaleAsset]:
@@ -75,10 +59,13 @@ def report_up_to_date(graph, instance: dg.DagsterInstance, stale: dict[dg.AssetK
 
 
 def find_stale(graph, instance: dg.DagsterInstance) -> dict[dg.AssetKey, StaleAsset]:
-    """Every asset of the asset graph with at least one stale partition (or stale itself)."""
+    """Every asset of the asset graph with at least one stale partition (or stale itself): what the
+    ledger has read since its last refresh, and an indexed look-up per asset."""
+    ledger = CodeVersionLedger(instance)
+    ledger.refresh(graph.materializable_asset_keys)
     found = {}
     for key in graph.materializable_asset_keys:
-        asset = asset_staleness(instance, key, graph.get(key).code_version)
+        asset = StaleAsset(key, graph.get(key).code_version, ledger.stale(key, graph.get(key).code_version))
         if asset.stale:
             found[key] = asset
     return found

@@ -1,11 +1,15 @@
 """What `mm-assets run` and `demo` show a person at the terminal: a live bar per stage (items, rate,
-time left) while the runs execute, and nothing of the libraries' own chatter."""
+time left) while the runs execute, and nothing of the libraries' own chatter. Off a terminal (cron,
+systemd, CI logs, a redirect), plain lines instead: one when a stage starts, one when it ends, and
+one at least every 30 s of a stage between them."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import threading
+import time
 import warnings
 from typing import TextIO
 
@@ -44,8 +48,18 @@ def _terminal() -> TextIO:
         return sys.stderr
 
 
+def plain_line(update: Update) -> str:
+    """A stage's progress as one line of text."""
+    rate = f", {update.done / update.seconds:.1f} {update.unit}s/s" if update.done and update.seconds > 0 else ""
+    state = "done" if update.finished else "started" if not update.done else "running"
+    return f"{update.stage}: {state}, {update.done:,}/{update.total:,} {update.unit}s in {update.seconds:.0f} s{rate}"
+
+
 class LiveProgress:
-    """One bar per stage, fed by the steps' Progress updates (mm_assets.progress.listening)."""
+    """One bar per stage, fed by the steps' Progress updates (mm_assets.progress.listening); off a
+    terminal, plain lines."""
+
+    PLAIN_EVERY_S = 30.0  # off a terminal, a running stage says where it is at least this often
 
     def __init__(self, stream: TextIO | None = None):
         self.owned = stream is None  # a descriptor of our own, closed at the end
@@ -62,6 +76,12 @@ class LiveProgress:
         )
         self.tasks: dict[str, int] = {}  # stage -> its latest bar
         self.finished: set[int] = set()
+        self.plain = not self.console.is_terminal
+        # Off a terminal: each running stage's latest update, when it came, and when a line last told it.
+        self._running: dict[int, tuple[Update, float, float]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="plain-progress", daemon=True)
 
     def __call__(self, update: Update) -> None:
         task = self.tasks.get(update.stage)
@@ -71,15 +91,47 @@ class LiveProgress:
             )
         rate = update.done / update.seconds if update.done and update.seconds > 0 else None
         self.bars.update(task, completed=update.done, total=update.total, rate=rate)
+        if self.plain:
+            self._plain(task, update)
         if update.finished:
             self.bars.stop_task(task)
             self.finished.add(task)
 
+    def _plain(self, task: int, update: Update) -> None:
+        with self._lock:
+            if update.finished:
+                self._running.pop(task, None)
+                self._write(update)
+            elif task not in self._running:
+                self._running[task] = (update, time.monotonic(), time.monotonic())
+                self._write(update)
+            else:
+                self._running[task] = (update, time.monotonic(), self._running[task][2])
+
+    def _tick(self) -> None:
+        """A line for each stage that has run PLAIN_EVERY_S without one (a slow file, a long epoch)."""
+        while not self._stop.wait(min(1.0, self.PLAIN_EVERY_S / 4)):
+            with self._lock:
+                now = time.monotonic()
+                for task, (update, received, told) in list(self._running.items()):
+                    if now - told >= self.PLAIN_EVERY_S:
+                        seconds = update.seconds + (now - received)  # the stage went on since its update
+                        self._write(Update(update.stage, update.done, update.total, update.unit, seconds, False))
+                        self._running[task] = (update, received, now)
+
+    def _write(self, update: Update) -> None:
+        print(plain_line(update), file=self.stream, flush=True)
+
     def __enter__(self) -> LiveProgress:
         self.bars.start()
+        if self.plain:
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
         self.bars.stop()
         if self.owned and self.stream is not sys.stderr:
             self.stream.close()

@@ -63,3 +63,47 @@ def test_run_in_a_terminal_shows_progress_and_a_summary_and_no_noise(tmp_path, s
         out = run_in_terminal([*base, *command], env)
         for noise in NOISE:
             assert noise not in out, f"mm-assets {command[0]}: {noise!r} printed:\n{out}"
+
+
+def test_off_a_terminal_a_run_prints_a_plain_line_when_each_stage_starts_and_ends(tmp_path, source, tiny_clip):
+    """cron, systemd, `> log`: no bars, no control codes, but a line per stage."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mm_assets.cli", "--home", str(tmp_path / "home"), "--model", str(tiny_clip)]
+        + ["run", str(source)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    for stage, unit in (("ingest", "files"), ("chunk", "files"), ("embed clip", "chunks")):
+        started = [line for line in lines if line.startswith(f"{stage}: started")]
+        done = [line for line in lines if line.startswith(f"{stage}: done")]
+        assert started and done, f"no plain lines for {stage}:\n{run.stderr}"
+        assert f" {unit} in " in done[0] and f"{unit}/s" in done[0], done[0]
+    assert "\x1b" not in run.stderr + run.stdout, "no terminal control codes in a log"
+    assert "vectors computed: " in run.stdout, "the summary as at a terminal"
+
+
+def test_off_a_terminal_a_long_stage_says_where_it_is_between_its_start_and_end(monkeypatch):
+    import io
+
+    from mm_assets.progress import Update
+    from mm_assets.terminal import LiveProgress
+
+    monkeypatch.setattr(LiveProgress, "PLAIN_EVERY_S", 0.2)
+    log = io.StringIO()
+    with LiveProgress(log) as live:
+        live(Update("embed clip", 0, 400, "chunk", 0.0, False))
+        live(Update("embed clip", 10, 400, "chunk", 1.0, False))
+        deadline = time.monotonic() + 10
+        while log.getvalue().count("\n") < 3 and time.monotonic() < deadline:  # started, then running lines
+            time.sleep(0.05)
+        live(Update("embed clip", 400, 400, "chunk", 40.0, True))
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "embed clip: started, 0/400 chunks in 0 s"
+    running = [line for line in lines if line.startswith("embed clip: running, 10/400 chunks")]
+    assert len(running) >= 2, lines
+    assert lines[-1] == "embed clip: done, 400/400 chunks in 40 s, 10.0 chunks/s"

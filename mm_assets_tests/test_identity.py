@@ -131,7 +131,8 @@ LAYERS = (
     {"duplicates", "moderation"},
     {"search"},
     {"evaluation", "training"},
-    {"assets", "service", "staleness", "runs", "discovery", "sensors", "definitions", "cli", "terminal", "demo"},
+    {"assets", "service", "staleness", "code_versions", "runs", "discovery", "sensors", "definitions", "cli"}
+    | {"terminal", "demo"},
 )
 PACKAGE = Path(mm_assets.__file__).parent
 

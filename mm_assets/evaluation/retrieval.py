@@ -50,10 +50,14 @@ def served_rows(served: ServedVectors, table: EncoderTable, columns: str, where:
     """(the ``columns`` of each chunk with a vector in the table matching ``where``, those vectors),
     by chunk id: the SQL picks the chunks (``f``: files, ``c``: chunks), the served vectors give
     their vectors."""
-    rows = served.connection().execute(f"""
+    rows = (
+        served.connection()
+        .execute(f"""
         SELECT {columns}, c.chunk_id FROM files f JOIN chunks c USING (file_id)
         SEMI JOIN {table.table_name} e USING (chunk_id)
-        WHERE {where} ORDER BY c.chunk_id""").fetchall()
+        WHERE {where} ORDER BY c.chunk_id""")
+        .fetchall()
+    )
     return [r[:-1] for r in rows], served.vectors_in_order(table, [r[-1] for r in rows])
 
 

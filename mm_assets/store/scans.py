@@ -12,6 +12,7 @@ from mm_assets.store.tables import MODALITY_CODES
 # 1000 rows reads 2 MB). benchmarks/quantized_vectors.py measures both.
 RESCORE = 1000
 
+
 def exact_top_rows(
     matrix: np.ndarray,
     codes: np.ndarray,

@@ -155,5 +155,3 @@ def _report(mode, generation: Generation, added, deleted, hnsw, start, checks=No
         time.perf_counter() - start,
         checks or {},
     )
-
-
