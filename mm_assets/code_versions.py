@@ -100,6 +100,13 @@ class CodeVersionLedger:
         latest = self.instance.fetch_materializations(key, limit=1)
         return not latest.records or latest.records[0].storage_id < cursor
 
+    def materialized(self, key: dg.AssetKey) -> set[str]:
+        """The partitions of the asset materialized at least once (one indexed scan in SQLite, no
+        event-log query). Call ``refresh`` first."""
+        with closing(self._connect()) as con:
+            rows = con.execute("SELECT partition FROM latest WHERE asset = ?", [key.to_user_string()])
+            return {p for (p,) in rows.fetchall()}
+
     def stale(self, key: dg.AssetKey, current: str | None) -> dict[str | None, str]:
         """Partition (None: the asset itself) -> the code version it recorded, for each partition whose
         latest materialization recorded another code version than ``current``. Partitions never

@@ -17,6 +17,7 @@ from mm_assets.assets.common import ingest_batches
 from mm_assets.assets.embeddings import embedding_asset_key
 from mm_assets.assets.training import fine_tuned_asset_key
 from mm_assets.assets.vector_tables import serving_spec
+from mm_assets.code_versions import CodeVersionLedger
 from mm_assets.config import Settings
 from mm_assets.definitions import INGEST_JOB, build_definitions
 from mm_assets.discovery import Discovered, discovering
@@ -223,9 +224,20 @@ def _materialize_pending(
     waiting = {embedding_asset_key(e) for e in settings.encoders if e in to_train or (e.fuse and e.base in to_train)}
     order = graph.toposorted_asset_keys
 
+    # Only batches some asset has never materialized can lack shards (a new batch, a killed run, a new
+    # encoder): the ledger says which without a storage request per batch; their shards are looked at.
+    ledger = CodeVersionLedger(instance)
+    partitioned = [k for k in order if graph.get(k).is_partitioned]
+
+    def unfinished() -> set[str]:
+        ledger.refresh(partitioned)
+        return {b for key in partitioned for b in set(batches) - ledger.materialized(key)}
+
     def run_pending_batches() -> None:
+        maybe_pending = unfinished()
         for batch in batches:
-            wanted = (set(pending_assets(layout, settings, batch)) | set(rerun.get(batch, ()))) - waiting
+            pending = pending_assets(layout, settings, batch) if batch in maybe_pending else []
+            wanted = (set(pending) | set(rerun.get(batch, ()))) - waiting
             keys = [k for k in order if k in wanted]
             if keys:
                 ok = runner.batch(batch, keys)

@@ -96,3 +96,25 @@ def test_staleness_after_a_model_change_comes_from_the_ledger_as_from_the_log(se
             expected = replayed_staleness(instance, key, graph.get(key).code_version)
             assert (stale[key].stale if key in stale else {}) == expected, key
         assert {k.to_user_string() for k in stale} == {"embeddings/clip"}
+
+
+def test_a_run_looks_at_the_shards_of_the_new_batch_only_however_many_came_before(settings, monkeypatch):
+    """Which batches lack shards comes from the ledger: the shard store is asked about the batch the
+    run made, not about every batch of the history (a request each on object storage)."""
+    from mm_assets.runs import run_pipeline
+    from mm_assets.store.shards import ShardStore
+
+    asked: list[str] = []
+    real_exists = ShardStore.exists
+    monkeypatch.setattr(ShardStore, "exists", lambda store, key: asked.append(key) or real_exists(store, key))
+    notes = settings.sources[0] / "texts"
+    with dg.instance_for_test() as instance:
+        for i in range(4):
+            (notes / f"new_{i}.txt").write_text(f"note number {i} arrives in a batch of its own")
+            asked.clear()
+            summary = run_pipeline(settings, list(settings.sources), instance=instance)
+            assert summary.ok and summary.new_batch
+            shards = {k for k in asked if k.startswith("shards/") and k.endswith(".parquet")}
+            older = {k for k in shards if not k.endswith(f"/{summary.new_batch}.parquet")}
+            assert not older, f"run {i} asked about the shards of earlier batches: {sorted(older)}"
+        assert len(settings.layout.batches()) == 4
