@@ -70,6 +70,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     baseline = None
     for n in args.sizes:
+        (work / f"instance-{n}").mkdir()
         with dg.instance_for_test(temp_dir=str(work / f"instance-{n}")) as instance:
             t0 = time.perf_counter()
             build_history(instance, n)
