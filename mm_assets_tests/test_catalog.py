@@ -59,3 +59,31 @@ def test_the_catalog_of_a_built_database(bad_reasons, indexed):
     assert table.summary()["vectors"] == table.n_vectors and table.summary()["model"] == indexed.default_encoder.model
     assert {q["path"].rsplit("/", 1)[1] for q in quarantined} == set(bad_reasons)
     assert counts["quarantine"] == len(quarantined)
+
+
+def test_any_duckdb_client_opens_the_served_generation_from_its_sql_file(indexed):
+    """`duckdb -init <home>/vectors/current.sql`: the live rows as search sees them, and the vectors
+    for array_cosine_similarity."""
+    import duckdb
+    import numpy as np
+
+    from mm_assets.search.query import Searcher
+
+    script = (indexed.db_path / "current.sql").read_text()
+    with duckdb.connect() as client, Searcher(indexed.db_path) as searcher:
+        client.execute(script)
+        ours = searcher.served.connection()
+        for table in ("files", "chunks", "paths", "quarantine"):
+            query = f"SELECT * FROM {table} ORDER BY ALL"
+            assert client.execute(query).fetchall() == ours.execute(query).fetchall(), table
+        (table,) = searcher.served.tables()
+        assert client.execute("SELECT table_name FROM encoders").fetchall() == [(table.table_name,)]
+        query_vector = searcher.served.vector(table, searcher.served.live_vectors(table)[0][0])
+        found = client.execute(
+            f"""SELECT chunk_id, array_cosine_similarity(embedding, $q::FLOAT[{table.dim}]) AS cosine
+                FROM {table.table_name} ORDER BY cosine DESC, chunk_id LIMIT 5""",
+            {"q": query_vector.tolist()},
+        ).fetchall()
+        nearest = searcher.served.nearest(table, query_vector, 5)
+        assert [c for c, _ in found] == [c for c, _ in nearest]
+        assert np.allclose([1 - cos for _, cos in found], [d for _, d in nearest], atol=1e-5)

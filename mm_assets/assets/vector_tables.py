@@ -62,7 +62,7 @@ def report_metadata(storage: Storage, report: UpdateReport) -> dict:
     }
 
 
-# What an update verifies before publishing (vector_db._SegmentWriter._check_vectors), as checks. The
+# What an update verifies before publishing (segment_writer.SegmentWriter._check_vectors), as checks. The
 # first two refuse the update when they fail (search keeps the previous generation) and block
 # retrieval_eval; a chunk without a vector (its embedding failed) only warns.
 SERVING_CHECKS = {

@@ -35,9 +35,14 @@ def _extension_file(package) -> str:
 # on every new database (0.1 s for vss, 0.05 s for fts), and one `mm-assets run` opened six.
 
 
+def load_vss_sql() -> str:
+    """The statement that loads vss from its pip package (also written into the generation's SQL file)."""
+    return f"LOAD '{_extension_file(duckdb_extension_vss)}'"
+
+
 def load_vss(con: duckdb.DuckDBPyConnection) -> None:
     """HNSW indexes: a database holding one cannot even be opened without it."""
-    con.execute(f"LOAD '{_extension_file(duckdb_extension_vss)}'")
+    con.execute(load_vss_sql())
 
 
 def load_fts(con: duckdb.DuckDBPyConnection) -> None:

@@ -9,6 +9,7 @@ rows out, so every query sees one whole generation; a crash before the pointer m
 generation answering, and files no generation names are removed by the next writer.
 
     <home>/vectors/current.json                      the generation being served
+    <home>/vectors/current.sql                       the same for any DuckDB client (`duckdb -init` it)
     <home>/vectors/segments/<segment>.duckdb         rows: file_versions, paths, files, chunks, quarantine, emb_*,
                                                      and the BM25 index of its text chunks (fts_main_chunks)
     <home>/vectors/segments/<segment>/<table>.npy    vectors (and .ids.npy, .modality.npy) for exact search,
@@ -29,14 +30,15 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from mm_assets.store.duck import VectorDBError, damaged, load_vss
-from mm_assets.store.layout import segment_path
+from mm_assets.store.duck import VectorDBError, damaged, load_vss_sql
+from mm_assets.store.layout import segment_path, write_text_atomically
 from mm_assets.store.matrices import check_matrices
 from mm_assets.store.tables import ENCODERS_DDL
 
 # Bumped when the layout of segments or generations changes (the vector_tables code version).
 SERVING_VERSION = "4"
 CURRENT = "current.json"
+CURRENT_SQL = "current.sql"  # the same generation for any DuckDB client
 # The tables of every segment (besides one emb_* table per encoder, ordered by chunk_id), with the
 # column their rows are ordered by (file_versions keeps the order rows were ingested in).
 SEGMENT_TABLES = {
@@ -123,6 +125,18 @@ def publish(root: Path, generation: Generation) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+    write_text_atomically(root / CURRENT_SQL, sql_file(root, generation))
+
+
+def sql_file(root: Path, generation: Generation) -> str:
+    """The generation for DuckDB's own clients: `duckdb -init <vectors>/current.sql` (or `.read` it),
+    then query ``files``, ``chunks``, ``emb_<encoder key>`` (``array_cosine_similarity`` over
+    ``embedding``) and ``encoders`` as search sees them."""
+    header = (
+        f"-- mm_assets generation {generation.number}, written when it was published: its live rows as views\n"
+        "-- (the next publish replaces this file; the files it names stay readable while a session has them open)\n"
+    )
+    return header + "".join(f"{statement};\n" for statement in generation_sql(root, generation))
 
 
 def remove_unreferenced(root: Path, generation: Generation | None) -> list[str]:
@@ -155,16 +169,22 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, generation: Generation) -
     """Make ``con`` see the generation: each segment attached read-only, and per table a view of its
     live rows (``<table>``), the same with where each row lives (``<table>_located``: _seg, _rid),
     and every row stored, dead or alive (``<table>_stored``)."""
-    if any(segment.hnsw for segment in generation.segments):
-        load_vss(con)
-    con.execute("CREATE OR REPLACE TEMP TABLE _dead (tbl VARCHAR, seg VARCHAR, rid BIGINT)")
+    for statement in generation_sql(root, generation):
+        con.execute(statement)
+
+
+def generation_sql(root: Path, generation: Generation) -> list[str]:
+    """The statements that open the generation in any DuckDB session (``attach`` runs them; each
+    publish writes them to ``current.sql`` for DuckDB's own clients)."""
+    statements = [load_vss_sql()] if any(segment.hnsw for segment in generation.segments) else []
     if generation.dead:
-        con.execute("INSERT INTO _dead SELECT * FROM read_parquet(?)", [str(root / "dead" / generation.dead)])
-    dead_counts = dict(
-        ((t, s), n) for t, s, n in con.execute("SELECT tbl, seg, count(*) FROM _dead GROUP BY ALL").fetchall()
-    )
+        dead = _literal(str(root / "dead" / generation.dead))
+        statements.append(f"CREATE OR REPLACE TEMP TABLE _dead AS SELECT * FROM read_parquet({dead})")
+    else:
+        statements.append("CREATE OR REPLACE TEMP TABLE _dead (tbl VARCHAR, seg VARCHAR, rid BIGINT)")
+    dead_counts = _dead_counts(root, generation)
     for i, segment in enumerate(generation.segments):
-        con.execute(f"ATTACH '{segment_path(root, segment.name)}' AS s{i} (READ_ONLY)")
+        statements.append(f"ATTACH {_literal(str(segment_path(root, segment.name)))} AS s{i} (READ_ONLY)")
     for table in [*SEGMENT_TABLES, *embedding_tables(generation)]:
         stored, live = [], []
         for i, segment in enumerate(generation.segments):
@@ -177,12 +197,38 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, generation: Generation) -
                     f" WHERE rowid NOT IN (SELECT rid FROM _dead WHERE tbl = '{table}' AND seg = '{segment.name}')"
                 )
             live.append(branch)
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_stored AS {' UNION ALL BY NAME '.join(stored)}")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_located AS {' UNION ALL BY NAME '.join(live)}")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * EXCLUDE (_seg, _rid) FROM {table}_located")
-    con.execute(ENCODERS_DDL.replace("CREATE TABLE", "CREATE OR REPLACE TEMP TABLE"))
+        statements += [
+            f"CREATE OR REPLACE TEMP VIEW {table}_stored AS {' UNION ALL BY NAME '.join(stored)}",
+            f"CREATE OR REPLACE TEMP VIEW {table}_located AS {' UNION ALL BY NAME '.join(live)}",
+            f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * EXCLUDE (_seg, _rid) FROM {table}_located",
+        ]
+    statements.append(ENCODERS_DDL.replace("CREATE TABLE", "CREATE OR REPLACE TEMP TABLE"))
     for e in generation.encoders:
-        con.execute(f"INSERT INTO encoders ({', '.join(e)}) VALUES ({', '.join('?' * len(e))})", list(e.values()))
+        values = ", ".join(_literal(v) for v in e.values())
+        statements.append(f"INSERT INTO encoders ({', '.join(e)}) VALUES ({values})")
+    return statements
+
+
+def _dead_counts(root: Path, generation: Generation) -> dict[tuple[str, str], int]:
+    """(table, segment) -> its dead rows: a view filters only the parts that have any."""
+    if not generation.dead:
+        return {}
+    with duckdb.connect(":memory:") as con:
+        rows = con.execute(
+            "SELECT tbl, seg, count(*) FROM read_parquet(?) GROUP BY ALL", [str(root / "dead" / generation.dead)]
+        ).fetchall()
+    return {(t, s): n for t, s, n in rows}
+
+
+def _literal(value) -> str:
+    """A value as a SQL literal (the generation's own names, paths and encoder rows)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def open_generation(root: Path) -> tuple[duckdb.DuckDBPyConnection, Generation]:
