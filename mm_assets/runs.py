@@ -231,7 +231,8 @@ def _materialize_pending(
 
     def unfinished() -> set[str]:
         ledger.refresh(partitioned)
-        return {b for key in partitioned for b in set(batches) - ledger.materialized(key)}
+        every = set(batches)
+        return set().union(*(every - ledger.materialized(key) for key in partitioned))
 
     def run_pending_batches() -> None:
         maybe_pending = unfinished()

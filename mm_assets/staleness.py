@@ -42,6 +42,10 @@ def asset_staleness(instance: dg.DagsterInstance, key: dg.AssetKey, current: str
     ``current``, from the ledger (code_versions.py). Partitions never materialized are missing, not stale."""
     ledger = CodeVersionLedger(instance)
     ledger.refresh([key])
+    return _from_ledger(ledger, key, current)
+
+
+def _from_ledger(ledger: CodeVersionLedger, key: dg.AssetKey, current: str | None) -> StaleAsset:
     return StaleAsset(key, current, ledger.stale(key, current))
 
 
@@ -65,7 +69,7 @@ def find_stale(graph, instance: dg.DagsterInstance) -> dict[dg.AssetKey, StaleAs
     ledger.refresh(graph.materializable_asset_keys)
     found = {}
     for key in graph.materializable_asset_keys:
-        asset = StaleAsset(key, graph.get(key).code_version, ledger.stale(key, graph.get(key).code_version))
+        asset = _from_ledger(ledger, key, graph.get(key).code_version)
         if asset.stale:
             found[key] = asset
     return found

@@ -169,20 +169,41 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, generation: Generation) -
     """Make ``con`` see the generation: each segment attached read-only, and per table a view of its
     live rows (``<table>``), the same with where each row lives (``<table>_located``: _seg, _rid),
     and every row stored, dead or alive (``<table>_stored``)."""
-    for statement in generation_sql(root, generation):
+    for statement in _dead_list_sql(root, generation):
+        con.execute(statement)
+    dead_counts = con.execute("SELECT tbl, seg, count(*) FROM _dead GROUP BY ALL").fetchall()
+    for statement in _views_sql(root, generation, {(t, s): n for t, s, n in dead_counts}):
         con.execute(statement)
 
 
 def generation_sql(root: Path, generation: Generation) -> list[str]:
-    """The statements that open the generation in any DuckDB session (``attach`` runs them; each
-    publish writes them to ``current.sql`` for DuckDB's own clients)."""
+    """The statements that open the generation in any DuckDB session: what ``attach`` runs, as each
+    publish writes them to ``current.sql`` for DuckDB's own clients."""
+    if generation.dead:
+        with duckdb.connect(":memory:") as con:
+            dead_counts = con.execute(
+                "SELECT tbl, seg, count(*) FROM read_parquet(?) GROUP BY ALL", [str(root / "dead" / generation.dead)]
+            ).fetchall()
+    else:
+        dead_counts = []
+    return [*_dead_list_sql(root, generation), *_views_sql(root, generation, {(t, s): n for t, s, n in dead_counts})]
+
+
+def _dead_list_sql(root: Path, generation: Generation) -> list[str]:
+    """vss where a segment has an HNSW index, and the dead list as the temp table ``_dead``."""
     statements = [load_vss_sql()] if any(segment.hnsw for segment in generation.segments) else []
     if generation.dead:
         dead = _literal(str(root / "dead" / generation.dead))
         statements.append(f"CREATE OR REPLACE TEMP TABLE _dead AS SELECT * FROM read_parquet({dead})")
     else:
         statements.append("CREATE OR REPLACE TEMP TABLE _dead (tbl VARCHAR, seg VARCHAR, rid BIGINT)")
-    dead_counts = _dead_counts(root, generation)
+    return statements
+
+
+def _views_sql(root: Path, generation: Generation, dead_counts: dict[tuple[str, str], int]) -> list[str]:
+    """The segments attached and the views over them; ``dead_counts``: (table, segment) -> its dead
+    rows (a view filters only the parts that have any)."""
+    statements = []
     for i, segment in enumerate(generation.segments):
         statements.append(f"ATTACH {_literal(str(segment_path(root, segment.name)))} AS s{i} (READ_ONLY)")
     for table in [*SEGMENT_TABLES, *embedding_tables(generation)]:
@@ -207,17 +228,6 @@ def generation_sql(root: Path, generation: Generation) -> list[str]:
         values = ", ".join(_literal(v) for v in e.values())
         statements.append(f"INSERT INTO encoders ({', '.join(e)}) VALUES ({values})")
     return statements
-
-
-def _dead_counts(root: Path, generation: Generation) -> dict[tuple[str, str], int]:
-    """(table, segment) -> its dead rows: a view filters only the parts that have any."""
-    if not generation.dead:
-        return {}
-    with duckdb.connect(":memory:") as con:
-        rows = con.execute(
-            "SELECT tbl, seg, count(*) FROM read_parquet(?) GROUP BY ALL", [str(root / "dead" / generation.dead)]
-        ).fetchall()
-    return {(t, s): n for t, s, n in rows}
 
 
 def _literal(value) -> str:
