@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from pydantic import ConfigDict
 
+from mm_assets.store.tables import MODALITY_CODES
+
 # Unknown keys in the file are mistakes (a misspelt setting would otherwise be silently ignored).
 FILE_RULES = ConfigDict(extra="forbid")
 # How text may be cut (mm_assets/chunking/text.py versions each).
@@ -59,6 +61,8 @@ class DuplicatesConfig:
     # Each new chunk keeps its closest this many links of a kind (ties: the smallest chunk ids, so
     # copies link to the same few): 10,000 copies of one picture make ~160,000 links, not 50 million.
     links_per_chunk: int = 16
+    # The modalities whose chunks are compared for semantic pairs (none listed: no semantic pass).
+    semantic_modalities: tuple[str, ...] = ("image", "text", "audio")
 
     def __post_init__(self):
         if not 0 <= self.near_bits < 32:
@@ -69,6 +73,9 @@ class DuplicatesConfig:
             raise ValueError(f"duplicates.semantic_cosine must be in (0, 1], not {self.semantic_cosine}")
         if self.links_per_chunk < 1:
             raise ValueError(f"duplicates.links_per_chunk must be at least 1, not {self.links_per_chunk}")
+        unknown = sorted(set(self.semantic_modalities) - set(MODALITY_CODES))
+        if unknown:
+            raise ValueError(f"duplicates.semantic_modalities: {unknown} are not among {list(MODALITY_CODES)}")
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,18 @@
   encoder) have a cosine of at least ``semantic_cosine``: the same scene re-shot, a passage reworded.
 
 The comparison is incremental: each update compares only the chunks new since the last one against
-every live chunk (one product per segment, O(new x all)), keeps each new chunk's closest
-``links_per_chunk`` links of a kind (the pairs stay O(n) however alike the files are), drops the
-pairs of chunks no longer served, and publishes every pair as a Parquet file replaced whole
-(``duplicate_pairs.parquet``), which search reads to collapse duplicates (``--dedup``); groups are
-stars of pairs (``pair_groups``). What was compared lives in ``duplicates.duckdb``, opened by the
-asset alone; a changed setting or encoder compares everything again.
+every live chunk, keeps each new chunk's closest ``links_per_chunk`` links of a kind (the pairs stay
+O(n) however alike the files are), drops the pairs of chunks no longer served, and publishes every
+pair as a Parquet file replaced whole (``duplicate_pairs.parquet``), which search reads to collapse
+duplicates (``--dedup``); groups are stars of pairs (``pair_groups``). What was compared lives in
+``duplicates.duckdb``, opened by the asset alone; a changed setting or encoder compares everything
+again.
+
+The vectors are compared by one scan per modality (store/close_pairs.py): every pair for a small
+batch, an inverted file's shortlist for a large one (a first comparison of a million chunks takes
+minutes, not the hours of a million squared cosines), never a chunk with its own file's. Near pairs
+whose ends both have vectors come from the same scan (hashes compared where the cosine reaches
+``near_min_cosine``); the others, by hashes alone.
 """
 
 from __future__ import annotations
@@ -32,17 +38,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mm_assets.config import Settings
+from mm_assets.config_sections import DuplicatesConfig
 from mm_assets.formats.images import hamming
 from mm_assets.hashing import short_hash
 from mm_assets.store.catalog import choose_encoder_table, chunk_details
+from mm_assets.store.close_pairs import PairRule, Rows, close_pairs
 from mm_assets.store.duck import UnknownEncoder
 from mm_assets.store.layout import replaced_atomically
 from mm_assets.store.scans import NOT_A_CANDIDATE, closest_in_rows
 from mm_assets.store.served import ServedVectors
+from mm_assets.store.tables import MODALITY_CODES
 from mm_assets.store.vector_db import single_writer
 
 # Bumped when comparing finds something different for the same chunks (part of the fingerprint).
-DUPLICATES_VERSION = "1"
+DUPLICATES_VERSION = "2"
 LINKS = ("exact", "near", "semantic")
 # Hashes (new x all) compared in one step: bounds its memory (~400 MB: differing bits, keys, order).
 COMPARE_CELLS = 2**24
@@ -64,6 +73,8 @@ class DuplicatesRun:
     exact: int  # files served under several paths
     near_pairs: int
     semantic_pairs: int
+    comparisons: int  # cosines computed (all pairs of a first comparison: a million squared at 1M chunks)
+    cells: int  # the inverted file's cells (1: every pair compared; store/close_pairs.py)
     groups: int  # near and semantic groups (pair_groups)
     grouped_chunks: int
     seconds: float
@@ -114,29 +125,63 @@ def near_pairs(new: pa.Table, hashed: pa.Table, max_bits: int, most: int) -> pa.
     return candidates(np.concatenate(x), np.concatenate(y), np.concatenate(score))
 
 
-def confirmed_by_vectors(served: ServedVectors, table, found: pa.Table, min_cosine: float) -> pa.Table:
-    """The hash pairs whose vectors agree (cosine at least ``min_cosine``), or that lack a vector to
-    ask: a 64-bit hash of a low-detail picture (a shape on a plain ground) matches unrelated ones."""
-    asked = pc.unique(pa.chunked_array([*found.column("x").chunks, *found.column("y").chunks], pa.string()))
-    ids, _, vectors = served.stored_vectors(table, asked.to_numpy(zero_copy_only=False))
-    served = pa.array(ids, pa.string())
-    # Each end's row among the vectors (-1: none), by Arrow's hash lookup: no Python object per pair.
-    rx, ry = (
-        pc.index_in(found.column(end), value_set=served).fill_null(-1).to_numpy().astype(np.int64) for end in "xy"
+@dataclass
+class VectorPairs:
+    """What one scan of the served vectors found for the new chunks."""
+
+    near: pa.Table  # candidates whose hashes are close and whose vectors agree
+    semantic: pa.Table
+    with_vectors: set[str]  # the live chunks that have a vector (their near pairs are in ``near``)
+    comparisons: int = 0  # cosines computed
+    cells: int = 0  # the most cells a modality's scan used (1: every pair compared)
+
+
+def vector_pairs(
+    served: ServedVectors, table, new_ids: np.ndarray, hashed: pa.Table, config: DuplicatesConfig, log
+) -> VectorPairs:
+    """Semantic pairs of the modalities configured, and near pairs confirmed by vectors, of the new
+    chunks against every live chunk: one scan per modality (store/close_pairs.py)."""
+    found = VectorPairs(CANDIDATES_SCHEMA.empty_table(), CANDIDATES_SCHEMA.empty_table(), set())
+    near, semantic = [found.near], [found.semantic]
+    for modality in MODALITY_CODES:
+        rules = {}
+        if modality in config.semantic_modalities:
+            rules["semantic"] = PairRule(config.semantic_cosine, config.links_per_chunk)
+        ids, matrix, files = served.live_rows(table, modality)
+        found.with_vectors.update(ids)
+        in_hashed = pc.index_in(pa.array(ids, pa.string()), value_set=hashed.column("chunk_id"))
+        if config.near_min_cosine is not None and in_hashed.null_count < len(ids):
+            rules["near"] = PairRule(config.near_min_cosine, config.links_per_chunk, max_bits=config.near_bits)
+        queries = np.flatnonzero(pc.is_in(pa.array(ids, pa.string()), value_set=pa.array(new_ids, pa.string())))
+        if not rules or not len(queries):
+            continue
+        rank = np.empty(len(ids), np.int64)
+        rank[pc.sort_indices(pa.array(ids, pa.string())).to_numpy()] = np.arange(len(ids))
+        at = in_hashed.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        rows = Rows(matrix, files, rank, _hashes(hashed)[at], in_hashed.is_valid().to_numpy(zero_copy_only=False))
+        pairs, report = close_pairs(rows, queries, list(rules.values()), log)
+        found.comparisons += report.products
+        found.cells = max(found.cells, report.cells)
+        for kind, (q, r, score) in zip(rules, pairs):
+            (near if kind == "near" else semantic).append(candidates(ids[q], ids[r], score))
+    found.near, found.semantic = pa.concat_tables(near), pa.concat_tables(semantic)
+    return found
+
+
+def hash_pairs(new_hashed: pa.Table, hashed: pa.Table, confirmed: set[str], config: DuplicatesConfig) -> pa.Table:
+    """Near pairs by hashes alone, for the pairs the vector scan cannot ask: an end without a vector
+    (not in ``confirmed``; all of them when near pairs need no vectors)."""
+    if not confirmed:
+        return near_pairs(new_hashed, hashed, config.near_bits, config.links_per_chunk)
+    asked = pa.array(list(confirmed), pa.string())
+    new_asked = pc.is_in(new_hashed.column("chunk_id"), value_set=asked)
+    without = hashed.filter(pc.invert(pc.is_in(hashed.column("chunk_id"), value_set=asked)))
+    return pa.concat_tables(
+        [
+            near_pairs(new_hashed.filter(pc.invert(new_asked)), hashed, config.near_bits, config.links_per_chunk),
+            near_pairs(new_hashed.filter(new_asked), without, config.near_bits, config.links_per_chunk),
+        ]
     )
-    both = (rx >= 0) & (ry >= 0)
-    agree = np.ones(found.num_rows, dtype=bool)
-    agree[both] = np.einsum("ij,ij->i", vectors[rx[both]], vectors[ry[both]]) >= min_cosine
-    return found.filter(pa.array(agree))
-
-
-def semantic_pairs(served: ServedVectors, table, new_ids: np.ndarray, min_cosine: float, most: int) -> pa.Table:
-    """(new chunk, chunk of the same modality in another file, cosine) at or above ``min_cosine``,
-    each new chunk's ``most`` closest."""
-    ids, codes, vectors = served.stored_vectors(table, new_ids)
-    q, other, other_codes, cosine = served.similar_rows(table, vectors, served.file_keys(ids), min_cosine, most)
-    same = other_codes == codes[q]
-    return candidates(ids[q[same]], other[same], cosine[same])
 
 
 def _between_files(con: duckdb.DuckDBPyConnection, found: pa.Table, link: str) -> pa.Table:
@@ -185,8 +230,8 @@ def update_duplicates(settings: Settings, served: ServedVectors, log=print) -> D
                 state.execute("INSERT INTO compared_with VALUES (?)", [fingerprint])
             state.register("live_rows", live)
             state.execute("CREATE OR REPLACE TEMP TABLE live AS SELECT DISTINCT chunk_id FROM live_rows")
-            unseen = state.execute("SELECT chunk_id FROM live ANTI JOIN compared USING (chunk_id)").fetchall()
-            new = np.array([r[0] for r in unseen], dtype=object)
+            unseen = state.execute("SELECT chunk_id FROM live ANTI JOIN compared USING (chunk_id)").to_arrow_table()
+            new = _ids(unseen)
             removed = state.execute("SELECT count(*) FROM compared ANTI JOIN live USING (chunk_id)").fetchone()[0]
             state.execute("DELETE FROM compared WHERE chunk_id NOT IN (SELECT chunk_id FROM live)")
             state.execute(
@@ -194,12 +239,12 @@ def update_duplicates(settings: Settings, served: ServedVectors, log=print) -> D
             )
             state.register("hashed", hashed)
             new_hashed = state.execute("SELECT * FROM hashed ANTI JOIN compared USING (chunk_id)").to_arrow_table()
-            near = near_pairs(new_hashed, hashed, config.near_bits, config.links_per_chunk)
-            if table is not None and config.near_min_cosine is not None:
-                near = confirmed_by_vectors(served, table, near, config.near_min_cosine)
-            semantic = CANDIDATES_SCHEMA.empty_table()
+            scanned = VectorPairs(CANDIDATES_SCHEMA.empty_table(), CANDIDATES_SCHEMA.empty_table(), set())
             if table is not None:
-                semantic = semantic_pairs(served, table, new, config.semantic_cosine, config.links_per_chunk)
+                scanned = vector_pairs(served, table, new, hashed, config, log)
+            confirmed = scanned.with_vectors if config.near_min_cosine is not None else set()
+            near = pa.concat_tables([scanned.near, hash_pairs(new_hashed, hashed, confirmed, config)])
+            semantic = scanned.semantic
             for found in (_between_files(con, near, "near"), _between_files(con, semantic, "semantic")):
                 state.register("found", found)
                 state.execute("INSERT INTO pairs SELECT a, b, link, score FROM found")
@@ -221,6 +266,8 @@ def update_duplicates(settings: Settings, served: ServedVectors, log=print) -> D
         exact=len(exact_duplicates(con)),
         near_pairs=links.count("near"),
         semantic_pairs=links.count("semantic"),
+        comparisons=scanned.comparisons,
+        cells=scanned.cells,
         groups=len(set(groups.values())),
         grouped_chunks=len(groups),
         seconds=time.perf_counter() - start,
@@ -228,7 +275,7 @@ def update_duplicates(settings: Settings, served: ServedVectors, log=print) -> D
     log(
         f"duplicates: {run.compared:,} new chunks compared, {run.removed:,} gone; {run.near_pairs:,} near and "
         f"{run.semantic_pairs:,} semantic pairs in {run.groups:,} groups; {run.exact:,} files under several "
-        f"paths ({run.seconds:.1f} s)"
+        f"paths; {run.comparisons:,} cosines in {max(run.cells, 1):,} cell(s) ({run.seconds:.1f} s)"
     )
     return run
 

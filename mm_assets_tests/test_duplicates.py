@@ -17,7 +17,7 @@ from mm_assets.config_loading import load_settings
 from mm_assets.config_sections import DuplicatesConfig
 from mm_assets.duplicates import (
     chunk_paths,
-    confirmed_by_vectors,
+    hash_pairs,
     list_duplicates,
     near_pairs,
     pair_groups,
@@ -27,6 +27,7 @@ from mm_assets.evaluation.duplicates import TRANSFORMS, copy_detection_figures, 
 from mm_assets.formats.images import hamming, perceptual_hash
 from mm_assets.runs import run_pipeline
 from mm_assets.service.app import create_app
+from mm_assets.store.close_pairs import PairRule, Rows, close_pairs
 from mm_assets.store.segments import open_generation
 
 
@@ -214,14 +215,26 @@ def test_a_files_own_chunks_never_take_the_links_of_a_copy_in_another_file():
 def test_hash_pairs_stand_only_where_the_vectors_agree_or_cannot_be_asked():
     """Low-detail pictures share hashes with unrelated ones: a near pair is kept when its vectors
     agree, dropped when they do not, and kept when one end has no vector to ask."""
-
-    class ServedVectors:  # what confirmed_by_vectors reads of the served vectors
-        vectors = {"a": [1.0, 0.0], "b": [0.99, 0.141], "c": [0.0, 1.0]}
-
-        def stored_vectors(self, table, chunk_ids):
-            ids = np.array([c for c in chunk_ids if c in self.vectors], dtype=object)
-            return ids, np.zeros(len(ids), np.uint8), np.array([self.vectors[c] for c in ids], np.float32)
-
-    found = pa.table({"x": ["a", "a", "a"], "y": ["b", "c", "z"], "score": [1.0, 2.0, 3.0]})
-    kept = confirmed_by_vectors(ServedVectors(), None, found, min_cosine=0.9)
-    assert kept.column("y").to_pylist() == ["b", "z"]
+    # a, b, c: one hash, three files; a's and b's vectors agree, c's do not.
+    vectors = np.array([[1.0, 0.0], [0.99, 0.141], [0.0, 1.0]], np.float32)
+    same_hash = np.full(3, 0b1111, np.int64)
+    rows = Rows(vectors, np.array([1, 2, 3], np.uint64), np.arange(3), same_hash, np.ones(3, bool))
+    [(q, r, bits)], _ = close_pairs(rows, np.arange(3), [PairRule(0.9, most=4, max_bits=2)])
+    assert sorted(zip(q.tolist(), r.tolist())) == [(0, 1), (1, 0)] and bits.tolist() == [0, 0]
+    # z: the same hash and no vector: paired by hashes alone, with each of them.
+    hashed = pa.table(
+        {
+            "chunk_id": ["a", "b", "c", "z"],
+            "phash": pa.array([0b1111] * 4, pa.int64()),
+            "file": pa.array([1, 2, 3, 4], pa.uint64()),
+        }
+    )
+    found = hash_pairs(hashed, hashed, {"a", "b", "c"}, DuplicatesConfig(near_bits=2))
+    assert sorted(zip(found["x"].to_pylist(), found["y"].to_pylist())) == [
+        ("a", "z"),
+        ("b", "z"),
+        ("c", "z"),
+        ("z", "a"),
+        ("z", "b"),
+        ("z", "c"),
+    ]

@@ -22,14 +22,7 @@ from mm_assets.store.catalog import EncoderTable, list_encoder_tables
 from mm_assets.store.duck import damaged, load_fts, load_vss
 from mm_assets.store.matrices import read_matrices
 from mm_assets.store.quantized import Int8Scan, SignBitScan
-from mm_assets.store.scans import (
-    NOT_A_CANDIDATE,
-    RESCORE,
-    closest_in_rows,
-    closest_per_row,
-    exact_top_rows,
-    rescored_top_rows,
-)
+from mm_assets.store.scans import RESCORE, exact_top_rows, rescored_top_rows
 from mm_assets.store.segments import CURRENT, Generation, dead_mask, open_generation
 from mm_assets.store.tables import MODALITY_CODES
 
@@ -282,29 +275,16 @@ class ServedVectors:
             [b[~p.dead] for p, b in zip(parts, best)]
         )
 
-    def similar_rows(
-        self, table: EncoderTable, queries: np.ndarray, query_files: np.ndarray, min_cosine: float, most: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For each query vector, the live chunks of other files at or above ``min_cosine`` (> 0): at
-        most ``most``, the closest, ties by chunk id, so that copies of one thing all link to the same
-        few (``query_files``: ``file_keys`` of the queries' own chunks). As arrays, a pair each: query
-        rows, chunk ids, their modality codes, cosines."""
-        found = []
-        for part, start, similarity in self._similarities(table, queries):
-            cosine = similarity.T  # a query per row
-            id_rank = np.empty_like(part.order)
-            id_rank[part.order] = np.arange(len(part.order))
-            # Positive float32s order as their bits do: (-cosine, chunk id) as one int64 key.
-            keys = (np.int64(2**31 - 1) - cosine.view(np.int32)) * len(id_rank) + id_rank
-            other_file = self._part_file_keys(table, part)[None, :] != query_files[start : start + len(cosine), None]
-            keys[~((cosine >= min_cosine) & ~part.dead[None, :] & other_file)] = NOT_A_CANDIDATE
-            q, r = closest_in_rows(keys, most)
-            found.append((start + q, part.ids[r], part.codes[r], cosine[q, r]))
-        if not found:
-            return np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.uint8), np.zeros(0, np.float32)
-        q, ids, codes, cosines = (np.concatenate(column) for column in zip(*found))
-        keep = closest_per_row(q, -cosines, ids, most)  # across segments
-        return q[keep], ids[keep], codes[keep], cosines[keep]
+    def live_rows(self, table: EncoderTable, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(chunk ids, vectors, file keys) of the table's live rows of one modality, gathered from
+        every segment into one matrix (a copy: the duplicates scan reads it many times over)."""
+        ids, vectors, files = [np.zeros(0, object)], [np.zeros((0, table.dim), np.float32)], [np.zeros(0, np.uint64)]
+        for part in self.segments(table):
+            rows = np.flatnonzero(~part.dead & (part.codes == MODALITY_CODES[modality]))
+            ids.append(part.ids[rows])
+            vectors.append(np.asarray(part.matrix[rows], dtype=np.float32).reshape(len(rows), table.dim))
+            files.append(self._part_file_keys(table, part)[rows])
+        return np.concatenate(ids), np.concatenate(vectors), np.concatenate(files)
 
     def file_keys(self, chunk_ids: np.ndarray) -> np.ndarray:
         """A 64-bit key of each chunk's file (DuckDB's hash of its file id; 0 for a chunk not in the
