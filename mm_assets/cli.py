@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", "discover new or changed files and materialize them end to end")
     run.add_argument("dirs", nargs="*", help="source folders (default: `sources:` from the settings)")
+    run.add_argument(
+        "--no-wait-duplicates",
+        action="store_true",
+        help="return once the new files are searchable; compare their duplicates in a background process "
+        "(its log: HOME/logs/duplicates.log)",
+    )
 
     search = command("search", "search the vector tables with a text, an image or an audio file")
     search.add_argument("text", nargs="?", help="text query")
@@ -91,8 +97,13 @@ def _parser() -> argparse.ArgumentParser:
 
     duplicates = command("duplicates", "groups of exact, near (perceptual hash) and semantic (vector) duplicates")
     duplicates.add_argument("--link", choices=["exact", "near", "semantic"], help="only groups linked this way")
-    duplicates.add_argument("--limit", type=int, default=20, help="largest groups shown (default 20)")
+    duplicates.add_argument(
+        "--limit", type=int, default=20, help="largest groups shown (default 20; 0: only their number)"
+    )
     duplicates.add_argument("--json", action="store_true", help="print a JSON list of groups with their members")
+    duplicates.add_argument(
+        "--update", action="store_true", help="first compare the chunks served since the last comparison"
+    )
 
     serve = command("serve", "HTTP search API and a web page, models and vectors kept loaded")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -164,10 +175,28 @@ def cmd_run(settings: Settings, args) -> int:
         with discovering(settings, sources) as discovered:
             from mm_assets.runs import run_pipeline  # imports Dagster: only for the commands that need it
 
-            summary = run_pipeline(settings, sources, discovered=discovered)
+            summary = run_pipeline(
+                settings, sources, discovered=discovered, wait_duplicates=not args.no_wait_duplicates
+            )
     for line in summary.lines():
         print(line)
+    if summary.duplicates_pending:
+        pid, log = _duplicates_in_background(settings, args)
+        print(f"duplicates: comparing in the background (pid {pid}, log {log}); `mm-assets duplicates` lists them")
     return 0 if summary.ok else 1
+
+
+def _duplicates_in_background(settings: Settings, args) -> tuple[int, Path]:
+    """`mm-assets duplicates --update` in its own session: it outlives this command and the terminal."""
+    import subprocess
+
+    log = settings.home / "logs" / "duplicates.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    options = [f"--{name}={value}" for name in ("config", "home", "model") if (value := getattr(args, name, None))]
+    command = [sys.executable, "-m", "mm_assets.cli", *options, "duplicates", "--update", "--limit", "0"]
+    with open(log, "ab") as out:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    return child.pid, log
 
 
 def _place(chunk: dict) -> str:
@@ -274,6 +303,12 @@ def cmd_status(settings: Settings, args) -> int:
     return 0
 
 
+def _run_failed(asset: str, run) -> int:
+    errors = "".join(f"\n  {error}" for error in run.errors)
+    print(f"mm-assets: error: the {asset} run failed (its logs: the Dagster UI){errors}", file=sys.stderr)
+    return 1
+
+
 def cmd_eval(settings: Settings, args) -> int:
     from mm_assets.evaluation.history import latest_results
     from mm_assets.evaluation.retrieval import comparison_markdown
@@ -281,9 +316,9 @@ def cmd_eval(settings: Settings, args) -> int:
     from mm_assets.store.segments import open_generation
 
     open_generation(settings.db_path)[0].close()  # nothing indexed yet: say what to run, before any run
-    if not run_evaluation(settings):
-        print("mm-assets: error: the retrieval_eval run failed (see its logs in the Dagster UI)", file=sys.stderr)
-        return 1
+    run = run_evaluation(settings)
+    if not run.ok:
+        return _run_failed("retrieval_eval", run)
     results = latest_results(settings.layout.evaluations)
     if args.json:
         print(json.dumps(results, indent=1))
@@ -298,11 +333,23 @@ def cmd_duplicates(settings: Settings, args) -> int:
     from mm_assets.duplicates import list_duplicates
     from mm_assets.store.segments import open_generation
 
+    if args.update:
+        from mm_assets.runs import run_duplicates
+
+        open_generation(settings.db_path)[0].close()  # nothing served yet: say what to run, before any run
+        with LiveProgress() as live, listening(live):
+            run = run_duplicates(settings)
+        if not run.ok:
+            return _run_failed("duplicates", run)
     con, _ = open_generation(settings.db_path)
     try:
-        groups = list_duplicates(con, settings.layout.duplicate_pairs, args.link)[: args.limit]
+        found = list_duplicates(con, settings.layout.duplicate_pairs, args.link)
     finally:
         con.close()
+    groups = found[: args.limit]
+    if args.limit == 0:
+        print(f"{len(found):,} duplicate groups")
+        return 0
     if args.json:
         print(json.dumps(groups, indent=1))
         return 0
@@ -389,7 +436,7 @@ def cmd_demo(args) -> int:
         print(f"wrote {here.resolve()} (the demo's settings: later `mm-assets` commands here use them)")
     flag = "" if here.exists() and here.read_text() == config.read_text() else f"--config {config} "
     print("ingesting, embedding with the untrained model, fine-tuning, embedding again ...")
-    cmd_run(settings, argparse.Namespace(dirs=[]))
+    cmd_run(settings, argparse.Namespace(dirs=[], no_wait_duplicates=False))
     print("\nretrieval on the held-out split (same labels count as relevant):")
     cmd_eval(settings, argparse.Namespace(json=False))
     for query in ("a red circle in the top left", "a blue square in the bottom right"):

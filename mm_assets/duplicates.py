@@ -157,8 +157,10 @@ def vector_pairs(
             continue
         rank = np.empty(len(ids), np.int64)
         rank[pc.sort_indices(pa.array(ids, pa.string())).to_numpy()] = np.arange(len(ids))
-        at = in_hashed.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        rows = Rows(matrix, files, rank, _hashes(hashed)[at], in_hashed.is_valid().to_numpy(zero_copy_only=False))
+        has_hash = in_hashed.is_valid().to_numpy(zero_copy_only=False)
+        hashes = np.zeros(len(ids), np.int64)
+        hashes[has_hash] = _hashes(hashed)[in_hashed.drop_null().to_numpy().astype(np.int64)]
+        rows = Rows(matrix, files, rank, hashes, has_hash)
         pairs, report = close_pairs(rows, queries, list(rules.values()), log)
         found.comparisons += report.products
         found.cells = max(found.cells, report.cells)

@@ -48,7 +48,8 @@ class Progress:
         now = time.monotonic()
         if self.log and now - self.last_log >= self.every_s:
             rate = self.done / max(now - self.start, 1e-9)
-            self.log(f"{self.desc}: {self.done}/{self.total} {self.unit}s ({rate:.1f}/s)")
+            left = f", {(self.total - self.done) / rate:.0f} s left" if rate > 0 else ""
+            self.log(f"{self.desc}: {self.done:,}/{self.total:,} {self.unit}s ({rate:,.1f}/s{left})")
             self.last_log = now
         if now - self.last_shown >= self.SHOW_EVERY_S:
             self._show(finished=False)

@@ -55,6 +55,7 @@ class RunSummary:
     failed_runs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # the first line of each failed step's error
     vector_tables_updated: bool = False
+    duplicates_pending: bool = False  # new vectors whose duplicates the run did not wait for
     files: Counter = field(default_factory=Counter)  # added, edited, moved, deleted, quarantined (ingested)
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     chunks_written: int = 0
@@ -72,8 +73,10 @@ class RunSummary:
             if event.is_step_success and event.step_key in materialized:  # assets, not separate checks
                 self.seconds[_stage(event.step_key)] += event.event_specific_data.duration_ms / 1000
             elif event.is_step_failure:
-                message = event.step_failure_data.error.to_string().strip().splitlines()
-                self.errors.append(f"{_stage(event.step_key)}: {message[-1] if message else 'failed'}")
+                error = event.step_failure_data.error
+                while error.cause is not None:  # Dagster's wrapping: the user code's own error is the cause
+                    error = error.cause
+                self.errors.append(f"{_stage(event.step_key)}: {error.message.strip() or 'failed'}")
         for event in result.get_asset_materialization_events():
             meta = {k: v.value for k, v in event.materialization.metadata.items()}
             key = event.asset_key.to_user_string()
@@ -106,6 +109,8 @@ class RunSummary:
             out.append("vector tables updated")
         elif "vector_tables" not in self.failed_runs:
             out.append("vector tables already up to date")
+        if self.duplicates_pending:
+            out.append("duplicates: not compared yet (not waited for)")
         return out
 
 
@@ -187,18 +192,24 @@ def run_pipeline(
     run_config: dict | None = QUIET_RUN_CONFIG,
     instance: dg.DagsterInstance | None = None,
     discovered: Discovered | None = None,
+    wait_duplicates: bool = True,
 ) -> RunSummary:
     """Discover new files, then materialize whatever is missing: batches, fine-tuned models, their
     embeddings, and the vector tables. A caller that has ``discovered`` runs this inside its own
-    ``discovering`` block (the CLI: entered before Dagster is imported)."""
+    ``discovering`` block (the CLI: entered before Dagster is imported). Without ``wait_duplicates``
+    the duplicates are left to the caller (``summary.duplicates_pending``: `run_duplicates`)."""
     if discovered is not None:
-        return _materialize_pending(settings, discovered, run_config, instance)
+        return _materialize_pending(settings, discovered, run_config, instance, wait_duplicates)
     with discovering(settings, sources) as discovered:
-        return _materialize_pending(settings, discovered, run_config, instance)
+        return _materialize_pending(settings, discovered, run_config, instance, wait_duplicates)
 
 
 def _materialize_pending(
-    settings: Settings, discovered: Discovered, run_config: dict | None, instance: dg.DagsterInstance | None
+    settings: Settings,
+    discovered: Discovered,
+    run_config: dict | None,
+    instance: dg.DagsterInstance | None,
+    wait_duplicates: bool,
 ) -> RunSummary:
     instance = instance or default_instance(settings)
     layout = settings.layout
@@ -262,7 +273,10 @@ def _materialize_pending(
     final = [dg.AssetKey("vector_tables")] if serve else []
     final += [dg.AssetKey("policy_flags")] if moderate else []
     if batches and (serve or stale or summary.batches_run or moderate):
-        final.append(dg.AssetKey("duplicates"))
+        if wait_duplicates:
+            final.append(dg.AssetKey("duplicates"))
+        else:
+            summary.duplicates_pending = True
     if final:
         ok = runner.unpartitioned(final)
         summary.vector_tables_updated = serve and ok
@@ -290,6 +304,22 @@ def quarantined_in(layout: Layout, batches: set[str]) -> list[tuple[str, str]]:
 
 def run_evaluation(
     settings: Settings, run_config: dict | None = QUIET_RUN_CONFIG, instance: dg.DagsterInstance | None = None
-) -> bool:
-    instance = instance or default_instance(settings)
-    return _Runner(settings, instance, run_config, RunSummary(None)).unpartitioned([dg.AssetKey("retrieval_eval")])
+) -> RunSummary:
+    return _run_one(settings, dg.AssetKey("retrieval_eval"), run_config, instance)
+
+
+def run_duplicates(
+    settings: Settings, run_config: dict | None = QUIET_RUN_CONFIG, instance: dg.DagsterInstance | None = None
+) -> RunSummary:
+    """Compare the chunks served since the last comparison (the duplicates asset, with its checks)."""
+    return _run_one(settings, dg.AssetKey("duplicates"), run_config, instance)
+
+
+def _run_one(
+    settings: Settings, key: dg.AssetKey, run_config: dict | None, instance: dg.DagsterInstance | None
+) -> RunSummary:
+    """One unpartitioned asset: its summary says whether it failed, and why."""
+    summary = RunSummary(None)
+    if not _Runner(settings, instance or default_instance(settings), run_config, summary).unpartitioned([key]):
+        summary.failed_runs.append(key.to_user_string())
+    return summary

@@ -76,7 +76,7 @@ def evaluated(tmp_path, tiny_clip) -> tuple[Settings, dict]:
     )
     with dg.instance_for_test() as instance:
         assert run_pipeline(settings, list(settings.sources), instance=instance).ok
-        assert run_evaluation(settings, instance=instance)
+        assert run_evaluation(settings, instance=instance).ok
         (record,) = instance.fetch_materializations(dg.AssetKey("retrieval_eval"), limit=1).records
     return settings, {k: v.value for k, v in record.asset_materialization.metadata.items()}
 

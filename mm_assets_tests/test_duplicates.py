@@ -3,6 +3,8 @@ exact, near and semantic groups measured on generated copies; comparisons that f
 deleted files; search that collapses duplicates; the CLI and the HTTP API."""
 
 import json
+import os
+import re
 import shutil
 
 import dagster as dg
@@ -238,3 +240,29 @@ def test_hash_pairs_stand_only_where_the_vectors_agree_or_cannot_be_asked():
         ("z", "b"),
         ("z", "c"),
     ]
+
+
+def test_a_run_returns_before_the_duplicates_and_one_long_file_compares_nothing(tmp_path, tiny_clip, capsys):
+    """A log dump (one line of words: hundreds of windows of one file) with --no-wait-duplicates: the
+    summary comes while the duplicates are still to compare, a background process compares them, and
+    since every window is of the same file, it computes no cosine at all."""
+    source = tmp_path / "logs"
+    source.mkdir()
+    (source / "dump.txt").write_text(" ".join(f"event{i % 97} user{i % 13} status{i % 5}" for i in range(3000)))
+    home = tmp_path / "home"
+    config = tmp_path / "mm_assets.yaml"
+    config.write_text(f"home: {home}\nsources: [{source}]\nencoders:\n  - {{name: clip, model: {tiny_clip}}}\n")
+    assert main(["--config", str(config), "run", "--no-wait-duplicates"]) == 0
+    out = capsys.readouterr().out
+    assert "vector tables updated" in out and "duplicates: not compared yet (not waited for)" in out
+    pid = int(re.search(r"comparing in the background \(pid (\d+)", out).group(1))
+    assert not (home / "duplicate_pairs.parquet").exists(), "the summary came first"
+    assert os.waitpid(pid, 0)[1] == 0, (home / "logs" / "duplicates.log").read_text()
+    assert "0 duplicate groups" in (home / "logs" / "duplicates.log").read_text()
+
+    with dg.DagsterInstance.get() as instance:
+        meta = instance.get_latest_materialization_event(dg.AssetKey("duplicates")).asset_materialization.metadata
+    assert meta["compared"].value > 200, "every window was compared..."
+    assert meta["comparisons"].value == 0, "...with no other file's: nothing computed"
+    assert main(["--config", str(config), "duplicates"]) == 0
+    assert "no duplicates found" in capsys.readouterr().out

@@ -44,7 +44,7 @@ def test_fine_tuned_encoder_is_trained_embedded_and_evaluated_beside_its_base(la
     with dg.instance_for_test() as instance:
         summary = run_pipeline(labelled, list(labelled.sources), instance=instance)
         assert summary.ok and summary.trained == ["fine_tuned/tuned"]
-        assert run_evaluation(labelled, instance=instance)
+        assert run_evaluation(labelled, instance=instance).ok
         (record,) = instance.fetch_materializations(dg.AssetKey("retrieval_eval"), limit=1).records
         meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
 

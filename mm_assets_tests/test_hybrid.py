@@ -79,7 +79,7 @@ def test_a_deleted_file_leaves_the_text_index_with_its_vectors(logs):
 
 def test_retrieval_eval_measures_hybrid_against_vectors_on_rare_words(logs):
     with dg.instance_for_test() as instance:
-        assert run_evaluation(logs, instance=instance)
+        assert run_evaluation(logs, instance=instance).ok
     rows = {r["encoder"]: r for r in latest_results(logs.layout.evaluations) if r["task"] == "rare-token->text"}
     assert set(rows) == {"base", "base hybrid"}
     assert rows["base hybrid"]["n_queries"] == len(CODES)

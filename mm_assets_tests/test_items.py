@@ -166,7 +166,7 @@ def test_items_fuse_image_and_caption_follow_caption_edits_and_are_recommended(c
             p: r[0] for p, r in before.items() if p != edited_path
         }
 
-        assert run_evaluation(settings, instance=instance)
+        assert run_evaluation(settings, instance=instance).ok
     found = {r["encoder"]: r for r in latest_results(settings.layout.evaluations) if r["task"] == "item->item"}
     fitted = [name for name in found if name.startswith("items fitted w=")]
     expected = {"tuned image only", "tuned caption only", "items late w=0.7", "items intermediate w=0.7", "items"}

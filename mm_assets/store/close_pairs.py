@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mm_assets.formats.images import hamming
+from mm_assets.progress import Progress
 from mm_assets.store.scans import closest_per_row
 
 # Queries x rows above which the inverted file replaces comparing every pair (~1 s of products at
@@ -35,7 +36,6 @@ QUERY_BLOCK = 512  # queries per product
 SMALL_RUN = 64  # queries of one file below which they share a block with other files'
 BLOCK_CELLS = 2**22  # cosines per product (16 MB): bounds a step's memory
 ROW_TILE = 2**16  # rows gathered for one product (128 MB at dimension 512)
-PROGRESS_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -83,17 +83,10 @@ def close_pairs(
     if len(queries) and len(rows) and rules:
         cell_of, probes = _cells(rows.matrix, queries, report)
         work = list(_blocks(rows, queries, cell_of, probes))
-        total = sum(len(q) * len(cols) for q, cols in work)
-        shown = time.perf_counter()
-        for q, cols in work:
-            _compare(rows, q, cols, rules, found, report)
-            if log and time.perf_counter() - shown > PROGRESS_EVERY_S:
-                shown = time.perf_counter()
-                rate = report.products / (shown - start)
-                log(
-                    f"duplicates: {report.products:,} of {total:,} cosines ({rate:,.0f}/s, "
-                    f"{(total - report.products) / rate:.0f} s left)"
-                )
+        with Progress(sum(len(q) * len(cols) for q, cols in work), "duplicates", log, unit="cosine") as progress:
+            for q, cols in work:
+                _compare(rows, q, cols, rules, found, report)
+                progress(len(q) * len(cols))
     out = []
     for rule, parts in zip(rules, found):
         q, r, score = (np.concatenate(c) for c in zip(*parts)) if parts else (np.zeros(0, np.int64),) * 3
