@@ -21,13 +21,24 @@ DIM = 512
 QUERIES = [f"query number {i} about a dog on a beach" for i in range(60)]
 
 
-def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> None:
-    """n text chunks over n/10 files, clustered unit vectors: what vector_tables reads."""
+def clustered_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors clustered like real embeddings, n/100 clusters (uniform random 512-d vectors are a
+    worst case no index is built for)."""
+    rng = np.random.default_rng(seed)
+    centroids = rng.normal(size=(max(1, n // 100), DIM)).astype(np.float32)
+    vectors = centroids[rng.integers(0, len(centroids), n)] + 0.6 * rng.normal(size=(n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def write_synthetic_shards(
+    layout, encoder_key: str, record: dict, n: int, vectors: np.ndarray | None = None, batch: str = "b0", first: int = 0
+) -> None:
+    """One batch of n text chunks over n/10 files (ids numbered from ``first``; 10 chunks a file), with
+    ``vectors`` or clustered unit vectors: what vector_tables reads."""
     from mm_assets.encoders.identity import write_record
     from mm_assets.store.tables import CHUNKS_SCHEMA, RAW_FILES_SCHEMA
 
     store = layout.store
-    rng = np.random.default_rng(0)
     n_files = max(1, n // 10)
     files = [
         {
@@ -36,34 +47,31 @@ def write_synthetic_shards(layout, encoder_key: str, record: dict, n: int) -> No
             "kind": "text",
             "status": "ok",
             "size": 1,
-            "batch": "b0",
+            "batch": batch,
             "ingested_at": 0.0,
         }
-        for i in range(n_files)
+        for i in range(first // 10, first // 10 + n_files)
     ]
-    store.write_table(store.shard("raw_files", "b0"), pa.Table.from_pylist(files, schema=RAW_FILES_SCHEMA))
-    chunk_ids = [f"{i:032x}" for i in range(n)]
+    store.write_table(store.shard("raw_files", batch), pa.Table.from_pylist(files, schema=RAW_FILES_SCHEMA))
+    chunk_ids = [f"{i:032x}" for i in range(first, first + n)]
     chunks = pa.table(
         {
             "chunk_id": chunk_ids,
-            "file_id": [f"{i % n_files:032x}" for i in range(n)],
+            "file_id": [f"{first // 10 + i % n_files:032x}" for i in range(n)],
             "modality": ["text"] * n,
             "position": pa.array(range(n), pa.int32()),
-            "text": [f"chunk {i}" for i in range(n)],
+            "text": [f"chunk {i}" for i in range(first, first + n)],
         }
     )
     chunks = pa.Table.from_arrays(
         [chunks.column(f.name) if f.name in chunks.column_names else pa.nulls(n, f.type) for f in CHUNKS_SCHEMA],
         schema=CHUNKS_SCHEMA,
     )
-    store.write_table(store.shard("chunks", "b0"), chunks)
-    # Clustered like real embeddings (uniform random 512-d vectors are a worst case no index is built for).
-    centroids = rng.normal(size=(max(1, n // 100), DIM)).astype(np.float32)
-    vectors = centroids[rng.integers(0, len(centroids), n)] + 0.6 * rng.normal(size=(n, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    flat = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)
+    store.write_table(store.shard("chunks", batch), chunks)
+    vectors = clustered_vectors(n) if vectors is None else vectors
+    flat = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(vectors, np.float32).ravel()), DIM)
     store.write_table(
-        store.shard("embeddings", "b0", encoder_key), pa.table({"chunk_id": chunk_ids, "embedding": flat})
+        store.shard("embeddings", batch, encoder_key), pa.table({"chunk_id": chunk_ids, "embedding": flat})
     )
     write_record(store, encoder_key, record)
 

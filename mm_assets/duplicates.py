@@ -42,7 +42,7 @@ from mm_assets.config_sections import DuplicatesConfig
 from mm_assets.formats.images import hamming
 from mm_assets.hashing import short_hash
 from mm_assets.store.catalog import choose_encoder_table, chunk_details
-from mm_assets.store.close_pairs import PairRule, Rows, close_pairs
+from mm_assets.store.close_pairs import PairRule, Rows, close_pairs, compares_every_pair
 from mm_assets.store.duck import UnknownEncoder
 from mm_assets.store.layout import replaced_atomically
 from mm_assets.store.scans import NOT_A_CANDIDATE, closest_in_rows
@@ -131,7 +131,7 @@ class VectorPairs:
 
     near: pa.Table  # candidates whose hashes are close and whose vectors agree
     semantic: pa.Table
-    with_vectors: set[str]  # the live chunks that have a vector (their near pairs are in ``near``)
+    with_vectors: pa.Array  # the live chunks that have a vector (their near pairs are in ``near``)
     comparisons: int = 0  # cosines computed
     cells: int = 0  # the most cells a modality's scan used (1: every pair compared)
 
@@ -141,27 +141,36 @@ def vector_pairs(
 ) -> VectorPairs:
     """Semantic pairs of the modalities configured, and near pairs confirmed by vectors, of the new
     chunks against every live chunk: one scan per modality (store/close_pairs.py)."""
-    found = VectorPairs(CANDIDATES_SCHEMA.empty_table(), CANDIDATES_SCHEMA.empty_table(), set())
+    live_ids, live_codes = served.live_vectors(table)
+    live = pa.array(live_ids, pa.string())
+    is_new = pc.is_in(live, value_set=pa.array(new_ids, pa.string())).to_numpy(zero_copy_only=False)
+    found = VectorPairs(CANDIDATES_SCHEMA.empty_table(), CANDIDATES_SCHEMA.empty_table(), live)
     near, semantic = [found.near], [found.semantic]
-    for modality in MODALITY_CODES:
+    for modality, code in MODALITY_CODES.items():
         rules = {}
         if modality in config.semantic_modalities:
             rules["semantic"] = PairRule(config.semantic_cosine, config.links_per_chunk)
-        ids, matrix, files = served.live_rows(table, modality)
-        found.with_vectors.update(ids)
-        in_hashed = pc.index_in(pa.array(ids, pa.string()), value_set=hashed.column("chunk_id"))
-        if config.near_min_cosine is not None and in_hashed.null_count < len(ids):
+        if config.near_min_cosine is not None and hashed.num_rows:
             rules["near"] = PairRule(config.near_min_cosine, config.links_per_chunk, max_bits=config.near_bits)
-        queries = np.flatnonzero(pc.is_in(pa.array(ids, pa.string()), value_set=pa.array(new_ids, pa.string())))
-        if not rules or not len(queries):
+        of_modality = live_codes == code
+        asked = is_new & of_modality
+        if not rules or not asked.any() or _files_with(served, modality) < 2:  # one file: no pair can count
             continue
+        if compares_every_pair(asked.sum(), of_modality.sum()):  # a few new: only the rows close to them
+            lowest = min(rule.min_cosine for rule in rules.values())
+            ids, matrix, files = served.rows_near(table, live_ids[asked], lowest, modality)
+            found.comparisons += int(asked.sum()) * len(live_ids)  # finding those rows
+        else:
+            ids, matrix, files = served.live_rows(table, modality)
+        chunk_ids = pa.array(ids, pa.string())
+        queries = np.flatnonzero(pc.is_in(chunk_ids, value_set=pa.array(new_ids, pa.string())))
         rank = np.empty(len(ids), np.int64)
-        rank[pc.sort_indices(pa.array(ids, pa.string())).to_numpy()] = np.arange(len(ids))
+        rank[pc.sort_indices(chunk_ids).to_numpy()] = np.arange(len(ids))
+        in_hashed = pc.index_in(chunk_ids, value_set=hashed.column("chunk_id"))
         has_hash = in_hashed.is_valid().to_numpy(zero_copy_only=False)
         hashes = np.zeros(len(ids), np.int64)
         hashes[has_hash] = _hashes(hashed)[in_hashed.drop_null().to_numpy().astype(np.int64)]
-        rows = Rows(matrix, files, rank, hashes, has_hash)
-        pairs, report = close_pairs(rows, queries, list(rules.values()), log)
+        pairs, report = close_pairs(Rows(matrix, files, rank, hashes, has_hash), queries, list(rules.values()), log)
         found.comparisons += report.products
         found.cells = max(found.cells, report.cells)
         for kind, (q, r, score) in zip(rules, pairs):
@@ -170,12 +179,17 @@ def vector_pairs(
     return found
 
 
-def hash_pairs(new_hashed: pa.Table, hashed: pa.Table, confirmed: set[str], config: DuplicatesConfig) -> pa.Table:
+def _files_with(served: ServedVectors, modality: str) -> int:
+    """How many served files have chunks of the modality."""
+    sql = "SELECT count(DISTINCT file_id) FROM chunks WHERE modality = ?"
+    return served.connection().execute(sql, [modality]).fetchone()[0]
+
+
+def hash_pairs(new_hashed: pa.Table, hashed: pa.Table, asked: pa.Array | None, config: DuplicatesConfig) -> pa.Table:
     """Near pairs by hashes alone, for the pairs the vector scan cannot ask: an end without a vector
-    (not in ``confirmed``; all of them when near pairs need no vectors)."""
-    if not confirmed:
+    (not in ``asked``; all of them when near pairs need no vectors: None)."""
+    if asked is None:
         return near_pairs(new_hashed, hashed, config.near_bits, config.links_per_chunk)
-    asked = pa.array(list(confirmed), pa.string())
     new_asked = pc.is_in(new_hashed.column("chunk_id"), value_set=asked)
     without = hashed.filter(pc.invert(pc.is_in(hashed.column("chunk_id"), value_set=asked)))
     return pa.concat_tables(
@@ -241,11 +255,11 @@ def update_duplicates(settings: Settings, served: ServedVectors, log=print) -> D
             )
             state.register("hashed", hashed)
             new_hashed = state.execute("SELECT * FROM hashed ANTI JOIN compared USING (chunk_id)").to_arrow_table()
-            scanned = VectorPairs(CANDIDATES_SCHEMA.empty_table(), CANDIDATES_SCHEMA.empty_table(), set())
+            scanned = VectorPairs(*[CANDIDATES_SCHEMA.empty_table()] * 2, pa.array([], pa.string()))
             if table is not None:
                 scanned = vector_pairs(served, table, new, hashed, config, log)
-            confirmed = scanned.with_vectors if config.near_min_cosine is not None else set()
-            near = pa.concat_tables([scanned.near, hash_pairs(new_hashed, hashed, confirmed, config)])
+            asked = scanned.with_vectors if config.near_min_cosine is not None and table is not None else None
+            near = pa.concat_tables([scanned.near, hash_pairs(new_hashed, hashed, asked, config)])
             semantic = scanned.semantic
             for found in (_between_files(con, near, "near"), _between_files(con, semantic, "semantic")):
                 state.register("found", found)

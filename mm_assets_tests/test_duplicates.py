@@ -231,7 +231,7 @@ def test_hash_pairs_stand_only_where_the_vectors_agree_or_cannot_be_asked():
             "file": pa.array([1, 2, 3, 4], pa.uint64()),
         }
     )
-    found = hash_pairs(hashed, hashed, {"a", "b", "c"}, DuplicatesConfig(near_bits=2))
+    found = hash_pairs(hashed, hashed, pa.array(["a", "b", "c"]), DuplicatesConfig(near_bits=2))
     assert sorted(zip(found["x"].to_pylist(), found["y"].to_pylist())) == [
         ("a", "z"),
         ("b", "z"),

@@ -96,6 +96,11 @@ def close_pairs(
     return out, report
 
 
+def compares_every_pair(queries: int, rows: int) -> bool:
+    """Whether a scan of this size compares every pair (one cell)."""
+    return queries * rows <= EXACT_PRODUCTS
+
+
 def _distance(rule: PairRule, score: np.ndarray) -> np.ndarray:
     return score if rule.max_bits is not None else -score
 
@@ -104,7 +109,7 @@ def _cells(matrix: np.ndarray, queries: np.ndarray, report: ScanReport) -> tuple
     """Each row's cell and each query's cells to probe: one cell for all when comparing every pair
     costs less than placing the cells."""
     n = len(matrix)
-    if len(queries) * n <= EXACT_PRODUCTS:
+    if compares_every_pair(len(queries), n):
         return np.zeros(n, np.int64), np.zeros((len(queries), 1), np.int64)
     centroids = spherical_kmeans(matrix, max(PROBES, int(2 * np.sqrt(n))))
     report.cells = len(centroids)

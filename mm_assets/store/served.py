@@ -252,28 +252,35 @@ class ServedVectors:
             raise KeyError(f"{at.null_count} of the chunks asked have no live vector in {table.encoder_key}")
         return vectors[rows.astype(np.int64)].reshape(len(chunk_ids), table.dim)
 
-    def _similarities(self, table: EncoderTable, queries: np.ndarray):
-        """(segment, first query row, cosines of its rows to a block of queries), a segment and a block
-        of queries at a time (SIMILARITY_CELLS bounds a block's memory). numpy: bulk reads, no query."""
-        for part in self.segments(table):
-            step = max(1, SIMILARITY_CELLS // max(len(part.ids), 1))
-            for start in range(0, len(queries), step):
-                yield part, start, part.matrix @ np.ascontiguousarray(queries[start : start + step].T, np.float32)
-
     def best_similarity(self, table: EncoderTable, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every live chunk of the table: (chunk ids, its highest cosine to any of the query rows)."""
-        parts, best = [], []
-        for part, _, similarity in self._similarities(table, queries):
-            if parts and parts[-1] is part:  # another block of queries over the same segment
-                best[-1] = np.maximum(best[-1], similarity.max(axis=1))
-            else:
-                parts.append(part)
-                best.append(similarity.max(axis=1))
-        if not parts:
-            return np.zeros(0, dtype=object), np.zeros(0, dtype=np.float32)
-        return np.concatenate([p.ids[~p.dead] for p in parts]), np.concatenate(
-            [b[~p.dead] for p, b in zip(parts, best)]
+        """Every live chunk of the table: (chunk ids, its highest cosine to any of the query rows).
+        numpy, a tile of rows at a time (SIMILARITY_CELLS bounds its memory): each row is read once."""
+        queries = np.ascontiguousarray(queries.T, np.float32)
+        ids, best = [np.zeros(0, dtype=object)], [np.zeros(0, dtype=np.float32)]
+        for part in self.segments(table):
+            step = max(1, SIMILARITY_CELLS // max(queries.shape[1], 1))
+            part_best = np.full(len(part.ids), -np.inf, np.float32)
+            if queries.shape[1]:
+                for start in range(0, len(part.ids), step):
+                    part_best[start : start + step] = (part.matrix[start : start + step] @ queries).max(axis=1)
+            ids.append(part.ids[~part.dead])
+            best.append(part_best[~part.dead])
+        return np.concatenate(ids), np.concatenate(best)
+
+    def rows_near(
+        self, table: EncoderTable, chunk_ids: np.ndarray, min_cosine: float, modality: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(chunk ids, vectors, file keys) of ``chunk_ids`` and of the live rows of the modality at
+        ``min_cosine`` or more to any of them: what comparing a few new chunks with every live one
+        needs, without gathering every row (``live_rows``)."""
+        _, _, queries = self.stored_vectors(table, chunk_ids)
+        ids, best = self.best_similarity(table, queries)
+        wanted = pc.unique(
+            pa.concat_arrays([pa.array(ids[best >= min_cosine], pa.string()), pa.array(chunk_ids, pa.string())])
         )
+        ids, codes, vectors = self.stored_vectors(table, wanted)
+        keep = codes == MODALITY_CODES[modality]
+        return ids[keep], vectors[keep], self.file_keys(ids[keep])
 
     def live_rows(self, table: EncoderTable, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(chunk ids, vectors, file keys) of the table's live rows of one modality, gathered from
