@@ -3,21 +3,22 @@
 A served home of N text chunks (10 a file) with planted near-copies in other files (cosines spread
 over 0.965-0.995), then, in one run:
 1. the first comparison through the shortlist (store/close_pairs.py): wall time, peak memory;
-2. the same with every pair compared (what the step did before, EXACT_PRODUCTS raised), up to
-   --exact-max vectors; above it, its time is estimated from the cosines the shortlist scan computes
-   and the rate every-pair comparison reached on 100k rows in this run;
+2. the same with every pair compared (what the step did before), up to --exact-max vectors; above
+   it, every pair of a sample (the planted chunks and as many random ones), its recall measured on
+   them and the whole comparison's time estimated from its rate;
 3. a 10-file batch (100 chunks, some copies of served ones) against everything.
 Recall is of the planted pairs and of the pairs the every-pair comparison finds.
 
-    PYTHONPATH=. python benchmarks/duplicates_scale.py [--vectors 100000 1000000] [--exact-max 100000]
+    PYTHONPATH=. python benchmarks/duplicates_scale.py [--vectors 100000 1000000] [--exact-max 100000] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import threading
 import time
-import tracemalloc
 
 import numpy as np
 
@@ -26,7 +27,6 @@ from benchmarks.search_latency import clustered_vectors, write_synthetic_shards
 
 PLANTED = 2000  # near-copies planted in the first comparison
 BATCH_FILES = 10
-PROFILE = False
 
 
 def with_copies(vectors: np.ndarray, originals: np.ndarray, rng) -> np.ndarray:
@@ -47,24 +47,37 @@ def pairs_of(layout) -> set[tuple[str, str]]:
     }
 
 
+def _resident() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def timed_update(settings) -> tuple[object, float, float]:
-    """The duplicates update: its report, wall seconds and peak traced (numpy) memory in GB."""
+    """The duplicates update: its report, wall seconds, and the most resident memory it added (GB,
+    sampled every 10 ms: numpy, Arrow and DuckDB alike)."""
     from mm_assets.duplicates import update_duplicates
     from mm_assets.store.served import ServedVectors
 
-    tracemalloc.start()
+    base, peak, done = _resident(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], _resident() - base)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     start = time.perf_counter()
     with ServedVectors(settings.db_path) as served:
         run = update_duplicates(settings, served, log=lambda line: print("   ", line))
     seconds = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1] / 1e9
-    tracemalloc.stop()
-    return run, seconds, peak
+    done.set()
+    sampler.join()
+    return run, seconds, peak[0] / 1e9
 
 
-def every_pair(settings) -> tuple[set, float, int]:
-    """The semantic pairs of every live chunk, every pair compared (one cell): the exact answer the
-    shortlist is measured against, its seconds and cosines."""
+def every_pair(settings, sample: set[str] | None = None) -> tuple[set, float, int]:
+    """The semantic pairs of every live chunk (or of those in ``sample``), every pair compared (one
+    cell): the exact answer the shortlist is measured against, its seconds and cosines."""
     from mm_assets.store import close_pairs
     from mm_assets.store.catalog import choose_encoder_table
     from mm_assets.store.served import ServedVectors
@@ -77,7 +90,8 @@ def every_pair(settings) -> tuple[set, float, int]:
         rule = close_pairs.PairRule(settings.duplicates.semantic_cosine, settings.duplicates.links_per_chunk)
         close_pairs.EXACT_PRODUCTS, saved = 2**62, close_pairs.EXACT_PRODUCTS
         try:
-            [(q, r, _)], report = close_pairs.close_pairs(rows, np.arange(len(ids)), [rule], print)
+            queries = np.arange(len(ids)) if sample is None else np.flatnonzero(np.isin(ids, list(sample)))
+            [(q, r, _)], report = close_pairs.close_pairs(rows, queries, [rule], print)
         finally:
             close_pairs.EXACT_PRODUCTS = saved
     pairs = {tuple(sorted(pair)) for pair in zip(ids[q], ids[r])}
@@ -88,7 +102,7 @@ def recall(found: set, truth: set) -> float:
     return len(found & truth) / max(1, len(truth))
 
 
-def one_size(n: int, exact_max: int, rate_every_pair: float | None) -> float | None:
+def one_size(n: int, exact_max: int, profile: bool) -> None:
     from mm_assets.config import EncoderConfig, Settings
     from mm_assets.encoders.clip import ClipEncoder
     from mm_assets.encoders.identity import encoder_key, write_record
@@ -123,22 +137,27 @@ def one_size(n: int, exact_max: int, rate_every_pair: float | None) -> float | N
     run, seconds, peak = timed_update(settings)
     shortlisted = pairs_of(layout)
     print(
-        f"  first comparison, shortlist: {seconds:.1f} s, numpy peak {peak:.2f} GB, {run.cells:,} cells, "
+        f"  first comparison, shortlist: {seconds:.1f} s, memory peak {peak:.2f} GB, {run.cells:,} cells, "
         f"{run.comparisons:,} cosines ({run.comparisons / n**2:.2%} of all pairs); "
         f"planted recall {recall(shortlisted, planted):.4f}"
     )
     if n <= exact_max:
         exact, exact_seconds, products = every_pair(settings)
-        rate_every_pair = products / exact_seconds
         print(
             f"  first comparison, every pair: {exact_seconds:.1f} s, {products:,} cosines; planted recall "
             f"{recall(exact, planted):.4f}; the shortlist's recall of its pairs {recall(shortlisted, exact):.4f} "
             f"({len(exact):,} pairs); speed-up {exact_seconds / seconds:.1f}x"
         )
-    elif rate_every_pair:
+    else:
+        # Every pair of a sample: the planted chunks and as many others, drawn at random.
+        sample = {f"{i:032x}" for i in (*originals, *copies, *rng.choice(n, 2 * len(originals), replace=False))}
+        exact, exact_seconds, products = every_pair(settings, sample)
+        found = {pair for pair in shortlisted if pair[0] in sample or pair[1] in sample}
+        rate = products / exact_seconds
         print(
-            f"  first comparison, every pair: not run; at this run's rate ({rate_every_pair:,.0f} cosines/s) "
-            f"its {n**2:,} cosines would take about {n**2 / rate_every_pair / 3600:.1f} h"
+            f"  every pair of a sample of {len(sample):,} chunks: {len(exact):,} pairs, the shortlist's recall of "
+            f"them {recall(found, exact):.4f}; at its rate ({rate:,.0f} cosines/s) comparing every pair of "
+            f"{n:,} would take about {n**2 / rate / 3600:.1f} h"
         )
 
     # A batch of 10 files (100 chunks), a third of them copies of served chunks.
@@ -150,32 +169,31 @@ def one_size(n: int, exact_max: int, rate_every_pair: float | None) -> float | N
     write_record(layout.store, key, record)
     update_vector_db(layout, {key: record}, spec, log=lambda _: None)
     before = pairs_of(layout)
-    if PROFILE:
+    if profile:  # where a batch's time goes
         import cProfile
 
         cProfile.runctx("timed_update(settings)", globals(), locals(), sort="cumtime")
     run, seconds, peak = timed_update(settings)
     new_pairs = pairs_of(layout) - before
     print(
-        f"  a {BATCH_FILES}-file batch ({extra} chunks): {seconds:.2f} s, numpy peak {peak:.2f} GB, "
+        f"  a {BATCH_FILES}-file batch ({extra} chunks): {seconds:.2f} s, memory peak {peak:.2f} GB, "
         f"{run.comparisons:,} cosines (every pair: {run.cells == 1}); {len(new_pairs)} new pairs "
         f"for {len(sources)} planted copies"
     )
     resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(f"  peak resident memory of this process so far: {resident:.1f} GB")
-    return rate_every_pair
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vectors", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--exact-max", type=int, default=100_000, help="largest size compared every pair too")
+    parser.add_argument("--profile", action="store_true", help="also profile the 10-file batch's update")
     args = parser.parse_args()
     flags = open("/proc/cpuinfo").read()
     print(f"CPU flags: avx2 {'avx2' in flags}, avx512_bf16 {'avx512_bf16' in flags}")
-    rate = None
     for n in sorted(args.vectors):
-        rate = one_size(n, args.exact_max, rate)
+        one_size(n, args.exact_max, args.profile)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ while open).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -55,6 +56,11 @@ class SegmentVectors:
         else:
             rows, distances = exact_top_rows(self.matrix, self.codes, self.ids, query, k, modality, self.dead)
         return [(str(self.ids[r]), float(d)) for r, d in zip(rows, distances)]
+
+    @cached_property
+    def chunk_ids(self) -> pa.Array:
+        """The ids as Arrow strings, for Arrow's hash look-ups: converted once (0.1 s a million)."""
+        return pa.array(self.ids, pa.string())
 
     def find(self, chunk_id: str) -> np.ndarray | None:
         at = int(np.searchsorted(self.ids, chunk_id, sorter=self.order))
@@ -234,7 +240,7 @@ class ServedVectors:
         wanted = pa.array(chunk_ids, pa.string())
         for part in self.segments(table):
             # Arrow's hash set: numpy's isin compares Python strings (2.3 s for 10k in 10k).
-            found = pc.is_in(pa.array(part.ids, pa.string()), value_set=wanted).to_numpy(zero_copy_only=False)
+            found = pc.is_in(part.chunk_ids, value_set=wanted).to_numpy(zero_copy_only=False)
             rows = np.flatnonzero(found & ~part.dead)
             ids.append(part.ids[rows])
             codes.append(part.codes[rows])
